@@ -1,0 +1,1 @@
+"""Entry points: the Litestar app, the ``taskexec`` command line, and the composition root."""

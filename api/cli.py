@@ -1,0 +1,169 @@
+"""``taskexec``: the command line of the service.
+
+``dev``     everything on one machine: embedded nats-server, API, projections, relay,
+            results consumer, and one worker process.
+``serve``   API + projections + relay + results consumer.
+``worker``  a worker process (NATS only; it never opens the database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from api.settings import Settings
+
+log = logging.getLogger("taskexec")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("TASKEXEC_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = Settings.from_env()
+    result: int = args.func(settings, args)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskexec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    for name, func, text in (
+        ("dev", cmd_dev, "all-in-one development stack"),
+        ("serve", cmd_serve, "API, projections, relay, results consumer"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--host", default="127.0.0.1")
+        sub.add_argument("--port", type=int, default=8000)
+        sub.set_defaults(func=func)
+
+    worker = commands.add_parser("worker", help="run tasks pulled from NATS")
+    worker.add_argument("--concurrency", type=int, default=4)
+    worker.add_argument("--id", dest="worker_id", default=None, help="worker name in task metadata")
+    worker.set_defaults(func=cmd_worker)
+    return parser
+
+
+@contextlib.contextmanager
+def nats_for(settings: Settings) -> Iterator[str]:
+    """TASKEXEC_NATS_URL if set, else an embedded nats-server under var/ for this process."""
+    if settings.nats_url:
+        yield settings.nats_url
+        return
+    from workers.nats_server import EmbeddedNatsServer
+
+    server = EmbeddedNatsServer(settings.nats_store_dir)
+    url = server.start()
+    settings.nats_url_file.write_text(url)
+    try:
+        yield url
+    finally:
+        settings.nats_url_file.unlink(missing_ok=True)
+        server.stop()
+
+
+def serve(settings: Settings, host: str, port: int, nats_url: str) -> None:
+    import uvicorn
+
+    from api.app import create_app
+    from api.runtime import Runtime
+
+    app = create_app(Runtime(settings), nats_url)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    with nats_for(settings) as nats_url:
+        serve(settings, args.host, args.port, nats_url)
+    return 0
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    with nats_for(settings) as nats_url:
+        worker = spawn_worker(nats_url)
+        base = f"http://{args.host}:{args.port}"
+        print(
+            "taskexec dev\n"
+            f"  API          {base}/api/v1/tasks\n"
+            f"  API docs     {base}/schema  (OpenAPI: {base}/schema/openapi.json)\n"
+            f"  health       {base}/health\n"
+            f"  database     {settings.database_url}\n"
+            f"  NATS         {nats_url}  (store {settings.nats_store_dir.resolve()})\n"
+            f"  worker       pid {worker.pid}\n",
+            flush=True,
+        )
+        try:
+            serve(settings, args.host, args.port, nats_url)
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(35)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    return 0
+
+
+def spawn_worker(nats_url: str) -> subprocess.Popen[bytes]:
+    from workers.nats_server import _die_with_parent
+
+    env = {**os.environ, "TASKEXEC_NATS_URL": nats_url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "worker", "--concurrency", "4"],
+        env=env,
+        preexec_fn=_die_with_parent,
+    )
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    nats_url = settings.nats_url or _local_nats_url(settings.nats_url_file)
+    if not nats_url:
+        print(
+            "taskexec worker: set TASKEXEC_NATS_URL (no local embedded server found)",
+            file=sys.stderr,
+        )
+        return 2
+    asyncio.run(run_worker(nats_url, args.concurrency, args.worker_id))
+    return 0
+
+
+def _local_nats_url(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+async def run_worker(nats_url: str, concurrency: int, worker_id: str | None) -> None:
+    import nats
+
+    from workers.executor import Worker
+
+    nc = await nats.connect(nats_url, name="taskexec-worker", max_reconnect_attempts=-1)
+    worker = Worker(nc, worker_id=worker_id, concurrency=concurrency)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.drain()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

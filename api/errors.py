@@ -1,0 +1,102 @@
+"""Every error leaves in the spec's envelope: ``{"error": {"code", "message", "details"}}``.
+
+Codes beyond the spec's table: ``METHOD_NOT_ALLOWED`` (405), ``RATE_LIMITED`` (429),
+``SERVICE_UNAVAILABLE`` (503). Documented in docs/api.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
+    HTTP_403_FORBIDDEN,
+    HTTP_404_NOT_FOUND,
+    HTTP_405_METHOD_NOT_ALLOWED,
+    HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+
+from commands.errors import CommandError, Conflict, NotFound, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+CODES = {
+    HTTP_400_BAD_REQUEST: "VALIDATION_ERROR",
+    HTTP_401_UNAUTHORIZED: "UNAUTHORIZED",
+    HTTP_403_FORBIDDEN: "FORBIDDEN",
+    HTTP_404_NOT_FOUND: "NOT_FOUND",
+    HTTP_405_METHOD_NOT_ALLOWED: "METHOD_NOT_ALLOWED",
+    HTTP_409_CONFLICT: "CONFLICT",
+    HTTP_422_UNPROCESSABLE_ENTITY: "VALIDATION_ERROR",
+    HTTP_429_TOO_MANY_REQUESTS: "RATE_LIMITED",
+    HTTP_503_SERVICE_UNAVAILABLE: "SERVICE_UNAVAILABLE",
+}
+COMMAND_STATUS = {
+    NotFound: HTTP_404_NOT_FOUND,
+    ValidationFailed: HTTP_422_UNPROCESSABLE_ENTITY,
+    Conflict: HTTP_409_CONFLICT,
+}
+
+
+def envelope(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(
+        {"error": {"code": code, "message": message, "details": details}},
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def command_error(_: Request[Any, Any, Any], exc: CommandError) -> Response[Any]:
+    status = COMMAND_STATUS.get(type(exc), HTTP_500_INTERNAL_SERVER_ERROR)
+    return envelope(status, exc.code, exc.message, exc.details)
+
+
+def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    details: Any = None
+    if isinstance(exc.extra, list) and exc.extra:
+        details = [
+            {
+                "field": item.get("key"),
+                "issue": item.get("message"),
+                "source": item.get("source"),
+            }
+            if isinstance(item, dict)
+            else {"issue": str(item)}
+            for item in exc.extra
+        ]
+    message = exc.detail or "Invalid request"
+    if details and details[0].get("field"):
+        message = f"{message}: {details[0]['field']}: {details[0]['issue']}"
+    return envelope(HTTP_400_BAD_REQUEST, "VALIDATION_ERROR", message, details)
+
+
+def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    code = CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "VALIDATION_ERROR")
+    headers = dict(exc.headers or {})
+    return envelope(status, code, exc.detail, exc.extra or None, headers or None)
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return envelope(HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Internal server error")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    CommandError: command_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    HTTP_500_INTERNAL_SERVER_ERROR: internal_error,
+    Exception: internal_error,
+}

@@ -1,0 +1,54 @@
+"""Commands (imperative) accepted by TaskService, and what it answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from domain.values import Actor, Priority, RetryPolicy
+
+
+@dataclass(frozen=True)
+class SubmitTask:
+    definition_id: str
+    input: dict[str, Any]
+    actor: Actor
+    workflow_instance_id: str | None = None
+    priority: Priority = Priority.MEDIUM
+    timeout_ms: int | None = None
+    retry_policy: RetryPolicy | None = None
+
+
+@dataclass(frozen=True)
+class CancelTask:
+    task_id: UUID
+    actor: Actor
+    reason: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class RecordReport:
+    """What a worker reported about one attempt (decoded from TASK_RESULTS)."""
+
+    task_id: UUID
+    attempt: int
+    kind: str  # "started" | "completed" | "failed"
+    worker: str
+    at: datetime
+    output: Any = None
+    error_type: str = ""
+    error_message: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A command's result: the task's new status, when, and the log position to wait for."""
+
+    task_id: UUID
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    position: int

@@ -1,0 +1,150 @@
+"""The outbox: the ordered notification log, read as messages for NATS.
+
+The relay (workers/relay.py) publishes what ``read`` returns and then calls
+``mark_published``; the position is a tracking row in the event store, so the
+relay resumes where it stopped. Delivery is at-least-once; every message carries a
+stable ``Nats-Msg-Id`` so JetStream drops the duplicates within its window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.persistence import Tracking
+
+from commands.service import TaskService
+from domain.task import Task
+from domain.values import TaskType
+from workers.protocol import (
+    EVENTS_SUBJECT_PREFIX,
+    CloudEvent,
+    Outgoing,
+    WorkItem,
+    encoder,
+    work_subject,
+)
+
+RELAY_TRACKING = "relay"
+SOURCE = "/taskexec"
+EVENT_TYPE_PREFIX = "io.taskexec.task."
+
+# Stored event class -> (public type name, status after it). A persisted contract.
+PUBLIC_TYPES: dict[type[Any], tuple[str, str]] = {
+    Task.Submitted: ("submitted", "PENDING"),
+    Task.Started: ("started", "RUNNING"),
+    Task.Completed: ("completed", "COMPLETED"),
+    Task.Failed: ("failed", "FAILED"),
+    Task.Cancelled: ("cancelled", "CANCELLED"),
+}
+
+
+def event_id(task_id: UUID, version: int) -> str:
+    """Stable id of a task's n-th event: the same on every relay, forever."""
+    return str(uuid5(task_id, str(version)))
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class OutboxBatch:
+    last_position: int
+    messages: list[Outgoing]
+
+
+class Outbox:
+    """Reads the notification log after the relay's position and maps it to messages."""
+
+    def __init__(self, service: TaskService) -> None:
+        self._service = service
+
+    def position(self) -> int:
+        return self._service.process_recorder.max_tracking_id(RELAY_TRACKING) or 0
+
+    def read(self, after: int, limit: int = 500) -> OutboxBatch | None:
+        events = self._service.read_log(after, limit)
+        if not events:
+            return None
+        messages: list[Outgoing] = []
+        for position, event in events:
+            messages.extend(to_messages(event, position))
+        return OutboxBatch(last_position=events[-1][0], messages=messages)
+
+    def mark_published(self, position: int) -> None:
+        self._service.process_recorder.insert_tracking(Tracking(RELAY_TRACKING, position))
+
+
+def to_messages(event: Any, position: int) -> list[Outgoing]:
+    """The public lifecycle event and, for a new attempt, the work item."""
+    public = PUBLIC_TYPES.get(type(event))
+    if public is None:
+        return []
+    name, status = public
+    task_id = str(event.originator_id)
+    cloud_event = CloudEvent(
+        id=event_id(event.originator_id, event.originator_version),
+        source=SOURCE,
+        type=f"{EVENT_TYPE_PREFIX}{name}.v1",
+        subject=task_id,
+        time=rfc3339(event.timestamp),
+        data={"taskId": task_id, "status": status, **event_data(event), "actor": event.actor},
+        taskversion=event.originator_version,
+        position=position,
+    )
+    messages = [
+        Outgoing(
+            subject=f"{EVENTS_SUBJECT_PREFIX}{name}",
+            msg_id=cloud_event.id,
+            body=encoder.encode(cloud_event),
+        )
+    ]
+    if isinstance(event, Task.Submitted) and event.task_type != TaskType.MANUAL:
+        item = WorkItem(
+            task_id=task_id,
+            attempt=1,
+            task_type=event.task_type,
+            definition_id=event.definition_id,
+            input=event.input,
+            timeout_ms=event.timeout_ms,
+            priority=event.priority,
+            handler=event.execution.get("handler"),
+            endpoint=event.execution.get("endpoint"),
+        )
+        messages.append(
+            Outgoing(
+                subject=work_subject(event.priority),
+                msg_id=f"{task_id}:1:work",
+                body=encoder.encode(item),
+            )
+        )
+    return messages
+
+
+def event_data(event: Any) -> dict[str, Any]:
+    """The event's own fields in the REST API's camelCase vocabulary."""
+    if isinstance(event, Task.Submitted):
+        return {
+            "taskDefinitionId": event.definition_id,
+            "definitionVersion": event.definition_version,
+            "workflowInstanceId": event.workflow_instance_id,
+            "type": event.task_type,
+            "priority": event.priority,
+            "input": event.input,
+            "timeout": event.timeout_ms,
+        }
+    if isinstance(event, Task.Started):
+        return {"attempt": event.attempt, "executionEnvironment": event.worker}
+    if isinstance(event, Task.Completed):
+        return {"attempt": event.attempt, "output": event.output}
+    if isinstance(event, Task.Failed):
+        return {
+            "attempt": event.attempt,
+            "error": {"type": event.error_type, "message": event.error_message},
+        }
+    if isinstance(event, Task.Cancelled):
+        return {"reason": event.reason, "force": event.force}
+    return {}

@@ -1,0 +1,97 @@
+"""The results consumer: worker reports from TASK_RESULTS, recorded exactly once.
+
+Each batch of reports is applied by ``TaskService.record_reports`` together with the
+stream position of its last message, in one transaction; then the batch is acked. A
+crash before the ack redelivers the batch, and the recorded position makes it a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from commands.messages import RecordReport
+from commands.service import TaskService
+from workers.protocol import RESULTS_CONSUMER, RESULTS_STREAM, Report, report_decoder
+from workers.pull import Puller
+
+log = logging.getLogger(__name__)
+
+
+def to_record(report: Report) -> RecordReport:
+    return RecordReport(
+        task_id=UUID(report.task_id),
+        attempt=report.attempt,
+        kind=report.kind,
+        worker=report.worker,
+        at=datetime.fromisoformat(report.at.replace("Z", "+00:00")),
+        output=report.output,
+        error_type=report.error_type,
+        error_message=report.error_message,
+    )
+
+
+class ResultsConsumer:
+    """Pulls reports in batches and hands each batch to the service in a thread."""
+
+    def __init__(
+        self,
+        service: TaskService,
+        nc: Client,
+        on_recorded: Callable[[], None] = lambda: None,
+        batch_size: int = 500,
+    ) -> None:
+        self._service = service
+        self._puller = Puller(nc, RESULTS_STREAM, RESULTS_CONSUMER)
+        self._on_recorded = on_recorded
+        self._batch_size = batch_size
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        await self._puller.start()
+        try:
+            while not self._stopping.is_set():
+                msgs = await self._puller.arriving(self._batch_size, expires=0.5)
+                if msgs:
+                    await self._record(msgs)
+        finally:
+            await self._puller.stop()
+
+    async def _record(self, msgs: list[Msg]) -> None:
+        reports: list[RecordReport] = []
+        last_sequence = 0
+        for msg in msgs:
+            last_sequence = max(last_sequence, msg.metadata.sequence.stream)
+            try:
+                reports.append(to_record(report_decoder.decode(msg.data)))
+            except (msgspec.DecodeError, ValueError) as exc:
+                log.error(
+                    "undecodable report at stream sequence %s discarded: %s",
+                    msg.metadata.sequence.stream,
+                    exc,
+                )
+        while True:
+            try:
+                recorded = await asyncio.to_thread(
+                    self._service.record_reports, reports, last_sequence
+                )
+                break
+            except Exception:
+                log.exception("recording %d reports failed; retrying", len(reports))
+                await asyncio.sleep(1.0)
+                if self._stopping.is_set():
+                    return
+        for msg in msgs:
+            await msg.ack()
+        if recorded:
+            self._on_recorded()

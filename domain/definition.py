@@ -1,0 +1,125 @@
+"""TaskDefinition: what a kind of task is, how it runs, what its input and output look like."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.errors import InvalidValue
+from domain.values import RetryPolicy, TaskType
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_HANDLER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+DEFAULT_TIMEOUT_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class TaskDefinition:
+    """A registered kind of task, in the shape of the spec's ``GET /definitions/{id}`` body."""
+
+    id: str
+    name: str
+    description: str
+    type: TaskType
+    version: str
+    input_schema: dict[str, Any] = field(default_factory=dict)
+    output_schema: dict[str, Any] = field(default_factory=dict)
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    execution_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def handler(self) -> str | None:
+        value = self.execution_config.get("handler")
+        return value if isinstance(value, str) else None
+
+    @property
+    def endpoint(self) -> str | None:
+        value = self.execution_config.get("endpoint")
+        return value if isinstance(value, str) else None
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> TaskDefinition:
+        """Build from the camelCase document of a definition file; raise InvalidValue if off."""
+        if not isinstance(doc, dict):
+            raise InvalidValue("a definition must be an object")
+        def_id = _required_str(doc, "id")
+        if not _ID.match(def_id):
+            raise InvalidValue(f"id {def_id!r} must match {_ID.pattern}")
+        try:
+            task_type = TaskType(_required_str(doc, "type"))
+        except ValueError:
+            raise InvalidValue(
+                f"{def_id}: type must be one of {', '.join(t.value for t in TaskType)}"
+            ) from None
+        execution_config = _optional_dict(doc, "executionConfig", def_id)
+        definition = cls(
+            id=def_id,
+            name=_required_str(doc, "name"),
+            description=str(doc.get("description", "")),
+            type=task_type,
+            version=_required_str(doc, "version"),
+            input_schema=_optional_dict(doc, "inputSchema", def_id),
+            output_schema=_optional_dict(doc, "outputSchema", def_id),
+            timeout_ms=_positive_int(doc.get("timeout", DEFAULT_TIMEOUT_MS), "timeout", def_id),
+            retry_policy=retry_policy_from_document(doc.get("retryPolicy") or {}, def_id),
+            execution_config=execution_config,
+        )
+        definition._check_binding()
+        return definition
+
+    def _check_binding(self) -> None:
+        if self.type is TaskType.AUTOMATED:
+            if self.handler is None or not _HANDLER.match(self.handler):
+                raise InvalidValue(
+                    f"{self.id}: AUTOMATED definitions need executionConfig.handler "
+                    "of the form 'package.module:function'"
+                )
+        elif self.type is TaskType.INTEGRATION and not self.endpoint:
+            raise InvalidValue(f"{self.id}: INTEGRATION definitions need executionConfig.endpoint")
+
+
+def retry_policy_from_document(doc: Any, where: str) -> RetryPolicy:
+    """Parse the spec's camelCase ``retryPolicy`` object."""
+    if not isinstance(doc, dict):
+        raise InvalidValue(f"{where}: retryPolicy must be an object")
+    defaults = RetryPolicy()
+    multiplier = doc.get("backoffMultiplier", defaults.backoff_multiplier)
+    if isinstance(multiplier, bool) or not isinstance(multiplier, int | float):
+        raise InvalidValue(f"{where}: retryPolicy.backoffMultiplier must be a number")
+    return RetryPolicy(
+        max_retries=_non_negative_int(
+            doc.get("maxRetries", defaults.max_retries), "retryPolicy.maxRetries", where
+        ),
+        retry_interval_ms=_non_negative_int(
+            doc.get("retryInterval", defaults.retry_interval_ms), "retryPolicy.retryInterval", where
+        ),
+        backoff_multiplier=float(multiplier),
+    )
+
+
+def _required_str(doc: dict[str, Any], key: str) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidValue(f"definition {doc.get('id', '?')!s}: {key} must be a non-empty string")
+    return value
+
+
+def _optional_dict(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = doc.get(key) or {}
+    if not isinstance(value, dict):
+        raise InvalidValue(f"{where}: {key} must be an object")
+    return value
+
+
+def _non_negative_int(value: Any, key: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidValue(f"{where}: {key} must be a non-negative integer")
+    return value
+
+
+def _positive_int(value: Any, key: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidValue(f"{where}: {key} must be a positive integer")
+    return value

@@ -1,0 +1,243 @@
+"""The Task aggregate: the rules of a task's life, recorded as events.
+
+Guards live in the public command methods; event ``apply`` bodies only copy
+values onto the aggregate, so replaying stored events is deterministic.
+Topics are pinned and versioned: they are a persisted contract, so renaming or
+moving a class never orphans stored events.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.definition import TaskDefinition
+from domain.errors import IllegalTransition, StaleResult, TaskNotCancellable
+from domain.values import Actor, Priority, RetryPolicy, TaskStatus, TaskType
+
+
+class Task(Aggregate):
+    """One submitted task and everything that happened to it."""
+
+    TOPIC = "taskexec.task.v1"
+
+    class Event(Aggregate.Event):
+        TOPIC = "taskexec.task.event.v1"
+        actor: dict[str, str]
+
+    class Submitted(Event, Aggregate.Created):
+        TOPIC = "taskexec.task.submitted.v1"
+        definition_id: str
+        definition_version: str
+        task_type: str
+        workflow_instance_id: str | None
+        input: dict[str, Any]
+        priority: str
+        timeout_ms: int
+        retry_policy: dict[str, Any]
+        execution: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            task: Task = aggregate
+            task.definition_id = self.definition_id
+            task.definition_version = self.definition_version
+            task.task_type = TaskType(self.task_type)
+            task.workflow_instance_id = self.workflow_instance_id
+            task.input = self.input
+            task.priority = Priority(self.priority)
+            task.timeout_ms = self.timeout_ms
+            task.retry_policy = RetryPolicy.from_dict(self.retry_policy)
+            task.execution = self.execution
+            task.status = TaskStatus.PENDING
+            task.attempt = 0
+            task.output = None
+            task.error = None
+            task.started_at = None
+            task.ended_at = None
+            task.worker = None
+            task.cancel_reason = None
+
+    class Started(Event):
+        TOPIC = "taskexec.task.started.v1"
+        attempt: int
+        worker: str
+
+        def apply(self, aggregate: Any) -> None:
+            task: Task = aggregate
+            task.status = TaskStatus.RUNNING
+            task.attempt = self.attempt
+            task.worker = self.worker
+            task.started_at = self.timestamp
+            task.ended_at = None
+
+    class Completed(Event):
+        TOPIC = "taskexec.task.completed.v1"
+        attempt: int
+        output: Any
+
+        def apply(self, aggregate: Any) -> None:
+            task: Task = aggregate
+            task.status = TaskStatus.COMPLETED
+            task.output = self.output
+            task.ended_at = self.timestamp
+
+    class Failed(Event):
+        TOPIC = "taskexec.task.failed.v1"
+        attempt: int
+        error_type: str
+        error_message: str
+
+        def apply(self, aggregate: Any) -> None:
+            task: Task = aggregate
+            task.status = TaskStatus.FAILED
+            task.error = {"type": self.error_type, "message": self.error_message}
+            task.ended_at = self.timestamp
+
+    class Cancelled(Event):
+        TOPIC = "taskexec.task.cancelled.v1"
+        reason: str | None
+        force: bool
+
+        def apply(self, aggregate: Any) -> None:
+            task: Task = aggregate
+            task.status = TaskStatus.CANCELLED
+            task.cancel_reason = self.reason
+            task.ended_at = self.timestamp
+
+    def __init__(self) -> None:
+        # Placeholders, so that every attribute is declared once with its type;
+        # Submitted.apply sets the real values straight after.
+        self.definition_id: str = ""
+        self.definition_version: str = ""
+        self.task_type: TaskType = TaskType.AUTOMATED
+        self.workflow_instance_id: str | None = None
+        self.input: dict[str, Any] = {}
+        self.priority: Priority = Priority.MEDIUM
+        self.timeout_ms: int = 0
+        self.retry_policy: RetryPolicy = RetryPolicy()
+        self.execution: dict[str, Any] = {}
+        self.status: TaskStatus = TaskStatus.PENDING
+        self.attempt: int = 0
+        self.output: Any = None
+        self.error: dict[str, str] | None = None
+        self.started_at: datetime | None = None
+        self.ended_at: datetime | None = None
+        self.worker: str | None = None
+        self.cancel_reason: str | None = None
+
+    @classmethod
+    def submit(
+        cls,
+        *,
+        task_id: UUID,
+        at: datetime,
+        actor: Actor,
+        definition: TaskDefinition,
+        input: dict[str, Any],
+        workflow_instance_id: str | None = None,
+        priority: Priority = Priority.MEDIUM,
+        timeout_ms: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> Task:
+        """A new PENDING task of ``definition``; per-task settings override the definition's."""
+        execution = {
+            key: definition.execution_config[key]
+            for key in ("handler", "endpoint")
+            if key in definition.execution_config
+        }
+        return cls._create(
+            cls.Submitted,
+            id=task_id,
+            timestamp=at,
+            actor=actor.as_dict(),
+            definition_id=definition.id,
+            definition_version=definition.version,
+            task_type=definition.type.value,
+            workflow_instance_id=workflow_instance_id,
+            input=input,
+            priority=priority.value,
+            timeout_ms=timeout_ms if timeout_ms is not None else definition.timeout_ms,
+            retry_policy=(retry_policy or definition.retry_policy).as_dict(),
+            execution=execution,
+        )
+
+    @property
+    def created_at(self) -> datetime:
+        return self.created_on
+
+    @property
+    def updated_at(self) -> datetime:
+        return self.modified_on
+
+    def start(self, *, attempt: int, worker: str, at: datetime, actor: Actor) -> None:
+        """A worker began ``attempt``. Repeats and late reports raise StaleResult."""
+        if self.status is not TaskStatus.PENDING or attempt != self.attempt + 1:
+            raise StaleResult(str(self.id), self.status, f"start attempt {attempt}")
+        self.trigger_event(
+            self.Started, timestamp=at, actor=actor.as_dict(), attempt=attempt, worker=worker
+        )
+
+    def complete(self, *, attempt: int, output: Any, at: datetime, actor: Actor) -> None:
+        """The running ``attempt`` produced ``output``."""
+        self._check_running(attempt, "complete")
+        self.trigger_event(
+            self.Completed, timestamp=at, actor=actor.as_dict(), attempt=attempt, output=output
+        )
+
+    def fail(
+        self, *, attempt: int, error_type: str, error_message: str, at: datetime, actor: Actor
+    ) -> None:
+        """The running ``attempt`` failed with an error of ``error_type``."""
+        self._check_running(attempt, "fail")
+        self.trigger_event(
+            self.Failed,
+            timestamp=at,
+            actor=actor.as_dict(),
+            attempt=attempt,
+            error_type=error_type,
+            error_message=error_message,
+        )
+
+    def cancel(self, *, reason: str | None, force: bool, at: datetime, actor: Actor) -> None:
+        """Stop the task for good. Only a task that has not finished can be cancelled."""
+        if self.status.is_terminal:
+            raise TaskNotCancellable(str(self.id), self.status, "cancel")
+        self.trigger_event(
+            self.Cancelled, timestamp=at, actor=actor.as_dict(), reason=reason, force=force
+        )
+
+    def _check_running(self, attempt: int, action: str) -> None:
+        if self.status is not TaskStatus.RUNNING or attempt != self.attempt:
+            raise StaleResult(str(self.id), self.status, f"{action} attempt {attempt}")
+
+    def state(self) -> dict[str, Any]:
+        """Everything the aggregate knows, as plain values (for comparisons and views)."""
+        return {
+            "id": str(self.id),
+            "version": self.version,
+            "definition_id": self.definition_id,
+            "definition_version": self.definition_version,
+            "type": self.task_type.value,
+            "workflow_instance_id": self.workflow_instance_id,
+            "input": self.input,
+            "priority": self.priority.value,
+            "timeout_ms": self.timeout_ms,
+            "retry_policy": self.retry_policy.as_dict(),
+            "execution": self.execution,
+            "status": self.status.value,
+            "attempt": self.attempt,
+            "output": self.output,
+            "error": self.error,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "worker": self.worker,
+            "cancel_reason": self.cancel_reason,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+__all__ = ["IllegalTransition", "Task"]

@@ -1,0 +1,119 @@
+"""A thin, portable SQL layer over sqlite3 and psycopg 3 for the read models.
+
+SQL is written once with ``?`` placeholders; on PostgreSQL they become ``%s``.
+Rows come back as dicts on both.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from commands.persistence import DatabaseConfig
+
+
+class Cursor:
+    """Executes portable SQL; rows are dicts."""
+
+    def __init__(self, raw: Any, postgres: bool) -> None:
+        self._raw = raw
+        self._postgres = postgres
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self._postgres else sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        self._raw.execute(self._sql(sql), params)
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._raw.executemany(self._sql(sql), rows)
+
+    def fetchone(self) -> dict[str, Any] | None:
+        row = self._raw.fetchone()
+        return dict(row) if row is not None else None
+
+    def fetchall(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._raw.fetchall()]
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._raw.rowcount)
+
+
+class Database:
+    """Connections to the read-model database: a pool on PostgreSQL, one per thread on SQLite."""
+
+    def __init__(self, config: DatabaseConfig, pool_size: int = 8) -> None:
+        self.config = config
+        self.postgres = config.is_postgres
+        self._local = threading.local()
+        self._sqlite_connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool[Any] | None = None
+        if self.postgres:
+            self._pool = ConnectionPool(
+                config.conninfo(),
+                min_size=1,
+                max_size=pool_size,
+                kwargs={"row_factory": dict_row},
+                open=True,
+                timeout=10,
+            )
+
+    def _sqlite(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            assert self.config.sqlite_path is not None
+            self.config.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.config.sqlite_path, timeout=10, isolation_level=None, check_same_thread=False
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._sqlite_connections.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        """One read-write transaction: committed on success, rolled back on error."""
+        if self._pool is not None:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield Cursor(cur, postgres=True)
+            return
+        conn = self._sqlite()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield Cursor(conn.cursor(), postgres=False)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[Cursor]:
+        """A read-only unit of work (autocommit reads)."""
+        if self._pool is not None:
+            with self._pool.connection() as conn, conn.cursor() as cur:
+                yield Cursor(cur, postgres=True)
+                conn.rollback()
+            return
+        yield Cursor(self._sqlite().cursor(), postgres=False)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        with self._lock:
+            for conn in self._sqlite_connections:
+                conn.close()
+            self._sqlite_connections.clear()
+        self._local = threading.local()

@@ -1,0 +1,72 @@
+"""Handler registry: ``"package.module:function"`` names the code of an AUTOMATED task.
+
+A handler takes ``(input, context)`` and returns the output (a JSON value). It may be
+a plain function (run in a thread) or a coroutine function (awaited on the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class HandlerNotFound(LookupError):
+    """The handler reference does not name an importable callable."""
+
+
+@dataclass
+class TaskContext:
+    """What a handler may know about the attempt it runs."""
+
+    task_id: str
+    attempt: int
+    definition_id: str
+    worker: str
+    timeout_ms: int
+    _cancelled: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the task was cancelled: a handler should clean up and return."""
+        return self._cancelled.is_set()
+
+
+Handler = Callable[[Any, TaskContext], Any]
+
+
+class HandlerRegistry:
+    """Resolves and caches handler references."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Handler] = {}
+
+    def resolve(self, reference: str) -> Handler:
+        handler = self._cache.get(reference)
+        if handler is None:
+            handler = _import(reference)
+            self._cache[reference] = handler
+        return handler
+
+    async def call(self, reference: str, payload: Any, context: TaskContext) -> Any:
+        handler = self.resolve(reference)
+        if inspect.iscoroutinefunction(handler):
+            return await handler(payload, context)
+        return await asyncio.to_thread(handler, payload, context)
+
+
+def _import(reference: str) -> Handler:
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise HandlerNotFound(f"handler {reference!r} must be 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise HandlerNotFound(f"handler module {module_name!r} cannot be imported: {exc}") from exc
+    handler = getattr(module, attribute, None)
+    if not callable(handler):
+        raise HandlerNotFound(f"{module_name!r} has no callable {attribute!r}")
+    return handler  # type: ignore[no-any-return]

@@ -1,0 +1,20 @@
+"""Built-in handler of ``calculate-order-total``: subtotal, 8% tax (half-up, cents), total."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+TAX_RATE = Decimal("0.08")
+CENT = Decimal("0.01")
+
+
+def calculate_order_total(payload: dict[str, Any], context: Any = None) -> dict[str, float]:
+    """Sum quantity x price over the items, add tax. Decimal arithmetic: no float drift."""
+    subtotal = sum(
+        (Decimal(str(item["quantity"])) * Decimal(str(item["price"])) for item in payload["items"]),
+        Decimal(0),
+    ).quantize(CENT, rounding=ROUND_HALF_UP)
+    tax = (subtotal * TAX_RATE).quantize(CENT, rounding=ROUND_HALF_UP)
+    total = subtotal + tax
+    return {"subtotal": float(subtotal), "tax": float(tax), "total": float(total)}

@@ -1,0 +1,44 @@
+"""The INTEGRATION executor: POST the task input as JSON to the definition's endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class IntegrationError(Exception):
+    """The endpoint answered with an error or could not be reached."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class IntegrationExecutor:
+    """One shared HTTP client for all INTEGRATION attempts of a worker."""
+
+    def __init__(self) -> None:
+        self._client = httpx.AsyncClient(follow_redirects=False)
+
+    async def call(self, endpoint: str, payload: Any, timeout_s: float) -> Any:
+        try:
+            response = await self._client.post(endpoint, json=payload, timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            raise IntegrationError(f"POST {endpoint} failed: {exc!r}", retryable=True) from exc
+        if response.is_success:
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise IntegrationError(
+                    f"POST {endpoint} answered {response.status_code} without JSON",
+                    retryable=False,
+                ) from exc
+        retryable = response.status_code >= 500 or response.status_code == 429
+        raise IntegrationError(
+            f"POST {endpoint} answered {response.status_code}: {response.text[:200]}",
+            retryable=retryable,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,91 @@
+"""The wire contract between the service and its workers over NATS JetStream.
+
+Streams and subjects are a public contract (see docs/events.md):
+- ``TASK_EVENTS``  ``tasks.events.<type>``  CloudEvents 1.0, Limits retention (subscribers)
+- ``TASK_WORK``    ``tasks.work.<priority>`` work items, WorkQueue retention (workers pull)
+- ``TASK_RESULTS`` ``tasks.results``         worker reports, WorkQueue retention (results consumer)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+EVENTS_STREAM = "TASK_EVENTS"
+WORK_STREAM = "TASK_WORK"
+RESULTS_STREAM = "TASK_RESULTS"
+EVENTS_SUBJECT_PREFIX = "tasks.events."
+WORK_SUBJECT_PREFIX = "tasks.work."
+RESULTS_SUBJECT = "tasks.results"
+RESULTS_CONSUMER = "results"
+PRIORITIES = ("critical", "high", "medium", "low")  # probe order, highest first
+
+
+def work_subject(priority: str) -> str:
+    return f"{WORK_SUBJECT_PREFIX}{priority.lower()}"
+
+
+def work_consumer(priority: str) -> str:
+    return f"work-{priority.lower()}"
+
+
+class WorkItem(msgspec.Struct, rename="camel", frozen=True):
+    """One attempt of one task, as a worker receives it."""
+
+    task_id: str
+    attempt: int
+    task_type: str
+    definition_id: str
+    input: dict[str, Any]
+    timeout_ms: int
+    priority: str
+    handler: str | None = None
+    endpoint: str | None = None
+
+
+class Report(msgspec.Struct, rename="camel", frozen=True):
+    """A worker's report on one attempt: started, completed or failed."""
+
+    task_id: str
+    attempt: int
+    kind: str
+    worker: str
+    at: str  # RFC 3339, UTC
+    output: Any = None
+    error_type: str = ""
+    error_message: str = ""
+
+    @property
+    def msg_id(self) -> str:
+        """De-duplication id: one report of each kind per task and attempt."""
+        return f"{self.task_id}:{self.attempt}:{self.kind}"
+
+
+class CloudEvent(msgspec.Struct, frozen=True):
+    """CloudEvents 1.0, JSON structured mode, with two extension attributes."""
+
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: str
+    data: dict[str, Any]
+    taskversion: int
+    position: int
+    specversion: str = "1.0"
+    datacontenttype: str = "application/json"
+
+
+class Outgoing(msgspec.Struct, frozen=True):
+    """One message the relay publishes: subject, de-duplication id, body."""
+
+    subject: str
+    msg_id: str
+    body: bytes
+
+
+encoder = msgspec.json.Encoder()
+work_decoder = msgspec.json.Decoder(WorkItem)
+report_decoder = msgspec.json.Decoder(Report)
+cloud_event_decoder = msgspec.json.Decoder(CloudEvent)

@@ -1,0 +1,82 @@
+"""The relay: the event store's outbox, published to NATS in store order.
+
+At-least-once: a batch is published, then its position is recorded. A crash in
+between republishes the batch; ``Nats-Msg-Id`` makes JetStream drop the repeats.
+The relay never opens the database itself: it is handed an outbox port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+
+from nats.js import JetStreamContext
+
+from workers.protocol import Outgoing
+from workers.streams import headers
+
+log = logging.getLogger(__name__)
+
+
+class OutboxBatchLike(Protocol):
+    @property
+    def last_position(self) -> int: ...
+    @property
+    def messages(self) -> list[Outgoing]: ...
+
+
+class OutboxPort(Protocol):
+    """What the relay needs of the store (commands.outbox.Outbox implements it)."""
+
+    def position(self) -> int: ...
+    def read(self, after: int, limit: int = 500) -> OutboxBatchLike | None: ...
+    def mark_published(self, position: int) -> None: ...
+
+
+class Relay:
+    """Copies new store events to NATS until stopped."""
+
+    def __init__(
+        self, outbox: OutboxPort, js: JetStreamContext, poll_interval: float = 0.05
+    ) -> None:
+        self._outbox = outbox
+        self._js = js
+        self._poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def poke(self) -> None:
+        """Thread-safe: new events were recorded."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        position = await asyncio.to_thread(self._outbox.position)
+        while not self._stopping.is_set():
+            try:
+                position = await self._step(position)
+            except Exception:
+                log.exception("relay: publishing failed; retrying from %d", position)
+                await asyncio.sleep(1.0)
+
+    async def _step(self, position: int) -> int:
+        self._wake.clear()
+        batch = await asyncio.to_thread(self._outbox.read, position)
+        if batch is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            return position
+        for message in batch.messages:
+            await self._js.publish(
+                message.subject, message.body, headers=headers(message.msg_id), timeout=10
+            )
+        await asyncio.to_thread(self._outbox.mark_published, batch.last_position)
+        return batch.last_position
