@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 from api.settings import Settings
 
@@ -82,8 +83,16 @@ def serve(settings: Settings, host: str, port: int, nats_url: str) -> None:
     from api.app import create_app
     from api.runtime import Runtime
 
+    class Server(uvicorn.Server):
+        # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would kill
+        # this process before our own clean-up (worker, nats-server) runs. Exit normally.
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
     app = create_app(Runtime(settings), nats_url)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    Server(config).run()
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:

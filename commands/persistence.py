@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 APPLICATION_NAME = "taskexec"  # pinned: it names the PostgreSQL tables of the event store
-_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class DatabaseUrlError(ValueError):
@@ -38,10 +38,14 @@ class DatabaseConfig:
     def from_url(cls, url: str) -> DatabaseConfig:
         parts = urlsplit(url)
         if parts.scheme == "sqlite":
-            raw = unquote(url[len("sqlite://") :])
             # sqlite:///var/x.db is relative to the working directory; sqlite:////abs/x.db absolute.
-            path = raw[1:] if raw.startswith("/") else raw
-            if not path:
+            if not url.startswith("sqlite:///") or parts.query or parts.fragment:
+                raise DatabaseUrlError(
+                    "a sqlite URL needs a file path: sqlite:///relative/path.db "
+                    "or sqlite:////absolute/path.db"
+                )
+            path = unquote(url[len("sqlite:///") :])
+            if not path or path.endswith("/"):
                 raise DatabaseUrlError(
                     "a sqlite URL needs a file path: sqlite:///./var/taskexec.db"
                 )
@@ -49,15 +53,19 @@ class DatabaseConfig:
         if parts.scheme in ("postgresql", "postgres"):
             query = parse_qs(parts.query)
             schema = query.get("schema", [""])[0]
-            if schema and not _SCHEMA.match(schema):
+            if schema and not _SCHEMA.fullmatch(schema):
                 raise DatabaseUrlError(f"schema {schema!r} must match {_SCHEMA.pattern}")
-            dbname = parts.path.lstrip("/")
+            dbname = unquote(parts.path.lstrip("/"))
             if not dbname:
                 raise DatabaseUrlError("a postgresql URL needs a database name")
+            try:
+                port = parts.port or 5432
+            except ValueError:
+                raise DatabaseUrlError(f"invalid port in database URL: {parts.netloc}") from None
             return cls(
                 kind="postgres",
                 host=parts.hostname or "127.0.0.1",
-                port=parts.port or 5432,
+                port=port,
                 user=unquote(parts.username or ""),
                 password=unquote(parts.password or ""),
                 dbname=dbname,

@@ -13,12 +13,13 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import ProcessRecorder, Tracking
+from eventsourcing.persistence import ProcessRecorder, Tracking, Transcoder
 
 from commands.catalog import DefinitionCatalog
 from commands.errors import Conflict, NotFound, ValidationFailed
 from commands.messages import CancelTask, Outcome, RecordReport, SubmitTask
 from commands.persistence import APPLICATION_NAME
+from commands.transcoder import PayloadSafeTranscoder
 from domain.errors import StaleResult, TaskNotCancellable
 from domain.task import Task
 from domain.values import Actor
@@ -56,6 +57,9 @@ class TaskService(Application[UUID]):
         self.catalog = catalog
         self._clock = clock
         self._new_id = new_id
+
+    def construct_transcoder(self) -> Transcoder:
+        return PayloadSafeTranscoder()
 
     def construct_recorder(self) -> ProcessRecorder:
         # A process recorder records tracking rows with events in one transaction,

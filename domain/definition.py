@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,8 +10,8 @@ from typing import Any
 from domain.errors import InvalidValue
 from domain.values import RetryPolicy, TaskType
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_HANDLER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_HANDLER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 DEFAULT_TIMEOUT_MS = 3_600_000
 
 
@@ -45,7 +46,7 @@ class TaskDefinition:
         if not isinstance(doc, dict):
             raise InvalidValue("a definition must be an object")
         def_id = _required_str(doc, "id")
-        if not _ID.match(def_id):
+        if not _ID.fullmatch(def_id):
             raise InvalidValue(f"id {def_id!r} must match {_ID.pattern}")
         try:
             task_type = TaskType(_required_str(doc, "type"))
@@ -57,13 +58,15 @@ class TaskDefinition:
         definition = cls(
             id=def_id,
             name=_required_str(doc, "name"),
-            description=str(doc.get("description", "")),
+            description=_optional_str(doc, "description"),
             type=task_type,
             version=_required_str(doc, "version"),
             input_schema=_optional_dict(doc, "inputSchema", def_id),
             output_schema=_optional_dict(doc, "outputSchema", def_id),
             timeout_ms=_positive_int(doc.get("timeout", DEFAULT_TIMEOUT_MS), "timeout", def_id),
-            retry_policy=retry_policy_from_document(doc.get("retryPolicy") or {}, def_id),
+            retry_policy=retry_policy_from_document(
+                _optional_dict(doc, "retryPolicy", def_id), def_id
+            ),
             execution_config=execution_config,
         )
         definition._check_binding()
@@ -71,7 +74,7 @@ class TaskDefinition:
 
     def _check_binding(self) -> None:
         if self.type is TaskType.AUTOMATED:
-            if self.handler is None or not _HANDLER.match(self.handler):
+            if self.handler is None or not _HANDLER.fullmatch(self.handler):
                 raise InvalidValue(
                     f"{self.id}: AUTOMATED definitions need executionConfig.handler "
                     "of the form 'package.module:function'"
@@ -86,8 +89,13 @@ def retry_policy_from_document(doc: Any, where: str) -> RetryPolicy:
         raise InvalidValue(f"{where}: retryPolicy must be an object")
     defaults = RetryPolicy()
     multiplier = doc.get("backoffMultiplier", defaults.backoff_multiplier)
-    if isinstance(multiplier, bool) or not isinstance(multiplier, int | float):
-        raise InvalidValue(f"{where}: retryPolicy.backoffMultiplier must be a number")
+    if (
+        isinstance(multiplier, bool)
+        or not isinstance(multiplier, int | float)
+        or not math.isfinite(multiplier)
+        or multiplier < 1
+    ):
+        raise InvalidValue(f"{where}: retryPolicy.backoffMultiplier must be a number >= 1")
     return RetryPolicy(
         max_retries=_non_negative_int(
             doc.get("maxRetries", defaults.max_retries), "retryPolicy.maxRetries", where
@@ -106,8 +114,19 @@ def _required_str(doc: dict[str, Any], key: str) -> str:
     return value
 
 
+def _optional_str(doc: dict[str, Any], key: str) -> str:
+    value = doc.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidValue(f"definition {doc.get('id', '?')!s}: {key} must be a string")
+    return value
+
+
 def _optional_dict(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = doc.get(key) or {}
+    value = doc.get(key)
+    if value is None:
+        return {}
     if not isinstance(value, dict):
         raise InvalidValue(f"{where}: {key} must be an object")
     return value

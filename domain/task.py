@@ -25,8 +25,14 @@ class Task(Aggregate):
     TOPIC = "taskexec.task.v1"
 
     class Event(Aggregate.Event):
-        TOPIC = "taskexec.task.event.v1"
+        """Base of every task event (never stored itself): who caused it."""
+
         actor: dict[str, str]
+
+    class Created(Event, Aggregate.Created):
+        """Declared only so that the library does not derive one with an inherited topic."""
+
+        TOPIC = "taskexec.task.created.v1"
 
     class Submitted(Event, Aggregate.Created):
         TOPIC = "taskexec.task.submitted.v1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
@@ -60,7 +61,7 @@ class RetryPolicy:
             raise InvalidValue("maxRetries must be >= 0")
         if self.retry_interval_ms < 0:
             raise InvalidValue("retryInterval must be >= 0")
-        if self.backoff_multiplier < 1:
+        if not math.isfinite(self.backoff_multiplier) or self.backoff_multiplier < 1:
             raise InvalidValue("backoffMultiplier must be >= 1")
 
     def delay_ms(self, failed_attempt: int) -> int:

@@ -55,7 +55,10 @@ class HandlerRegistry:
         handler = self.resolve(reference)
         if inspect.iscoroutinefunction(handler):
             return await handler(payload, context)
-        return await asyncio.to_thread(handler, payload, context)
+        result = await asyncio.to_thread(handler, payload, context)
+        if inspect.isawaitable(result):  # e.g. an object with ``async def __call__``
+            result = await result
+        return result
 
 
 def _import(reference: str) -> Handler:
@@ -64,8 +67,10 @@ def _import(reference: str) -> Handler:
         raise HandlerNotFound(f"handler {reference!r} must be 'package.module:function'")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HandlerNotFound(f"handler module {module_name!r} cannot be imported: {exc}") from exc
+    except Exception as exc:  # ImportError, and whatever the module raises while importing
+        raise HandlerNotFound(
+            f"handler module {module_name!r} cannot be imported: {exc!r}"
+        ) from exc
     handler = getattr(module, attribute, None)
     if not callable(handler):
         raise HandlerNotFound(f"{module_name!r} has no callable {attribute!r}")

@@ -1,0 +1,150 @@
+"""TaskService against real event stores (SQLite file and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+
+from commands.catalog import DefinitionCatalog
+from commands.errors import Conflict, NotFound, ValidationFailed
+from commands.messages import CancelTask, RecordReport, SubmitTask
+from commands.persistence import DatabaseConfig, prepare_database
+from commands.service import TaskService
+from domain.task import Task
+from domain.values import ANONYMOUS, Priority, RetryPolicy
+from tests.conftest import EXAMPLE_INPUT
+
+
+@pytest.fixture
+def service(database_url: str) -> Iterator[TaskService]:
+    config = DatabaseConfig.from_url(database_url)
+    prepare_database(config)
+    svc = TaskService(config.eventsourcing_env(), DefinitionCatalog.load())
+    yield svc
+    svc.close()
+
+
+def submit(service: TaskService, **overrides: object) -> SubmitTask:
+    fields: dict[str, object] = {
+        "definition_id": "calculate-order-total",
+        "input": EXAMPLE_INPUT,
+        "actor": ANONYMOUS,
+    }
+    fields.update(overrides)
+    return SubmitTask(**fields)  # type: ignore[arg-type]
+
+
+def report(task_id, attempt, kind, **fields) -> RecordReport:
+    return RecordReport(
+        task_id=task_id, attempt=attempt, kind=kind, worker="w-1", at=datetime.now(UTC), **fields
+    )
+
+
+def test_submit_records_a_pending_task_with_definition_settings(service: TaskService) -> None:
+    outcome = service.submit(submit(service, workflow_instance_id="wf-1", priority=Priority.HIGH))
+
+    task = service.load(outcome.task_id)
+    assert outcome.status == "PENDING"
+    assert outcome.position == service.recorder.max_notification_id()
+    assert task.definition_id == "calculate-order-total"
+    assert task.definition_version == "1.2.0"
+    assert task.workflow_instance_id == "wf-1"
+    assert task.priority is Priority.HIGH
+    assert task.timeout_ms == 60_000
+    assert task.retry_policy == RetryPolicy(3, 60_000, 2.0)
+    assert task.input == EXAMPLE_INPUT
+
+
+def test_per_task_settings_override_the_definition(service: TaskService) -> None:
+    outcome = service.submit(submit(service, timeout_ms=1234, retry_policy=RetryPolicy(1, 10, 1.5)))
+    task = service.load(outcome.task_id)
+    assert (task.timeout_ms, task.retry_policy) == (1234, RetryPolicy(1, 10, 1.5))
+
+
+def test_unknown_definition_is_not_found_and_records_nothing(service: TaskService) -> None:
+    with pytest.raises(NotFound, match="no-such-definition"):
+        service.submit(submit(service, definition_id="no-such-definition"))
+    assert service.recorder.max_notification_id() is None
+
+
+def test_input_against_schema_lists_every_violation_and_records_nothing(
+    service: TaskService,
+) -> None:
+    bad = {"items": [{"id": "A", "quantity": "two", "price": 1}]}
+    with pytest.raises(ValidationFailed) as caught:
+        service.submit(submit(service, input=bad))
+    violations = caught.value.details["violations"]
+    assert {"path": "$", "message": "'orderId' is a required property"} in violations
+    assert any(v["path"] == "$.items[0].quantity" for v in violations)
+    assert service.recorder.max_notification_id() is None
+
+
+def test_cancel_pending_then_conflict_then_unknown(service: TaskService) -> None:
+    outcome = service.submit(submit(service))
+    cancelled = service.cancel(CancelTask(outcome.task_id, ANONYMOUS, reason="no longer needed"))
+    assert cancelled.status == "CANCELLED"
+    assert service.load(outcome.task_id).cancel_reason == "no longer needed"
+
+    with pytest.raises(Conflict, match="CANCELLED"):
+        service.cancel(CancelTask(outcome.task_id, ANONYMOUS))
+    with pytest.raises(NotFound):
+        service.cancel(CancelTask(uuid4(), ANONYMOUS))
+
+
+def test_reports_are_recorded_once_per_stream_position(service: TaskService) -> None:
+    task_id = service.submit(submit(service)).task_id
+    batch = [
+        report(task_id, 1, "started"),
+        report(task_id, 1, "completed", output={"total": 1}),
+    ]
+    assert service.record_reports(batch, position=5) == 2
+    # The same batch redelivered (crash before the ack): recorded position, no-op.
+    assert service.record_reports(batch, position=5) == 0
+    # The same reports again at a new position (a duplicate publish): stale, no events.
+    assert service.record_reports(batch, position=6) == 0
+
+    task = service.load(task_id)
+    assert task.status.value == "COMPLETED"
+    assert task.output == {"total": 1}
+    assert task.version == 3
+    assert service.process_recorder.max_tracking_id("TASK_RESULTS") == 6
+
+
+def test_failed_report_keeps_error_type_and_message(service: TaskService) -> None:
+    task_id = service.submit(submit(service)).task_id
+    service.record_reports(
+        [
+            report(task_id, 1, "started"),
+            report(task_id, 1, "failed", error_type="ValueError", error_message="bad"),
+        ],
+        position=1,
+    )
+    task = service.load(task_id)
+    assert task.status.value == "FAILED"
+    assert task.error == {"type": "ValueError", "message": "bad"}
+
+
+def test_reports_after_cancel_and_for_unknown_tasks_change_nothing(service: TaskService) -> None:
+    task_id = service.submit(submit(service)).task_id
+    service.cancel(CancelTask(task_id, ANONYMOUS))
+    recorded = service.record_reports(
+        [report(task_id, 1, "started"), report(uuid4(), 1, "started")], position=1
+    )
+    assert recorded == 0
+    assert service.load(task_id).status.value == "CANCELLED"
+
+
+def test_read_log_gives_decoded_events_in_order(service: TaskService) -> None:
+    first = service.submit(submit(service)).task_id
+    second = service.submit(submit(service)).task_id
+    service.cancel(CancelTask(first, ANONYMOUS))
+
+    log = service.read_log(0, 10)
+    assert [type(e) for _, e in log] == [Task.Submitted, Task.Submitted, Task.Cancelled]
+    assert [e.originator_id for _, e in log] == [first, second, first]
+    positions = [p for p, _ in log]
+    assert positions == sorted(positions)
+    assert service.read_log(positions[1], 10) == log[2:]
