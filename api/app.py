@@ -9,18 +9,23 @@ from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
+import anyio.to_thread
 from litestar import Litestar, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import Components
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_201_CREATED, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_503_SERVICE_UNAVAILABLE
 
-from api.errors import EXCEPTION_HANDLERS
+from api.errors import ERROR, EXCEPTION_HANDLERS
+from api.gate import BULK_PATH, Gate
+from api.guards import AUTH_ERRORS, SECURITY_SCHEMES, current_principal, protected
+from api.principal import Principal
+from api.queries import ROUTES as QUERY_ROUTES
 from api.runtime import Runtime
 from api.schemas import (
     CancelTaskRequest,
     CancelTaskResponse,
-    ErrorEnvelope,
     ErrorInfo,
     ExecutionMetadata,
     Health,
@@ -28,21 +33,27 @@ from api.schemas import (
     SubmitTaskResponse,
     TaskResponse,
 )
+from api.submission import (
+    MAX_BULK,
+    BulkSubmitRequest,
+    BulkSubmitResponse,
+    IdempotencyKeyHeader,
+    bulk_response,
+    submit_response,
+)
+from api.timefmt import api_time
 from commands.errors import NotFound
 from commands.messages import CancelTask, SubmitTask
-from domain.values import ANONYMOUS, RetryPolicy
+from domain.permissions import Permission
+from domain.values import Actor, RetryPolicy
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1/tasks"
-ERROR = ResponseSpec(data_container=ErrorEnvelope, description="An error in the spec's envelope")
-
-
-def api_time(text_or_dt: Any) -> str:
-    """RFC 3339 UTC with milliseconds: ``2023-07-15T14:30:00.000Z``."""
-    if isinstance(text_or_dt, str):
-        return text_or_dt[:23] + "Z"
-    return str(text_or_dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z")
+REPLAYED = ResponseSpec(
+    data_container=SubmitTaskResponse,
+    description="An idempotent retry: the task submitted earlier with this Idempotency-Key",
+)
 
 
 def parse_task_id(task_id: str) -> UUID:
@@ -52,7 +63,9 @@ def parse_task_id(task_id: str) -> UUID:
         raise NotFound(f"task {task_id} not found", {"field": "taskId"}) from None
 
 
-def to_command(body: SubmitTaskRequest) -> SubmitTask:
+def to_command(
+    body: SubmitTaskRequest, actor: Actor, idempotency_key: str | None = None
+) -> SubmitTask:
     config = body.execution_config
     retry = None
     if config is not None and config.retry_policy is not None:
@@ -64,11 +77,12 @@ def to_command(body: SubmitTaskRequest) -> SubmitTask:
     return SubmitTask(
         definition_id=body.task_definition_id,
         input=body.input,
-        actor=ANONYMOUS,
+        actor=actor,
         workflow_instance_id=body.workflow_instance_id,
         priority=body.priority,
         timeout_ms=config.timeout if config is not None else None,
         retry_policy=retry,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -100,29 +114,54 @@ def to_response(row: dict[str, Any]) -> TaskResponse:
 @post(
     API_PREFIX,
     status_code=HTTP_201_CREATED,
-    sync_to_thread=True,
     summary="Submit a task",
-    responses={400: ERROR, 404: ERROR, 422: ERROR},
+    responses={200: REPLAYED, 400: ERROR, 404: ERROR, 422: ERROR, **AUTH_ERRORS},
+    **protected(Permission.TASKS_EXECUTE),
 )
-def submit_task(
-    data: JSONBody[SubmitTaskRequest], runtime: NamedDependency[Runtime]
+async def submit_task(
+    data: JSONBody[SubmitTaskRequest],
+    runtime: NamedDependency[Runtime],
+    principal: NamedDependency[Principal],
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response[SubmitTaskResponse]:
-    outcome = runtime.submit(to_command(data))
+    # Async with an explicit thread hop: Litestar 2.25 mishandles a sync_to_thread handler
+    # that returns a Response when another handler shares its path (500, coroutine).
+    command = to_command(data, principal.actor, idempotency_key)
+    outcome = await anyio.to_thread.run_sync(runtime.submit, command)
     task_id = str(outcome.task_id)
+    headers = {"Location": f"{API_PREFIX}/{task_id}"}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
     return Response(
-        SubmitTaskResponse(
-            id=task_id, status=outcome.status, created_at=api_time(outcome.created_at)
-        ),
-        status_code=HTTP_201_CREATED,
-        headers={"Location": f"{API_PREFIX}/{task_id}"},
+        submit_response(outcome, api_time),
+        status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED,
+        headers=headers,
     )
+
+
+@post(
+    BULK_PATH,
+    status_code=HTTP_200_OK,
+    sync_to_thread=True,
+    summary=f"Submit up to {MAX_BULK} tasks in one transaction, with a result per task",
+    responses={400: ERROR, **AUTH_ERRORS},
+    **protected(Permission.TASKS_EXECUTE),
+)
+def submit_tasks_bulk(
+    data: JSONBody[BulkSubmitRequest],
+    runtime: NamedDependency[Runtime],
+    principal: NamedDependency[Principal],
+) -> BulkSubmitResponse:
+    commands = [to_command(item, principal.actor, item.idempotency_key) for item in data.tasks]
+    return bulk_response(runtime.submit_many(commands), api_time)
 
 
 @get(
     f"{API_PREFIX}/{{task_id:str}}",
     sync_to_thread=True,
     summary="Get a task's status and details",
-    responses={404: ERROR},
+    responses={404: ERROR, **AUTH_ERRORS},
+    **protected(Permission.TASKS_READ),
 )
 def get_task(task_id: FromPath[str], runtime: NamedDependency[Runtime]) -> TaskResponse:
     row = runtime.get_task(parse_task_id(task_id))
@@ -136,17 +175,22 @@ def get_task(task_id: FromPath[str], runtime: NamedDependency[Runtime]) -> TaskR
     status_code=200,
     sync_to_thread=True,
     summary="Cancel a pending or running task",
-    responses={400: ERROR, 404: ERROR, 409: ERROR},
+    responses={400: ERROR, 404: ERROR, 409: ERROR, **AUTH_ERRORS},
+    **protected(Permission.TASKS_CANCEL),
 )
 def cancel_task(
     task_id: FromPath[str],
     runtime: NamedDependency[Runtime],
+    principal: NamedDependency[Principal],
     data: JSONBody[CancelTaskRequest | None] = None,
 ) -> CancelTaskResponse:
     body = data or CancelTaskRequest()
     outcome = runtime.cancel(
         CancelTask(
-            task_id=parse_task_id(task_id), actor=ANONYMOUS, reason=body.reason, force=body.force
+            task_id=parse_task_id(task_id),
+            actor=principal.actor,
+            reason=body.reason,
+            force=body.force,
         )
     )
     return CancelTaskResponse(
@@ -154,9 +198,9 @@ def cancel_task(
     )
 
 
-@get("/health", sync_to_thread=True, summary="Readiness", include_in_schema=True)
-def health(runtime: NamedDependency[Runtime]) -> Response[Health]:
-    checks = runtime.health()
+@get("/health", summary="Readiness", include_in_schema=True)
+async def health(runtime: NamedDependency[Runtime]) -> Response[Health]:
+    checks = await anyio.to_thread.run_sync(runtime.health)
     ok = all(checks.values())
     return Response(
         Health(status="ok" if ok else "unavailable", checks=checks),
@@ -170,17 +214,29 @@ def create_app(runtime: Runtime, nats_url: str | None) -> Litestar:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await asyncio.to_thread(runtime.open)
+        await runtime.start_security()
         if nats_url:
             await runtime.start_messaging(nats_url)
         try:
             yield
         finally:
             await runtime.stop_messaging()
+            await runtime.stop_security()
             await asyncio.to_thread(runtime.close)
 
-    return Litestar(
-        route_handlers=[submit_task, get_task, cancel_task, health],
-        dependencies={"runtime": Provide(lambda: runtime, use_cache=True, sync_to_thread=False)},
+    app = Litestar(
+        route_handlers=[
+            submit_task,
+            submit_tasks_bulk,
+            get_task,
+            cancel_task,
+            *QUERY_ROUTES,
+            health,
+        ],
+        dependencies={
+            "runtime": Provide(lambda: runtime, use_cache=True, sync_to_thread=False),
+            "principal": Provide(current_principal, sync_to_thread=False),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
@@ -188,5 +244,9 @@ def create_app(runtime: Runtime, nats_url: str | None) -> Litestar:
             version="1.0.0",
             description="Submit, monitor and manage tasks. Errors use one envelope.",
             path="/schema",
+            components=Components(security_schemes=SECURITY_SCHEMES),
         ),
     )
+    # Authentication and rate limits run in front of the router (see api/gate.py).
+    app.asgi_handler = Gate(app.asgi_handler, lambda: runtime.security)
+    return app

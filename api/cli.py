@@ -4,6 +4,7 @@
             results consumer, and one worker process.
 ``serve``   API + projections + relay + results consumer.
 ``worker``  a worker process (NATS only; it never opens the database).
+``apikey``  create, list and revoke API keys (``create`` prints only the key).
 """
 
 from __future__ import annotations
@@ -56,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=4)
     worker.add_argument("--id", dest="worker_id", default=None, help="worker name in task metadata")
     worker.set_defaults(func=cmd_worker)
+
+    projections = commands.add_parser("projections", help="read models")
+    projections_commands = projections.add_subparsers(dest="projections_command", required=True)
+    rebuild = projections_commands.add_parser(
+        "rebuild", help="rebuild every read model from the event store, then switch to it"
+    )
+    rebuild.set_defaults(func=cmd_projections_rebuild)
+
+    from api import apikey_cli
+
+    apikey_cli.add_commands(commands)
     return parser
 
 
@@ -102,7 +114,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from api.apikey_cli import ensure_dev_key
+
     settings.var_dir.mkdir(parents=True, exist_ok=True)
+    api_key = ensure_dev_key(settings)
     with nats_for(settings) as nats_url:
         worker = spawn_worker(nats_url)
         base = f"http://{args.host}:{args.port}"
@@ -111,6 +126,9 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             f"  API          {base}/api/v1/tasks\n"
             f"  API docs     {base}/schema  (OpenAPI: {base}/schema/openapi.json)\n"
             f"  health       {base}/health\n"
+            f"  API key      {api_key}\n"
+            f"               every permission; kept in {settings.dev_api_key_file} (mode 0600)\n"
+            f"               curl -H 'X-API-Key: {api_key}' {base}/api/v1/tasks\n"
             f"  database     {settings.database_url}\n"
             f"  NATS         {nats_url}  (store {settings.nats_store_dir.resolve()})\n"
             f"  worker       pid {worker.pid}\n",
@@ -136,6 +154,42 @@ def spawn_worker(nats_url: str) -> subprocess.Popen[bytes]:
         env=env,
         preexec_fn=_die_with_parent,
     )
+
+
+def cmd_projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    """Build the read models aside from the event store; the API keeps serving the old
+    tables until the new ones have caught up, then switches."""
+    from api.progress import ProgressBar
+    from api.runtime import read_models
+    from commands.catalog import DefinitionCatalog
+    from commands.persistence import DatabaseConfig, prepare_database
+    from commands.service import TaskService
+    from projections.db import Database
+    from projections.rebuild import Rebuilder
+
+    config = DatabaseConfig.from_url(settings.database_url)
+    prepare_database(config)
+    catalog = DefinitionCatalog.load(settings.definitions_dir)
+    service = TaskService(config.eventsourcing_env(), catalog)
+    db = Database(config)
+    try:
+        rebuilder = Rebuilder(
+            service.read_log,
+            lambda: service.recorder.max_notification_id() or 0,
+            read_models(),
+            db,
+        )
+        result = rebuilder.rebuild(progress=ProgressBar("rebuild"))
+    finally:
+        db.close()
+        service.close()
+    print(
+        f"rebuilt generation {result.new_generation} (was {result.old_generation}): "
+        f"{result.events:,} events to position {result.position} in {result.seconds:.1f}s "
+        f"({result.events / max(result.seconds, 1e-9):,.0f} events/s)",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:

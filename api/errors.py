@@ -11,6 +11,7 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
@@ -24,9 +25,12 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
+from api.schemas import ErrorEnvelope
 from commands.errors import CommandError, Conflict, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
+
+ERROR = ResponseSpec(data_container=ErrorEnvelope, description="An error in the spec's envelope")
 
 CODES = {
     HTTP_400_BAD_REQUEST: "VALIDATION_ERROR",

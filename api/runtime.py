@@ -11,22 +11,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 import nats
 from nats.aio.client import Client
 
+from api.gate import Security
+from api.security import build_security, parse_rates
 from api.settings import Settings
+from commands.apikeys import ApiKeyService
 from commands.catalog import DefinitionCatalog
+from commands.errors import CommandError
 from commands.messages import CancelTask, Outcome, SubmitTask
 from commands.outbox import Outbox
 from commands.persistence import DatabaseConfig, prepare_database
 from commands.results import ResultsConsumer
 from commands.service import TaskService
 from projections.db import Database
-from projections.queries import TaskQueries
+from projections.definitions import DefinitionProjection
+from projections.queries import DefinitionQueries, Generation, Page, TaskQueries
 from projections.runner import ProjectionRunner, ProjectionStopped
+from projections.schema import Projection
 from projections.tasks import TaskProjection
 from workers.relay import Relay
 from workers.streams import ensure_streams
@@ -34,6 +41,11 @@ from workers.streams import ensure_streams
 log = logging.getLogger(__name__)
 
 READ_YOUR_WRITES_TIMEOUT_S = 5.0
+
+
+def read_models() -> list[Projection]:
+    """Every projection of the read side (rebuilt together, one position)."""
+    return [TaskProjection(), DefinitionProjection()]
 
 
 class Runtime:
@@ -47,10 +59,14 @@ class Runtime:
         self._db: Database | None = None
         self._runner: ProjectionRunner | None = None
         self._queries: TaskQueries | None = None
+        self._definitions: DefinitionQueries | None = None
         self._nc: Client | None = None
         self._relay: Relay | None = None
         self._consumer: ResultsConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        parse_rates(settings)  # a bad TASKEXEC_RATE_LIMIT fails here, before anything opens
+        self._apikeys: ApiKeyService | None = None
+        self._security: Security | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -58,10 +74,22 @@ class Runtime:
         """Connect to the database, create tables, start the projection."""
         prepare_database(self.db_config)
         self._service = TaskService(self.db_config.eventsourcing_env(), self.catalog)
+        self._apikeys = ApiKeyService(self._service)
+        self._security = build_security(self.settings, self.db_config, self._apikeys)
+        self.catalog.set_revisions(self._service.register_definitions(self.catalog.all()))
         self._db = Database(self.db_config)
-        self._queries = TaskQueries(self._db)
-        self._runner = ProjectionRunner(self._service.read_log, TaskProjection(), self._db)
+        generation = Generation(self._db)
+        self._queries = TaskQueries(self._db, generation)
+        self._definitions = DefinitionQueries(self._db, generation)
+        self._runner = ProjectionRunner(
+            self._service.read_log,
+            read_models(),
+            self._db,
+            listen_channel=getattr(self._service.recorder, "channel_name", None),
+        )
         self._runner.start()
+        # The definitions just recorded are readable before the first request is served.
+        self._read_your_write(self._service.recorder.max_notification_id() or 0)
 
     async def start_messaging(self, nats_url: str) -> None:
         """Connect to NATS; start the relay and the results consumer."""
@@ -115,6 +143,24 @@ class Runtime:
         return self._queries
 
     @property
+    def apikeys(self) -> ApiKeyService:
+        assert self._apikeys is not None, "Runtime.open() first"
+        return self._apikeys
+
+    @property
+    def security(self) -> Security:
+        assert self._security is not None, "Runtime.open() first"
+        return self._security
+
+    async def start_security(self) -> None:
+        """Open the rate limiter's connections (in the event loop that serves requests)."""
+        await self.security.limits.limiter.open()
+
+    async def stop_security(self) -> None:
+        if self._security is not None:
+            await self._security.limits.limiter.close()
+
+    @property
     def nats_connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 
@@ -122,8 +168,19 @@ class Runtime:
 
     def submit(self, cmd: SubmitTask) -> Outcome:
         outcome = self.service.submit(cmd)
-        self._read_your_write(outcome.position)
+        self._settle([outcome])
         return outcome
+
+    def submit_many(self, cmds: Sequence[SubmitTask]) -> list[Outcome | CommandError]:
+        results = self.service.submit_many(cmds)
+        self._settle([result for result in results if isinstance(result, Outcome)])
+        return results
+
+    def _settle(self, outcomes: Sequence[Outcome]) -> None:
+        """Read-your-writes for all of them (a replay's position is at or past its task's
+        events, and usually applied long ago: then there is no wait)."""
+        if outcomes:
+            self._read_your_write(max(outcome.position for outcome in outcomes))
 
     def cancel(self, cmd: CancelTask) -> Outcome:
         outcome = self.service.cancel(cmd)
@@ -132,6 +189,17 @@ class Runtime:
 
     def get_task(self, task_id: UUID) -> dict[str, Any] | None:
         return self.queries.get(str(task_id))
+
+    def list_tasks(self, **filters: Any) -> Page:
+        return self.queries.list(**filters)
+
+    def list_definitions(self, **filters: Any) -> Page:
+        assert self._definitions is not None, "Runtime.open() first"
+        return self._definitions.list(**filters)
+
+    def get_definition(self, definition_id: str) -> dict[str, Any] | None:
+        assert self._definitions is not None, "Runtime.open() first"
+        return self._definitions.get(definition_id)
 
     def health(self) -> dict[str, Any]:
         checks = {

@@ -90,3 +90,55 @@ class ErrorEnvelope(Struct):
 class Health(Struct):
     status: str
     checks: dict[str, bool]
+
+
+class Pagination(Struct, rename="camel"):
+    page: int
+    limit: int
+    total_items: int
+    total_pages: int
+
+
+class TaskSummary(Struct, rename="camel"):
+    id: str
+    task_definition_id: str
+    status: str
+    type: str
+    workflow_instance_id: str | None
+    created_at: str
+    updated_at: str
+
+
+class TaskList(Struct):
+    items: list[TaskSummary]
+    pagination: Pagination
+
+
+class DefinitionSummary(Struct, rename="camel"):
+    id: str
+    name: str
+    description: str
+    type: str
+    version: str
+    revision: int
+
+
+class DefinitionList(Struct):
+    items: list[DefinitionSummary]
+    pagination: Pagination
+
+
+class DefinitionResponse(Struct, rename="camel"):
+    id: str
+    name: str
+    description: str
+    type: str
+    version: str
+    revision: int
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    timeout: int
+    retry_policy: dict[str, Any]
+    execution_config: dict[str, Any]
+    created_at: str
+    updated_at: str

@@ -24,6 +24,14 @@ class Settings:
     jwt_audience: str | None = None
     rate_limit: str = "100/minute"
     rate_limit_bulk: str = "20/minute"
+    # How long the API trusts a looked-up API key (a revocation takes effect within it).
+    # Not an environment variable: a short, fixed bound is part of the security contract.
+    apikey_cache_seconds: float = 5.0
+
+    @property
+    def dev_api_key_file(self) -> Path:
+        """Where ``taskexec dev`` keeps its development API key (mode 0600)."""
+        return self.var_dir / "dev-api-key"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -41,6 +41,7 @@ class DefinitionCatalog:
 
     def __init__(self, definitions: Iterable[TaskDefinition]) -> None:
         self._definitions: dict[str, TaskDefinition] = {}
+        self._revisions: dict[str, int] = {}
         self._input_validators: dict[str, Draft202012Validator] = {}
         self._output_validators: dict[str, Draft202012Validator] = {}
         for definition in definitions:
@@ -57,6 +58,14 @@ class DefinitionCatalog:
                 raise DefinitionFileError(f"definitions directory {extra_dir} does not exist")
             definitions.update({d.id: d for d in load_dir(extra_dir)})
         return cls(definitions.values())
+
+    def set_revisions(self, revisions: dict[str, int]) -> None:
+        """The store's revision of each definition, once they have been recorded."""
+        self._revisions = dict(revisions)
+
+    def revision(self, definition_id: str) -> int:
+        """The recorded revision of a definition (0 until definitions are recorded)."""
+        return self._revisions.get(definition_id, 0)
 
     def get(self, definition_id: str) -> TaskDefinition | None:
         return self._definitions.get(definition_id)

@@ -19,6 +19,8 @@ class SubmitTask:
     priority: Priority = Priority.MEDIUM
     timeout_ms: int | None = None
     retry_policy: RetryPolicy | None = None
+    # Same key and body again: the original task; same key, other body: refused.
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,4 @@ class Outcome:
     created_at: datetime
     updated_at: datetime
     position: int
+    replayed: bool = False  # an idempotent retry: the task existed already

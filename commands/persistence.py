@@ -76,6 +76,16 @@ class DatabaseConfig:
         )
 
     @property
+    def read_model_path(self) -> Path:
+        """SQLite: read models live in a file of their own beside the events
+        (``taskexec.db`` -> ``taskexec-views.db``), so that projecting never holds the
+        write lock that appending events needs."""
+        assert self.sqlite_path is not None
+        return self.sqlite_path.with_name(
+            f"{self.sqlite_path.stem}-views{self.sqlite_path.suffix or '.db'}"
+        )
+
+    @property
     def is_postgres(self) -> bool:
         return self.kind == "postgres"
 

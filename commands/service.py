@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import ProcessRecorder, Tracking, Transcoder
+from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking, Transcoder
 
+from commands import idempotency
 from commands.catalog import DefinitionCatalog
-from commands.errors import Conflict, NotFound, ValidationFailed
+from commands.errors import CommandError, Conflict, NotFound, ValidationFailed
 from commands.messages import CancelTask, Outcome, RecordReport, SubmitTask
 from commands.persistence import APPLICATION_NAME
 from commands.transcoder import PayloadSafeTranscoder
+from domain import apikey as _apikey  # noqa: F401  (registers the API-key topics for decoding)
+from domain.definition import TaskDefinition
+from domain.definition_record import DefinitionRecord, definition_record_id
 from domain.errors import StaleResult, TaskNotCancellable
 from domain.task import Task
-from domain.values import Actor
+from domain.values import SYSTEM, Actor
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +81,112 @@ class TaskService(Application[UUID]):
     # -- commands -------------------------------------------------------------------
 
     def submit(self, cmd: SubmitTask) -> Outcome:
-        """Record a new PENDING task; refuse unknown definitions and invalid input."""
+        """Record a new PENDING task; refuse unknown definitions and invalid input.
+
+        With an idempotency key, a retry returns the original task (``replayed``).
+        """
+        result = self.submit_many([cmd])[0]
+        if isinstance(result, CommandError):
+            raise result
+        return result
+
+    def submit_many(self, cmds: Sequence[SubmitTask]) -> list[Outcome | CommandError]:
+        """Record every acceptable task in ONE transaction; one result per command, in order.
+
+        A refused command gets its error and records nothing; the others are saved
+        together. A command with an idempotency key whose task exists already gets that
+        task (``replayed``) if the request is the same, else a ValidationFailed. A lost
+        race with a concurrent duplicate (IntegrityError) is retried, and the retry finds
+        the winner's task.
+        """
+        results: list[Outcome | CommandError | None] = [None] * len(cmds)
+        plan: dict[int, tuple[UUID, str | None]] = {}  # index -> (task id, request hash)
+        repeats: dict[int, int] = {}  # index -> earlier index with the same key and body
+        first: dict[UUID, int] = {}
+        for index, cmd in enumerate(cmds):
+            key = cmd.idempotency_key
+            if key is None:
+                plan[index] = (self._new_id(), None)
+                continue
+            if not idempotency.valid_key(key):
+                results[index] = ValidationFailed(
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                    {"field": "Idempotency-Key"},
+                )
+                continue
+            keyed_id, fingerprint = idempotency.task_id_for(cmd, key), idempotency.fingerprint(cmd)
+            earlier = first.setdefault(keyed_id, index)
+            if earlier == index:
+                plan[index] = (keyed_id, fingerprint)
+            elif plan[earlier][1] == fingerprint:
+                repeats[index] = earlier
+            else:
+                results[index] = _key_reused(keyed_id)
+        for attempt in range(3):
+            tasks: dict[int, Task] = {}
+            for index, (task_id, request_hash) in plan.items():
+                if results[index] is not None:
+                    continue
+                if request_hash is not None:
+                    existing = self._find(task_id)
+                    if existing is not None:
+                        results[index] = self._replay(existing, request_hash)
+                        continue
+                try:
+                    tasks[index] = self._new_task(cmds[index], task_id, request_hash)
+                except CommandError as exc:
+                    results[index] = exc
+            if not tasks:
+                break
+            try:
+                recordings = self.save(*tasks.values())
+            except IntegrityError:
+                # A concurrent duplicate won: the next round finds it. Nothing else can
+                # clash with fresh ids, so give up if no keyed command is involved.
+                if attempt == 2 or all(plan[index][1] is None for index in tasks):
+                    raise
+                continue
+            positions = {r.domain_event.originator_id: r.notification.id for r in recordings}
+            for index, task in tasks.items():
+                results[index] = Outcome(
+                    task_id=task.id,
+                    status=task.status.value,
+                    created_at=task.created_at,
+                    updated_at=task.updated_at,
+                    position=positions[task.id],
+                )
+            break
+        for index, earlier in repeats.items():
+            original = results[earlier]
+            results[index] = (
+                replace(original, replayed=True) if isinstance(original, Outcome) else original
+            )
+        assert all(result is not None for result in results)
+        return [result for result in results if result is not None]
+
+    def _find(self, task_id: UUID) -> Task | None:
+        try:
+            task: Any = self.repository.get(task_id)
+        except AggregateNotFoundError:
+            return None
+        return task if isinstance(task, Task) else None
+
+    def _replay(self, task: Task, request_hash: str) -> Outcome | CommandError:
+        if task.request_hash != request_hash:
+            return _key_reused(task.id)
+        # The task's events are committed, so the log's end is at or past them.
+        position = self.recorder.max_notification_id() or 0
+        return Outcome(
+            task_id=task.id,
+            status=task.status.value,
+            created_at=task.created_at,
+            updated_at=task.updated_at,
+            position=position,
+            replayed=True,
+        )
+
+    def _new_task(self, cmd: SubmitTask, task_id: UUID, request_hash: str | None) -> Task:
+        """A new task for ``cmd`` (not saved); NotFound or ValidationFailed if refused."""
         definition = self.catalog.get(cmd.definition_id)
         if definition is None:
             raise NotFound(
@@ -92,8 +202,8 @@ class TaskService(Application[UUID]):
                     "violations": [{"path": v.path, "message": v.message} for v in violations],
                 },
             )
-        task = Task.submit(
-            task_id=self._new_id(),
+        return Task.submit(
+            task_id=task_id,
             at=self._clock(),
             actor=cmd.actor,
             definition=definition,
@@ -102,8 +212,9 @@ class TaskService(Application[UUID]):
             priority=cmd.priority,
             timeout_ms=cmd.timeout_ms,
             retry_policy=cmd.retry_policy,
+            definition_revision=self.catalog.revision(definition.id),
+            request_hash=request_hash,
         )
-        return self._outcome(task, self.save(task))
 
     def cancel(self, cmd: CancelTask) -> Outcome:
         """Cancel a task that has not finished; 409-style Conflict when it has."""
@@ -145,6 +256,40 @@ class TaskService(Application[UUID]):
         self.events.put(events, tracking=Tracking(RESULTS_TRACKING, position))
         return len(events)
 
+    def register_definitions(self, definitions: Sequence[TaskDefinition]) -> dict[str, int]:
+        """Record new and changed definitions in one transaction; unchanged ones record
+        nothing. Returns every definition's revision (the store's version of its record).
+
+        Several replicas may start at once: a lost race (IntegrityError) is retried, and
+        the retry finds the winner's events and records nothing again.
+        """
+        for attempt in range(3):
+            at = self._clock()
+            changed: list[DefinitionRecord] = []
+            revisions: dict[str, int] = {}
+            for definition in definitions:
+                document = definition.to_document()
+                try:
+                    record: Any = self.repository.get(definition_record_id(definition.id))
+                except AggregateNotFoundError:
+                    record = DefinitionRecord.register(
+                        definition_id=definition.id, document=document, at=at, actor=SYSTEM
+                    )
+                    changed.append(record)
+                else:
+                    if record.revise(document=document, at=at, actor=SYSTEM):
+                        changed.append(record)
+                revisions[definition.id] = record.revision
+            try:
+                if changed:
+                    self.save(*changed)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                continue
+            return revisions
+        raise AssertionError("unreachable")
+
     def read_log(self, after: int, limit: int) -> list[tuple[int, Any]]:
         """Decoded events of the notification log after position ``after``, in order."""
         notifications = self.recorder.select_notifications(
@@ -174,6 +319,13 @@ class TaskService(Application[UUID]):
             updated_at=task.updated_at,
             position=recordings[-1].notification.id,
         )
+
+
+def _key_reused(task_id: UUID) -> ValidationFailed:
+    return ValidationFailed(
+        "Idempotency-Key was already used with a different request",
+        {"field": "Idempotency-Key", "taskId": str(task_id)},
+    )
 
 
 def _apply_report(task: Task, report: RecordReport) -> None:

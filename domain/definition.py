@@ -40,6 +40,25 @@ class TaskDefinition:
         value = self.execution_config.get("endpoint")
         return value if isinstance(value, str) else None
 
+    def to_document(self) -> dict[str, Any]:
+        """The normalised camelCase document (the spec's definition body, without times)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "type": self.type.value,
+            "version": self.version,
+            "inputSchema": self.input_schema,
+            "outputSchema": self.output_schema,
+            "timeout": self.timeout_ms,
+            "retryPolicy": {
+                "maxRetries": self.retry_policy.max_retries,
+                "retryInterval": self.retry_policy.retry_interval_ms,
+                "backoffMultiplier": self.retry_policy.backoff_multiplier,
+            },
+            "executionConfig": self.execution_config,
+        }
+
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> TaskDefinition:
         """Build from the camelCase document of a definition file; raise InvalidValue if off."""

@@ -45,11 +45,16 @@ class Task(Aggregate):
         timeout_ms: int
         retry_policy: dict[str, Any]
         execution: dict[str, Any]
+        definition_revision: int = 0
+        # Fingerprint of the request when it carried an Idempotency-Key (else None).
+        request_hash: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             task: Task = aggregate
+            task.request_hash = self.request_hash
             task.definition_id = self.definition_id
             task.definition_version = self.definition_version
+            task.definition_revision = self.definition_revision
             task.task_type = TaskType(self.task_type)
             task.workflow_instance_id = self.workflow_instance_id
             task.input = self.input
@@ -116,8 +121,10 @@ class Task(Aggregate):
     def __init__(self) -> None:
         # Placeholders, so that every attribute is declared once with its type;
         # Submitted.apply sets the real values straight after.
+        self.request_hash: str | None = None
         self.definition_id: str = ""
         self.definition_version: str = ""
+        self.definition_revision: int = 0
         self.task_type: TaskType = TaskType.AUTOMATED
         self.workflow_instance_id: str | None = None
         self.input: dict[str, Any] = {}
@@ -147,6 +154,8 @@ class Task(Aggregate):
         priority: Priority = Priority.MEDIUM,
         timeout_ms: int | None = None,
         retry_policy: RetryPolicy | None = None,
+        definition_revision: int = 0,
+        request_hash: str | None = None,
     ) -> Task:
         """A new PENDING task of ``definition``; per-task settings override the definition's."""
         execution = {
@@ -168,6 +177,8 @@ class Task(Aggregate):
             timeout_ms=timeout_ms if timeout_ms is not None else definition.timeout_ms,
             retry_policy=(retry_policy or definition.retry_policy).as_dict(),
             execution=execution,
+            definition_revision=definition_revision,
+            request_hash=request_hash,
         )
 
     @property
@@ -226,6 +237,7 @@ class Task(Aggregate):
             "version": self.version,
             "definition_id": self.definition_id,
             "definition_version": self.definition_version,
+            "definition_revision": self.definition_revision,
             "type": self.task_type.value,
             "workflow_instance_id": self.workflow_instance_id,
             "input": self.input,

@@ -25,11 +25,20 @@ class Cursor:
         self._raw = raw
         self._postgres = postgres
 
+    @property
+    def postgres(self) -> bool:
+        return self._postgres
+
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self._postgres else sql
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        self._raw.execute(self._sql(sql), params)
+    def execute(self, sql: str, params: Sequence[Any] = (), binary: bool = False) -> Cursor:
+        """``binary`` (PostgreSQL): send and receive in the binary format, much cheaper for
+        large array parameters."""
+        if self._postgres and binary:
+            self._raw.execute(sql.replace("?", "%b"), params, binary=True)
+        else:
+            self._raw.execute(self._sql(sql), params)
         return self
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -70,11 +79,9 @@ class Database:
     def _sqlite(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            assert self.config.sqlite_path is not None
-            self.config.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.config.sqlite_path, timeout=10, isolation_level=None, check_same_thread=False
-            )
+            path = self.config.read_model_path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -108,6 +115,22 @@ class Database:
                 conn.rollback()
             return
         yield Cursor(self._sqlite().cursor(), postgres=False)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Cursor]:
+        """Several reads that see one consistent state of the database."""
+        if self._pool is not None:
+            with self._pool.connection() as conn, conn.cursor() as cur:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield Cursor(cur, postgres=True)
+                conn.rollback()
+            return
+        conn = self._sqlite()
+        conn.execute("BEGIN")
+        try:
+            yield Cursor(conn.cursor(), postgres=False)
+        finally:
+            conn.execute("COMMIT")
 
     def close(self) -> None:
         if self._pool is not None:

@@ -1,31 +1,214 @@
-"""Queries over the read models. Plain SQL; nothing here loads an aggregate."""
+"""Queries over the read models: plain SQL over the active generation's tables.
+
+Nothing here loads an aggregate. ``totalItems`` comes from the counts table (status and
+type filters) or from the workflow index (a workflow's tasks), never from a scan of all
+tasks; pages past the middle are read from the other end of the index, so the last page
+costs what the first does.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from projections.db import Database
+import psycopg
+
+from projections.db import Cursor, Database
+from projections.schema import active_generation
+
+T = TypeVar("T")
+SUMMARY_COLUMNS = "id, definition_id, status, type, workflow_instance_id, created_at, updated_at"
+_MISSING_TABLE = (sqlite3.OperationalError, psycopg.errors.UndefinedTable)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    page: int
+    limit: int
+    total_items: int
+
+    @property
+    def total_pages(self) -> int:
+        return math.ceil(self.total_items / self.limit) if self.total_items else 0
+
+
+class Generation:
+    """The active read-model generation, cached for a moment (a rebuild switches it)."""
+
+    def __init__(self, db: Database, ttl: float = 1.0) -> None:
+        self._db = db
+        self._ttl = ttl
+        self._value = 0
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def current(self, cur: Cursor, refresh: bool = False) -> int:
+        now = time.monotonic()
+        with self._lock:
+            if refresh or not self._value or now - self._read_at > self._ttl:
+                self._value = active_generation(cur)
+                self._read_at = now
+            return self._value
+
+    def query(self, run: Callable[[Cursor, int], T]) -> T:
+        """Run ``run(cursor, generation)`` in one snapshot; retry once after a switch."""
+        for attempt in (0, 1):
+            with self._db.snapshot() as cur:
+                try:
+                    return run(cur, self.current(cur, refresh=attempt == 1))
+                except _MISSING_TABLE:
+                    if attempt:
+                        raise
+            # the generation was switched and the old tables dropped: read it again
+        raise AssertionError("unreachable")
 
 
 class TaskQueries:
-    """Reads ``task_view``."""
+    """Reads ``task_view`` and ``task_counts``."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self, db: Database, generation: Generation | None = None) -> None:
+        self._generation = generation or Generation(db)
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         """The task's row with JSON columns decoded, or None if there is none."""
-        with self._db.read() as cur:
-            row = cur.execute("SELECT * FROM task_view WHERE id = ?", (task_id,)).fetchone()
-        if row is None:
-            return None
-        for column in ("input", "output", "error"):
-            if row[column] is not None:
-                row[column] = json.loads(row[column])
-        row["duration_ms"] = duration_ms(row["start_time"], row["end_time"])
+
+        def run(cur: Cursor, g: int) -> dict[str, Any] | None:
+            return cur.execute(f"SELECT * FROM task_view_g{g} WHERE id = ?", (task_id,)).fetchone()
+
+        row = self._generation.query(run)
+        return decode_task(row) if row is not None else None
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        task_type: str | None = None,
+        workflow_instance_id: str | None = None,
+        page: int = 1,
+        limit: int = 20,
+    ) -> Page:
+        """Newest first (ties by id, descending); filters combine."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("status", status),
+            ("type", task_type),
+            ("workflow_instance_id", workflow_instance_id),
+        ):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+
+        def run(cur: Cursor, g: int) -> Page:
+            if workflow_instance_id is None:
+                count_where = " AND ".join(conditions) or "1 = 1"
+                row = cur.execute(
+                    f"SELECT COALESCE(SUM(n), 0) AS n FROM task_counts_g{g} WHERE {count_where}",
+                    params,
+                ).fetchone()
+            else:
+                row = cur.execute(
+                    f"SELECT COUNT(*) AS n FROM task_view_g{g} {where}", params
+                ).fetchone()
+            total = int(row["n"]) if row else 0
+            offset = (page - 1) * limit
+            if offset >= total:
+                return Page([], page, limit, total)
+            size = min(limit, total - offset)
+            columns = (
+                "id, definition_id, status, type, workflow_instance_id, created_at, updated_at"
+            )
+            if offset <= total // 2:
+                rows = cur.execute(
+                    f"SELECT {columns} FROM task_view_g{g} {where} "
+                    "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                    [*params, size, offset],
+                ).fetchall()
+            else:  # nearer the end: count from the oldest, then turn the page around
+                rows = cur.execute(
+                    f"SELECT {columns} FROM task_view_g{g} {where} "
+                    "ORDER BY created_at ASC, id ASC LIMIT ? OFFSET ?",
+                    [*params, size, total - offset - size],
+                ).fetchall()
+                rows.reverse()
+            return Page(rows, page, limit, total)
+
+        return self._generation.query(run)
+
+
+class DefinitionQueries:
+    """Reads ``definition_view``."""
+
+    def __init__(self, db: Database, generation: Generation | None = None) -> None:
+        self._generation = generation or Generation(db)
+
+    def get(self, definition_id: str) -> dict[str, Any] | None:
+        def run(cur: Cursor, g: int) -> dict[str, Any] | None:
+            return cur.execute(
+                f"SELECT * FROM definition_view_g{g} WHERE id = ?", (definition_id,)
+            ).fetchone()
+
+        row = self._generation.query(run)
+        if row is not None:
+            row["document"] = json.loads(row["document"])
         return row
+
+    def list(
+        self,
+        *,
+        task_type: str | None = None,
+        search: str | None = None,
+        page: int = 1,
+        limit: int = 20,
+    ) -> Page:
+        """By id; ``search`` matches name or description, case-insensitively."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        if task_type is not None:
+            conditions.append("type = ?")
+            params.append(task_type)
+        if search:
+            pattern = "%" + _escape_like(search.lower()) + "%"
+            conditions.append(
+                "(LOWER(name) LIKE ? ESCAPE '\\' OR LOWER(description) LIKE ? ESCAPE '\\')"
+            )
+            params += [pattern, pattern]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+
+        def run(cur: Cursor, g: int) -> Page:
+            row = cur.execute(
+                f"SELECT COUNT(*) AS n FROM definition_view_g{g} {where}", params
+            ).fetchone()
+            total = int(row["n"]) if row else 0
+            rows = cur.execute(
+                f"SELECT id, name, description, type, version, revision FROM definition_view_g{g} "
+                f"{where} ORDER BY id LIMIT ? OFFSET ?",
+                [*params, limit, (page - 1) * limit],
+            ).fetchall()
+            return Page(rows, page, limit, total)
+
+        return self._generation.query(run)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def decode_task(row: dict[str, Any]) -> dict[str, Any]:
+    for column in ("input", "output", "error"):
+        if row[column] is not None:
+            row[column] = json.loads(row[column])
+    row["duration_ms"] = duration_ms(row["start_time"], row["end_time"])
+    return row
 
 
 def duration_ms(start: str | None, end: str | None) -> int | None:

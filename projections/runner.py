@@ -1,26 +1,57 @@
-"""Runs a projection: reads the notification log in batches, applies each batch and the
-new position in one transaction, and wakes whoever waits for a position.
+"""Keeps the read models up to date: reads the notification log in batches and applies
+each batch to every projection, with the new position, in one transaction.
 
-A batch the projection cannot apply stops this runner with a logged error naming the
-notification id; the API keeps answering from the rows it has (issue: never wedge reads).
+- Wake-ups: an in-process ``poke()`` after a local commit, PostgreSQL LISTEN/NOTIFY for
+  commits by other processes, and a poll as the safety net (the only way on SQLite).
+- PostgreSQL: one active runner per database (a session advisory lock); the others stand
+  by, follow the recorded position for their waiters, and take over if the active one
+  goes. Each batch also takes a transaction-level lock and re-reads the generation and
+  position, so a rebuild's switch and a runner's batch never interleave.
+- A batch that cannot be applied rolls back and stops the runner with a logged error
+  naming the notification id; reads keep answering from the rows already there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
+from commands.persistence import DatabaseConfig
 from projections.db import Database
-from projections.tasks import TaskProjection
+from projections.schema import (
+    ApplyError,
+    Projection,
+    active_generation,
+    create_generation,
+    ensure_meta,
+    read_position,
+    write_position,
+)
 
 log = logging.getLogger(__name__)
 
 ReadLog = Callable[[int, int], list[tuple[int, Any]]]
+
+
+def lock_key(config: DatabaseConfig, purpose: str) -> int:
+    """A PostgreSQL advisory lock key of this deployment (advisory locks are per database,
+    so two deployments in two schemas of one database must not share keys)."""
+    return zlib.crc32(f"taskexec:{config.schema or 'public'}:{purpose}".encode())
+
+
+def write_lock(config: DatabaseConfig) -> int:
+    """Held (per transaction) by every write to the read models: batches, rebuild switch."""
+    return lock_key(config, "read-model-write")
+
+
+_TRANSIENT = (sqlite3.OperationalError, psycopg.OperationalError)
 
 
 class ProjectionStopped(RuntimeError):
@@ -28,54 +59,78 @@ class ProjectionStopped(RuntimeError):
 
 
 class ProjectionRunner:
-    """A background thread keeping one projection up to date."""
+    """A background thread keeping every projection up to date."""
 
     def __init__(
         self,
         read_log: ReadLog,
-        projection: TaskProjection,
+        projections: list[Projection],
         db: Database,
         batch_size: int = 1000,
         poll_interval: float = 0.05,
+        listen_channel: str | None = None,
     ) -> None:
         self._read_log = read_log
-        self._projection = projection
+        self._projections = projections
         self._db = db
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._listen_channel = listen_channel
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._position = 0
-        self._thread: threading.Thread | None = None
+        self._generation = 0
+        self._threads: list[threading.Thread] = []
+        self._active_conn: psycopg.Connection[Any] | None = None
         self.error: str | None = None
 
     @property
     def position(self) -> int:
         return self._position
 
+    @property
+    def active(self) -> bool:
+        """True when this runner writes (always on SQLite; the lock holder on PostgreSQL)."""
+        return not self._db.postgres or self._active_conn is not None
+
     def start(self) -> None:
-        self._projection.create_tables(self._db)
-        with self._db.read() as cur:
-            self._position = self._projection.position(cur)
-        self._thread = threading.Thread(
-            target=self._run, name=f"projection-{self._projection.name}", daemon=True
-        )
-        self._thread.start()
+        self.prepare()
+        self._spawn(self._run, "projection-runner")
+        if self._db.postgres and self._listen_channel:
+            self._spawn(self._listen, "projection-listen")
+
+    def prepare(self) -> None:
+        """Create the tables of the active generation and read its position."""
+        with self._db.transaction() as cur:
+            if self._db.postgres:
+                cur.execute("SELECT pg_advisory_xact_lock(?)", (write_lock(self._db.config),))
+            ensure_meta(cur)
+            self._generation = active_generation(cur)
+            create_generation(cur, self._projections, self._generation)
+            self._position = read_position(cur, self._generation)
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+        self._release_active()
 
     def poke(self) -> None:
         """New events were recorded: look now rather than at the next poll."""
         self._wake.set()
 
-    def wait_for(self, position: int, timeout: float) -> None:
+    def wait_for(self, position: int, timeout: float, poke: bool = True) -> None:
         """Block until ``position`` is applied; raise TimeoutError or ProjectionStopped."""
-        self.poke()
+        if poke:
+            self.poke()
         with self._changed:
             ok = self._changed.wait_for(
                 lambda: self._position >= position or self.error is not None, timeout
@@ -83,64 +138,117 @@ class ProjectionRunner:
         if self.error is not None and self._position < position:
             raise ProjectionStopped(self.error)
         if not ok:
-            raise TimeoutError(f"projection {self._projection.name} did not reach {position}")
+            raise TimeoutError(f"read models did not reach position {position}")
+
+    # -- one batch ----------------------------------------------------------------------
 
     def run_once(self) -> int:
         """Apply one batch; return how many events it held (0 when caught up)."""
         events = self._read_log(self._position, self._batch_size)
         if not events:
             return 0
-        failing = events[0][0]
-        try:
-            with self._db.transaction() as cur:
-                for position, event in events:
-                    failing = position
-                    self._projection.apply(cur, event)
-                self._projection.set_position(cur, events[-1][0])
-        except Exception as exc:
-            raise _BatchFailed(failing, exc) from exc
-        with self._changed:
-            self._position = events[-1][0]
-            self._changed.notify_all()
+        with self._db.transaction() as cur:
+            if self._db.postgres:
+                cur.execute("SELECT pg_advisory_xact_lock(?)", (write_lock(self._db.config),))
+            generation = active_generation(cur)
+            if generation != self._generation:  # a rebuild switched generations
+                create_generation(cur, self._projections, generation)
+            position = read_position(cur, generation)
+            if position != self._position:  # someone else moved it: read from there
+                events = self._read_log(position, self._batch_size)
+            if events:
+                for projection in self._projections:
+                    projection.apply(cur, events, generation)
+                write_position(cur, generation, events[-1][0])
+                position = events[-1][0]
+        self._advance(generation, position)
         return len(events)
+
+    def _advance(self, generation: int, position: int) -> None:
+        with self._changed:
+            self._generation = generation
+            self._position = position
+            self._changed.notify_all()
+
+    # -- loops --------------------------------------------------------------------------
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if not self.active and not self._try_become_active():
+                self._follow()
+                self._stop.wait(self._poll_interval)
+                continue
             try:
                 applied = self.run_once()
-            except _TRANSIENT as exc:  # the database went away for a moment: try again
-                log.warning("projection %s: %r; retrying", self._projection.name, exc)
-                self._stop.wait(1.0)
-                continue
-            except _BatchFailed as exc:
+            except ApplyError as exc:
                 if isinstance(exc.cause, _TRANSIENT):
-                    log.warning("projection %s: %r; retrying", self._projection.name, exc.cause)
-                    self._stop.wait(1.0)
+                    self._retry_later(exc.cause)
                     continue
-                self._fail(
-                    f"projection {self._projection.name} stopped at notification "
-                    f"{exc.position}: {exc.cause!r}"
-                )
+                self._fail(f"projection stopped at notification {exc.position}: {exc.cause!r}")
                 return
-            except Exception as exc:  # e.g. an undecodable event or a lost connection
-                self._fail(f"projection {self._projection.name} stopped: {exc!r}")
+            except _TRANSIENT as exc:  # the database went away for a moment
+                self._retry_later(exc)
+                continue
+            except Exception as exc:  # an undecodable event, say
+                self._fail(f"projection stopped: {exc!r}")
                 return
             if applied < self._batch_size:
                 self._wake.wait(self._poll_interval)
                 self._wake.clear()
+
+    def _retry_later(self, exc: BaseException) -> None:
+        log.warning("projection: %r; retrying in 1 s", exc)
+        self._release_active()
+        self._stop.wait(1.0)
+
+    def _follow(self) -> None:
+        """Standby: keep the recorded position for waiters, written by the active runner."""
+        try:
+            with self._db.read() as cur:
+                generation = active_generation(cur)
+                position = read_position(cur, generation)
+        except _TRANSIENT as exc:
+            log.warning("projection standby: %r", exc)
+            return
+        self._advance(generation, position)
+
+    def _try_become_active(self) -> bool:
+        try:
+            conn = psycopg.connect(self._db.config.conninfo(), autocommit=True)
+            key = lock_key(self._db.config, "active-runner")
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        except psycopg.Error as exc:
+            log.warning("projection: cannot reach PostgreSQL: %r", exc)
+            return False
+        if row and row[0]:
+            self._active_conn = conn
+            log.info("projection runner active")
+            return True
+        conn.close()
+        return False
+
+    def _release_active(self) -> None:
+        if self._active_conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._active_conn.close()
+            self._active_conn = None
+
+    def _listen(self) -> None:
+        """Wake the runner on PostgreSQL NOTIFY from any process's commit."""
+        assert self._listen_channel is not None
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._db.config.conninfo(), autocommit=True) as conn:
+                    conn.execute(f'LISTEN "{self._listen_channel}"')
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self._wake.set()
+            except psycopg.Error as exc:
+                log.warning("projection LISTEN: %r; reconnecting", exc)
+                self._stop.wait(1.0)
 
     def _fail(self, message: str) -> None:
         log.error(message)
         with self._changed:
             self.error = message
             self._changed.notify_all()
-
-
-_TRANSIENT = (sqlite3.OperationalError, psycopg.OperationalError)
-
-
-class _BatchFailed(Exception):
-    def __init__(self, position: int, cause: Exception) -> None:
-        super().__init__(position, cause)
-        self.position = position
-        self.cause = cause

@@ -71,6 +71,11 @@ class Stack:
     def nats_url(self) -> str:
         return (self.var_dir / "nats" / "url").read_text().strip()
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """The development API key that ``taskexec dev`` made (every permission)."""
+        return {"X-API-Key": (self.var_dir / "dev-api-key").read_text().strip()}
+
 
 @pytest.fixture
 def dev_stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
@@ -89,6 +94,7 @@ def dev_stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
         "TASKEXEC_VAR_DIR": str(var_dir),
         "TASKEXEC_DEFINITIONS_DIR": str(definitions),
         "PYTHONPATH": os.pathsep.join([str(code), str(ROOT)]),
+        "TASKEXEC_RATE_LIMIT": "10000/minute",  # these tests poll every 20 ms
     }
     env.pop("TASKEXEC_NATS_URL", None)
     log = tmp_path / "dev.log"
@@ -130,7 +136,9 @@ def _wait_healthy(stack: Stack, timeout: float = 60) -> None:
 def _until(stack: Stack, task_id: str, statuses: set[str], timeout: float = 20) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        body: dict[str, Any] = httpx.get(f"{stack.base}/api/v1/tasks/{task_id}").json()
+        body: dict[str, Any] = httpx.get(
+            f"{stack.base}/api/v1/tasks/{task_id}", headers=stack.auth
+        ).json()
         if body.get("status") in statuses:
             return body
         if time.monotonic() > deadline:
@@ -166,6 +174,7 @@ def test_the_spec_example_runs_over_http_and_nats(dev_stack: Stack) -> None:
             "workflowInstanceId": "order-workflow-789",
             "input": EXAMPLE_INPUT,
         },
+        headers=dev_stack.auth,
     )
     assert created.status_code == 201, created.text
     task_id = created.json()["id"]
@@ -193,6 +202,7 @@ def test_running_is_visible_and_a_raising_handler_fails(dev_stack: Stack) -> Non
     slow = httpx.post(
         f"{dev_stack.base}/api/v1/tasks",
         json={"taskDefinitionId": "slow-step", "input": {"seconds": 1.5}},
+        headers=dev_stack.auth,
     ).json()["id"]
     running = _until(dev_stack, slow, {"RUNNING", "COMPLETED"})
     assert running["status"] == "RUNNING"
@@ -202,6 +212,7 @@ def test_running_is_visible_and_a_raising_handler_fails(dev_stack: Stack) -> Non
     failing = httpx.post(
         f"{dev_stack.base}/api/v1/tasks",
         json={"taskDefinitionId": "reserve-stock", "input": {"have": 2}},
+        headers=dev_stack.auth,
     ).json()["id"]
     failed = _until(dev_stack, failing, {"FAILED", "COMPLETED"})
     assert failed["status"] == "FAILED"

@@ -29,7 +29,19 @@ def test_serve_and_two_workers_on_an_external_nats(
         "TASKEXEC_NATS_URL": nats_server.url,
         "TASKEXEC_VAR_DIR": str(tmp_path / "var"),
         "PYTHONPATH": str(ROOT),
+        "TASKEXEC_RATE_LIMIT": "10000/minute",  # this test polls every 20 ms
     }
+    # As an operator would: a service account's key, made before the API starts.
+    permissions = ["--permissions", "tasks:execute,tasks:read"]
+    created = subprocess.run(
+        [sys.executable, "-m", "api.cli", "apikey", "create", "--name", "e2e", *permissions],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    auth = {"X-API-Key": created.stdout.strip()}
     log = (tmp_path / "processes.log").open("wb")
     serve = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
@@ -65,13 +77,14 @@ def test_serve_and_two_workers_on_an_external_nats(
             httpx.post(
                 f"{base}/api/v1/tasks",
                 json={"taskDefinitionId": "calculate-order-total", "input": EXAMPLE_INPUT},
+                headers=auth,
             ).json()["id"]
             for _ in range(20)
         ]
         finished = []
         for task_id in ids:
             while True:
-                body = httpx.get(f"{base}/api/v1/tasks/{task_id}").json()
+                body = httpx.get(f"{base}/api/v1/tasks/{task_id}", headers=auth).json()
                 if body["status"] in ("COMPLETED", "FAILED"):
                     finished.append(body)
                     break

@@ -12,7 +12,9 @@ from litestar.testing import TestClient
 from api.app import create_app
 from api.runtime import Runtime
 from api.settings import Settings
+from domain.task import Task
 from tests.conftest import EXAMPLE_INPUT
+from tests.security_support import new_key
 from workers.nats_server import EmbeddedNatsServer
 
 TASKS = "/api/v1/tasks"
@@ -36,6 +38,8 @@ def runtime(database_url: str, tmp_path: Path) -> Runtime:
 @pytest.fixture
 def client(runtime: Runtime, nats_server: EmbeddedNatsServer) -> Iterator[TestClient[Any]]:
     with TestClient(create_app(runtime, nats_server.url)) as test_client:
+        # Every endpoint but /health and the docs needs credentials: an all-permission key.
+        test_client.headers["X-API-Key"] = new_key(runtime)
         yield test_client
 
 
@@ -51,7 +55,10 @@ def assert_envelope(response: Any, status: int, code: str) -> dict[str, Any]:
 
 
 def nothing_recorded(runtime: Runtime) -> bool:
-    return runtime.service.recorder.max_notification_id() is None
+    """No task event at all is in the store (definitions are recorded at start)."""
+    task_topics = [Task.Submitted.TOPIC, Task.Cancelled.TOPIC]
+    found = runtime.service.recorder.select_notifications(None, 100, topics=task_topics)
+    return list(found) == []
 
 
 def test_submit_then_read_at_once(client: TestClient[Any]) -> None:

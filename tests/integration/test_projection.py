@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,8 +18,10 @@ from commands.service import TaskService
 from domain.task import Task
 from domain.values import ANONYMOUS
 from projections.db import Database
+from projections.definitions import DefinitionProjection
 from projections.queries import TaskQueries
 from projections.runner import ProjectionRunner, ProjectionStopped
+from projections.schema import Projection
 from projections.tasks import TaskProjection
 from tests.conftest import EXAMPLE_INPUT
 
@@ -37,12 +40,16 @@ def read_side(database_url: str) -> Iterator[ReadSide]:
     prepare_database(config)
     service = TaskService(config.eventsourcing_env(), DefinitionCatalog.load())
     db = Database(config)
-    runner = ProjectionRunner(service.read_log, TaskProjection(), db, batch_size=7)
+    runner = ProjectionRunner(service.read_log, projections(), db, batch_size=7)
     runner.start()
     yield ReadSide(service, db, runner, TaskQueries(db))
     runner.stop()
     db.close()
     service.close()
+
+
+def projections() -> list[Projection]:
+    return [TaskProjection(), DefinitionProjection()]
 
 
 def submit(service: TaskService, workflow: str = "wf") -> SubmitTask:
@@ -97,7 +104,7 @@ def test_batches_and_restart_resume_without_reapplying(read_side: ReadSide) -> N
 
     # A new runner over the same tables starts at the stored position: nothing reapplied
     # (a reapplied Submitted would violate the primary key and stop the runner).
-    again = ProjectionRunner(service.read_log, TaskProjection(), read_side.db)
+    again = ProjectionRunner(service.read_log, projections(), read_side.db)
     again.start()
     try:
         assert again.position == last
@@ -107,7 +114,7 @@ def test_batches_and_restart_resume_without_reapplying(read_side: ReadSide) -> N
     finally:
         again.stop()
     with read_side.db.read() as cur:
-        count = cur.execute("SELECT COUNT(*) AS n FROM task_view").fetchone()
+        count = cur.execute("SELECT COUNT(*) AS n FROM task_view_g1").fetchone()
     assert count is not None and count["n"] == 21
     row = read_side.queries.get(str(outcomes[0].task_id))
     assert row is not None and row["status"] == "CANCELLED"
@@ -134,7 +141,7 @@ def test_an_event_that_cannot_be_applied_stops_the_projection_not_the_reads(
     def read_log(after: int, limit: int) -> list[tuple[int, object]]:
         return [(999, orphan)] if after < 999 else []
 
-    broken = ProjectionRunner(read_log, TaskProjection(), read_side.db)
+    broken = ProjectionRunner(read_log, projections(), read_side.db)
     with caplog.at_level(logging.ERROR):
         broken.start()
         with pytest.raises(ProjectionStopped, match="notification 999"):
@@ -144,3 +151,43 @@ def test_an_event_that_cannot_be_applied_stops_the_projection_not_the_reads(
     # The rows written before still answer.
     row = queries.get(str(good.task_id))
     assert row is not None and row["status"] == "PENDING"
+
+
+def test_only_one_runner_is_active_on_postgres_and_a_standby_takes_over(
+    postgres_url: str,
+) -> None:
+    config = DatabaseConfig.from_url(postgres_url)
+    prepare_database(config)
+    service = TaskService(config.eventsourcing_env(), DefinitionCatalog.load())
+    databases = [Database(config), Database(config)]
+    channel = getattr(service.recorder, "channel_name", None)
+    first, second = (
+        ProjectionRunner(service.read_log, projections(), db, listen_channel=channel)
+        for db in databases
+    )
+    try:
+        first.start()
+        for _ in range(100):  # the first one takes the lock
+            if first.active:
+                break
+            threading.Event().wait(0.02)
+        second.start()
+        threading.Event().wait(0.3)
+        assert first.active
+        assert not second.active
+
+        outcome = service.submit(submit(service))
+        # The standby follows the recorded position: read-your-writes on any replica.
+        second.wait_for(outcome.position, timeout=5, poke=False)
+
+        first.stop()
+        later = service.submit(submit(service))
+        second.wait_for(later.position, timeout=10, poke=False)
+        assert second.active
+        assert second.error is None
+    finally:
+        first.stop()
+        second.stop()
+        for db in databases:
+            db.close()
+        service.close()

@@ -1,0 +1,60 @@
+"""Builds authentication and rate limiting from Settings (called by the Runtime)."""
+
+from __future__ import annotations
+
+import logging
+
+from api.auth import ApiKeyCache, Authenticator
+from api.gate import Security
+from api.jwks import JwksSource
+from api.ratelimit import Limiter, MemoryLimiter, PostgresLimiter, Rate, RateLimits
+from api.settings import Settings
+from api.tokens import TokenVerifier
+from commands.apikeys import ApiKeyService
+from commands.persistence import DatabaseConfig
+
+log = logging.getLogger(__name__)
+
+
+def parse_rates(settings: Settings) -> tuple[Rate | None, Rate | None]:
+    """The default and bulk rates; ValueError names a bad setting."""
+    try:
+        default = Rate.parse(settings.rate_limit)
+    except ValueError as exc:
+        raise ValueError(f"TASKEXEC_RATE_LIMIT: {exc}") from None
+    try:
+        bulk = Rate.parse(settings.rate_limit_bulk)
+    except ValueError as exc:
+        raise ValueError(f"TASKEXEC_RATE_LIMIT_BULK: {exc}") from None
+    return default, bulk
+
+
+def build_security(settings: Settings, db: DatabaseConfig, apikeys: ApiKeyService) -> Security:
+    """Blocking: fetches the JWKS (if one is configured)."""
+    default, bulk = parse_rates(settings)
+    jwks = None
+    if settings.jwt_jwks is not None:
+        jwks = JwksSource(settings.jwt_jwks)
+        jwks.start()
+    tokens = TokenVerifier(
+        secret=settings.jwt_secret,
+        jwks=jwks,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    if tokens.enabled and (settings.jwt_issuer is None or settings.jwt_audience is None):
+        log.warning(
+            "JWTs are accepted without an issuer or audience check: "
+            "set TASKEXEC_JWT_ISSUER and TASKEXEC_JWT_AUDIENCE"
+        )
+    limiter: Limiter = (
+        PostgresLimiter(db.conninfo())
+        if db.is_postgres and (default is not None or bulk is not None)
+        else MemoryLimiter()
+    )
+    return Security(
+        authenticator=Authenticator(
+            tokens, ApiKeyCache(apikeys.get, ttl=settings.apikey_cache_seconds)
+        ),
+        limits=RateLimits(limiter, default=default, bulk=bulk),
+    )

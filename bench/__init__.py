@@ -1,0 +1,1 @@
+"""Benchmarks: they print medians and ratios; they never assert timings."""

@@ -1,0 +1,181 @@
+"""The read side at scale (issue 3): seed tasks through the command path, then measure
+projection catch-up and rebuild, task and list query latencies (in process and over
+loopback HTTP), and the lag from commit to visible under continuous submissions.
+
+    python -m bench read_side [--tasks 1000000] [--database-url postgresql://…]
+                              [--sqlite-tasks 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from api.app import create_app, to_response
+from api.runtime import Runtime, read_models
+from api.settings import Settings
+from bench.common import (
+    DEFAULT_PG,
+    EXAMPLE_INPUT,
+    fresh_postgres,
+    open_service,
+    seed_tasks,
+    summary_ms,
+    timed,
+)
+from commands.messages import SubmitTask
+from commands.persistence import DatabaseConfig
+from domain.values import ANONYMOUS, Actor
+from projections.db import Database
+from projections.rebuild import Rebuilder
+from projections.runner import ProjectionRunner
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench read_side")
+    parser.add_argument("--tasks", type=int, default=1_000_000)
+    parser.add_argument("--sqlite-tasks", type=int, default=200_000)
+    parser.add_argument("--database-url", default=DEFAULT_PG)
+    parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL schema")
+    args = parser.parse_args(argv)
+
+    print(f"== read side on PostgreSQL, {args.tasks:,} tasks ==")
+    with fresh_postgres(args.database_url, "read_side", keep=args.keep) as url:
+        run_backend(url, args.tasks, queries=True)
+    print(f"\n== read side on SQLite, {args.sqlite_tasks:,} tasks ==")
+    with tempfile.TemporaryDirectory() as tmp:
+        run_backend(f"sqlite:///{Path(tmp) / 'bench.db'}", args.sqlite_tasks, queries=False)
+
+
+def run_backend(url: str, tasks: int, queries: bool) -> None:
+    service = open_service(url)
+    begin = time.perf_counter()
+    events = seed_tasks(service, tasks, report=lambda n: _tick("seeded", n, tasks, begin))
+    seconds = time.perf_counter() - begin
+    print(
+        f"\nseed: {tasks:,} tasks, {events:,} events in {seconds:.1f}s "
+        f"({events / seconds:,.0f} events/s through the command path)"
+    )
+
+    db = Database(DatabaseConfig.from_url(url))
+    runner = ProjectionRunner(service.read_log, read_models(), db, batch_size=5000)
+    runner.prepare()
+    begin = time.perf_counter()
+    applied = 0
+    while count := runner.run_once():
+        applied += count
+    seconds = time.perf_counter() - begin
+    print(f"catch-up: {applied:,} events in {seconds:.1f}s = {applied / seconds:,.0f} events/s")
+
+    rebuilder = Rebuilder(
+        service.read_log, lambda: service.recorder.max_notification_id() or 0, read_models(), db
+    )
+    result = rebuilder.rebuild(drop_after=0)
+    print(
+        f"rebuild: {result.events:,} events in {result.seconds:.1f}s = "
+        f"{result.events / result.seconds:,.0f} events/s"
+    )
+    db.close()
+    service.close()
+    if queries:
+        measure_queries(url)
+
+
+def measure_queries(url: str) -> None:
+    runtime = Runtime(Settings(database_url=url, rate_limit="off", rate_limit_bulk="off"))
+    runtime.open()
+    try:
+        ids = [row["id"] for row in runtime.list_tasks(limit=100).items]
+        ids += [row["id"] for row in runtime.list_tasks(status="FAILED", limit=100).items]
+        rng = random.Random(7)
+        sample = [rng.choice(ids) for _ in range(2000)]
+        it = iter(sample)
+        get = timed(lambda: to_response(runtime.queries.get(next(it))), 2000)  # type: ignore[arg-type]
+        print(f"GET task, in process (query + body): {summary_ms(get)}")
+
+        total = runtime.list_tasks().total_items
+        filters = {
+            "status": {"status": "COMPLETED"},
+            "type": {"task_type": "INTEGRATION"},
+            "workflow": {"workflow_instance_id": "wf-4242"},
+            "all three": {
+                "status": "COMPLETED",
+                "task_type": "AUTOMATED",
+                "workflow_instance_id": "wf-4242",
+            },
+            "none": {},
+        }
+        for name, kwargs in filters.items():
+            last = max(1, runtime.list_tasks(**kwargs).total_pages)
+            for page in (1, 10, last):
+                samples = timed(partial(runtime.list_tasks, page=page, **kwargs), 200)
+                print(f"list {name:9} page {page:>7}: {summary_ms(samples)}")
+        print(f"(totalItems without filter: {total:,})")
+        measure_http(runtime, sample)
+        measure_lag(runtime, url)
+    finally:
+        runtime.close()
+
+
+def measure_http(runtime: Runtime, sample: list[str]) -> None:
+    app = create_app(runtime, None)
+    app.on_startup.clear()
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    key, _ = runtime.apikeys.create(
+        name="bench", permissions=["tasks:read"], actor=Actor("bench", "operator")
+    )
+    headers = {"X-API-Key": key}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as client:
+        for task_id in sample[:100]:  # warm up
+            client.get(f"/api/v1/tasks/{task_id}")
+        it = iter(sample)
+        samples = timed(lambda: client.get(f"/api/v1/tasks/{next(it)}").raise_for_status(), 2000)
+    print(f"GET task over loopback HTTP: {summary_ms(samples)}")
+    server.should_exit = True
+    thread.join(5)
+
+
+def measure_lag(runtime: Runtime, url: str, rate: float = 200.0, seconds: float = 10.0) -> None:
+    """Another writer (as another API replica would) submits at ``rate``/s; the lag is
+    commit -> applied by this process's runner, woken by LISTEN/NOTIFY or its poll."""
+    writer = open_service(url)
+    lags: list[float] = []
+    command = SubmitTask(
+        definition_id="calculate-order-total", input=EXAMPLE_INPUT, actor=ANONYMOUS
+    )
+    interval = 1.0 / rate
+    next_at = time.perf_counter()
+    end = next_at + seconds
+    while next_at < end:
+        time.sleep(max(0.0, next_at - time.perf_counter()))
+        outcome = writer.submit(command)
+        committed = time.perf_counter()
+        runtime.runner.wait_for(outcome.position, 5, poke=False)
+        lags.append(time.perf_counter() - committed)
+        next_at += interval
+    writer.close()
+    print(f"lag commit -> read model at {rate:.0f} submits/s: {summary_ms(lags)}")
+
+
+def _tick(label: str, done: int, total: int, begin: float) -> None:
+    if done == total or done % 50_000 == 0:
+        rate = done / max(time.perf_counter() - begin, 1e-9)
+        print(f"\r{label} {done:,}/{total:,} ({rate:,.0f} tasks/s)", end="", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Read-model generations: the tables a projection writes are ``<name>_g<generation>``.
+
+The active generation is one row; a rebuild fills the next generation beside the live
+one and then switches the row, so queries keep answering from complete tables at every
+moment. The position of each generation is a row of ``projection_position``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from projections.db import Cursor
+
+META_DDL = [
+    "CREATE TABLE IF NOT EXISTS read_model_generation ("
+    " id INTEGER PRIMARY KEY, generation INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS projection_position ("
+    " name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+]
+
+
+class Projection(Protocol):
+    """A read model: its tables per generation and how a batch of events changes them."""
+
+    name: str
+
+    def ddl(self, generation: int) -> list[str]: ...
+
+    def tables(self, generation: int) -> list[str]: ...
+
+    def apply(self, cur: Cursor, events: list[tuple[int, Any]], generation: int) -> None:
+        """Apply a batch in order; raise ApplyError naming the position that failed."""
+
+
+class ApplyError(Exception):
+    """An event could not be applied to a read model."""
+
+    def __init__(self, position: int, cause: BaseException) -> None:
+        super().__init__(f"notification {position}: {cause!r}")
+        self.position = position
+        self.cause = cause
+
+
+def ensure_meta(cur: Cursor) -> None:
+    for statement in META_DDL:
+        cur.execute(statement)
+    cur.execute(
+        "INSERT INTO read_model_generation (id, generation) VALUES (1, 1) "
+        "ON CONFLICT (id) DO NOTHING"
+    )
+
+
+def active_generation(cur: Cursor) -> int:
+    row = cur.execute("SELECT generation FROM read_model_generation WHERE id = 1").fetchone()
+    return int(row["generation"]) if row else 1
+
+
+def set_active_generation(cur: Cursor, generation: int) -> None:
+    cur.execute("UPDATE read_model_generation SET generation = ? WHERE id = 1", (generation,))
+
+
+def position_name(generation: int) -> str:
+    return f"read_model_g{generation}"
+
+
+def read_position(cur: Cursor, generation: int) -> int:
+    row = cur.execute(
+        "SELECT position FROM projection_position WHERE name = ?", (position_name(generation),)
+    ).fetchone()
+    return int(row["position"]) if row else 0
+
+
+def write_position(cur: Cursor, generation: int, position: int) -> None:
+    cur.execute(
+        "INSERT INTO projection_position (name, position) VALUES (?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET position = excluded.position "
+        "WHERE projection_position.position < excluded.position",
+        (position_name(generation), position),
+    )
+    if cur.rowcount != 1:
+        raise RuntimeError(f"position {position} of generation {generation} was already recorded")
+
+
+def create_generation(cur: Cursor, projections: list[Projection], generation: int) -> None:
+    for projection in projections:
+        for statement in projection.ddl(generation):
+            cur.execute(statement)
+
+
+def drop_generation(cur: Cursor, projections: list[Projection], generation: int) -> None:
+    for projection in projections:
+        for table in projection.tables(generation):
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+    cur.execute("DELETE FROM projection_position WHERE name = ?", (position_name(generation),))
