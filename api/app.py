@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from uuid import UUID
 
 import anyio.to_thread
 from litestar import Litestar, Response, get, post
@@ -17,9 +16,12 @@ from litestar.openapi.spec import Components
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_503_SERVICE_UNAVAILABLE
 
+from api.audit import ROUTES as AUDIT_ROUTES
 from api.errors import ERROR, EXCEPTION_HANDLERS
 from api.gate import BULK_PATH, Gate
 from api.guards import AUTH_ERRORS, SECURITY_SCHEMES, current_principal, protected
+from api.manual import ROUTES as MANUAL_ROUTES
+from api.paths import parse_task_id
 from api.principal import Principal
 from api.queries import ROUTES as QUERY_ROUTES
 from api.runtime import Runtime
@@ -54,13 +56,6 @@ REPLAYED = ResponseSpec(
     data_container=SubmitTaskResponse,
     description="An idempotent retry: the task submitted earlier with this Idempotency-Key",
 )
-
-
-def parse_task_id(task_id: str) -> UUID:
-    try:
-        return UUID(task_id)
-    except ValueError:
-        raise NotFound(f"task {task_id} not found", {"field": "taskId"}) from None
 
 
 def to_command(
@@ -100,6 +95,7 @@ def to_response(row: dict[str, Any]) -> TaskResponse:
         output=row["output"],
         error=ErrorInfo(type=error["type"], message=error["message"]) if error else None,
         attempts=row["attempts"],
+        next_attempt_at=api_time(row["next_attempt_at"]) if row["next_attempt_at"] else None,
         execution_metadata=ExecutionMetadata(
             start_time=api_time(row["start_time"]) if row["start_time"] else None,
             end_time=api_time(row["end_time"]) if row["end_time"] else None,
@@ -230,7 +226,9 @@ def create_app(runtime: Runtime, nats_url: str | None) -> Litestar:
             submit_tasks_bulk,
             get_task,
             cancel_task,
+            *MANUAL_ROUTES,
             *QUERY_ROUTES,
+            *AUDIT_ROUTES,
             health,
         ],
         dependencies={

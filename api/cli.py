@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("TASKEXEC_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a malformed TASKEXEC_* variable
+        print(f"taskexec: {exc}", file=sys.stderr)
+        return 2
     result: int = args.func(settings, args)
     return result
 
@@ -56,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run tasks pulled from NATS")
     worker.add_argument("--concurrency", type=int, default=4)
     worker.add_argument("--id", dest="worker_id", default=None, help="worker name in task metadata")
+    worker.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds running attempts get to finish on SIGTERM before they are handed back",
+    )
     worker.set_defaults(func=cmd_worker)
 
     projections = commands.add_parser("projections", help="read models")
@@ -65,9 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.set_defaults(func=cmd_projections_rebuild)
 
-    from api import apikey_cli
+    from api import apikey_cli, audit
 
     apikey_cli.add_commands(commands)
+    audit.add_commands(commands)
     return parser
 
 
@@ -200,7 +211,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    asyncio.run(run_worker(nats_url, args.concurrency, args.worker_id))
+    asyncio.run(
+        run_worker(nats_url, args.concurrency, args.worker_id, args.grace, settings.work_ack_wait_s)
+    )
     return 0
 
 
@@ -211,13 +224,17 @@ def _local_nats_url(path: Path) -> str | None:
         return None
 
 
-async def run_worker(nats_url: str, concurrency: int, worker_id: str | None) -> None:
+async def run_worker(
+    nats_url: str, concurrency: int, worker_id: str | None, grace_s: float, ack_wait_s: float
+) -> None:
     import nats
 
     from workers.executor import Worker
 
     nc = await nats.connect(nats_url, name="taskexec-worker", max_reconnect_attempts=-1)
-    worker = Worker(nc, worker_id=worker_id, concurrency=concurrency)
+    worker = Worker(
+        nc, worker_id=worker_id, concurrency=concurrency, grace_s=grace_s, ack_wait_s=ack_wait_s
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

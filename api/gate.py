@@ -20,6 +20,7 @@ leaves. Errors it writes itself use the spec's envelope.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,13 +41,20 @@ BULK_PATH = "/api/v1/tasks/bulk"
 _encoder = msgspec.json.Encoder()
 
 
+def normalised(path: str) -> str:
+    """The path as the router matches it: repeated slashes collapsed, no trailing one.
+    (``/api/v1//tasks/bulk`` reaches the bulk handler, so it must count as bulk too.)"""
+    return re.sub(r"/+", "/", path).rstrip("/") or "/"
+
+
 def is_open(path: str) -> bool:
     """Paths anyone may call: readiness and the API documentation."""
+    path = normalised(path)
     return path == "/health" or path == "/schema" or path.startswith("/schema/")
 
 
 def bucket_of(method: str, path: str) -> str:
-    return "bulk" if method == "POST" and path.rstrip("/") == BULK_PATH else "default"
+    return "bulk" if method == "POST" and normalised(path) == BULK_PATH else "default"
 
 
 @dataclass(frozen=True)

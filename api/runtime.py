@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -24,7 +25,7 @@ from api.settings import Settings
 from commands.apikeys import ApiKeyService
 from commands.catalog import DefinitionCatalog
 from commands.errors import CommandError
-from commands.messages import CancelTask, Outcome, SubmitTask
+from commands.messages import CancelTask, FinishManually, Outcome, SubmitTask
 from commands.outbox import Outbox
 from commands.persistence import DatabaseConfig, prepare_database
 from commands.results import ResultsConsumer
@@ -34,13 +35,17 @@ from projections.definitions import DefinitionProjection
 from projections.queries import DefinitionQueries, Generation, Page, TaskQueries
 from projections.runner import ProjectionRunner, ProjectionStopped
 from projections.schema import Projection
-from projections.tasks import TaskProjection
+from projections.tasks import TaskProjection, timestamp_text
 from workers.relay import Relay
-from workers.streams import ensure_streams
+from workers.streams import EventsRetention, ensure_streams
 
 log = logging.getLogger(__name__)
 
 READ_YOUR_WRITES_TIMEOUT_S = 5.0
+# An attempt may run for its timeout; JetStream redelivers unacked work after its ack wait,
+# so a lost attempt is declared only when both (and this margin) have passed.
+LEASE_MARGIN_S = 30.0
+SWEEP_INTERVAL_S = 5.0
 
 
 def read_models() -> list[Projection]:
@@ -64,6 +69,7 @@ class Runtime:
         self._relay: Relay | None = None
         self._consumer: ResultsConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._sweeper: asyncio.Task[None] | None = None
         parse_rates(settings)  # a bad TASKEXEC_RATE_LIMIT fails here, before anything opens
         self._apikeys: ApiKeyService | None = None
         self._security: Security | None = None
@@ -94,15 +100,20 @@ class Runtime:
     async def start_messaging(self, nats_url: str) -> None:
         """Connect to NATS; start the relay and the results consumer."""
         self._nc = await nats.connect(nats_url, name="taskexec-serve", max_reconnect_attempts=-1)
-        await ensure_streams(self._nc.jetstream())
+        retention = EventsRetention(self.settings.events_max_age_s, self.settings.events_max_bytes)
+        await ensure_streams(self._nc.jetstream(), self.settings.work_ack_wait_s, retention)
         self._relay = Relay(Outbox(self.service), self._nc.jetstream())
         self._consumer = ResultsConsumer(self.service, self._nc, on_recorded=self._after_write)
         self._tasks = [
             asyncio.create_task(self._relay.run(), name="relay"),
             asyncio.create_task(self._consumer.run(), name="results-consumer"),
         ]
+        self._sweeper = asyncio.create_task(self._sweep(), name="lost-attempts-sweep")
 
     async def stop_messaging(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._relay is not None:
             self._relay.stop()
         if self._consumer is not None:
@@ -186,6 +197,36 @@ class Runtime:
         outcome = self.service.cancel(cmd)
         self._read_your_write(outcome.position)
         return outcome
+
+    def finish_manually(self, cmd: FinishManually) -> Outcome:
+        outcome = self.service.finish_manually(cmd)
+        self._read_your_write(outcome.position)
+        return outcome
+
+    def expire_lost_attempts(self, grace_s: float | None = None) -> int:
+        """Fail (and so retry per policy) attempts that ran past timeout + grace without a
+        report: their worker vanished and JetStream gave up redelivering. Returns how many."""
+        if not self.runner.active:  # one replica sweeps: the one that writes read models
+            return 0
+        if grace_s is None:  # redelivery (ack wait) and a margin must have passed
+            grace_s = self.settings.work_ack_wait_s + LEASE_MARGIN_S
+        before = timestamp_text(datetime.now(UTC) - timedelta(seconds=grace_s))
+        expired = 0
+        for task_id, attempt in self.queries.expired_leases(before):
+            reason = f"no report from attempt {attempt} within its timeout + {grace_s:.0f} s"
+            if self.service.expire_attempt(UUID(task_id), attempt, reason):
+                expired += 1
+        if expired:
+            self._after_write()
+        return expired
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            try:
+                await asyncio.to_thread(self.expire_lost_attempts)
+            except Exception:
+                log.exception("sweep of lost attempts failed; next one in %d s", SWEEP_INTERVAL_S)
 
     def get_task(self, task_id: UUID) -> dict[str, Any] | None:
         return self.queries.get(str(task_id))

@@ -72,6 +72,7 @@ class TaskResponse(Struct, rename="camel"):
     output: Any
     error: ErrorInfo | None
     attempts: int
+    next_attempt_at: str | None
     execution_metadata: ExecutionMetadata
     created_at: str
     updated_at: str
@@ -141,4 +142,18 @@ class DefinitionResponse(Struct, rename="camel"):
     retry_policy: dict[str, Any]
     execution_config: dict[str, Any]
     created_at: str
+    updated_at: str
+
+
+class CompleteTaskRequest(Struct, rename="camel", forbid_unknown_fields=True):
+    output: Any
+
+
+class FailTaskRequest(Struct, rename="camel", forbid_unknown_fields=True):
+    error: ErrorInfo
+
+
+class FinishTaskResponse(Struct, rename="camel"):
+    id: str
+    status: str
     updated_at: str

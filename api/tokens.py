@@ -161,5 +161,5 @@ def _permissions(claims: dict[str, Any]) -> frozenset[str]:
     if scope is not None:
         if not isinstance(scope, str):
             raise AuthFailure("Bearer", "token claim 'scope' must be a string")
-        found.update(scope.split())
+        found.update(part for part in scope.split(" ") if part)  # RFC 6749: spaces only
     return frozenset(found)

@@ -45,10 +45,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sqlite-tasks", type=int, default=200_000)
     parser.add_argument("--database-url", default=DEFAULT_PG)
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL schema")
+    parser.add_argument(
+        "--queries-only", metavar="URL", help="only measure queries on an earlier --keep run"
+    )
     args = parser.parse_args(argv)
+    if args.queries_only:
+        measure_queries(args.queries_only)
+        return
 
     print(f"== read side on PostgreSQL, {args.tasks:,} tasks ==")
     with fresh_postgres(args.database_url, "read_side", keep=args.keep) as url:
+        print(f"(database {url})")
         run_backend(url, args.tasks, queries=True)
     print(f"\n== read side on SQLite, {args.sqlite_tasks:,} tasks ==")
     with tempfile.TemporaryDirectory() as tmp:

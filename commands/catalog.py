@@ -74,10 +74,10 @@ class DefinitionCatalog:
         return sorted(self._definitions.values(), key=lambda d: d.id)
 
     def input_violations(self, definition_id: str, document: Any) -> list[Violation]:
-        return _violations(self._input_validators[definition_id], document)
+        return schema_violations(self._input_validators[definition_id], document)
 
     def output_violations(self, definition_id: str, document: Any) -> list[Violation]:
-        return _violations(self._output_validators[definition_id], document)
+        return schema_violations(self._output_validators[definition_id], document)
 
 
 def load_dir(directory: Path) -> list[TaskDefinition]:
@@ -106,7 +106,12 @@ def load_file(path: Path) -> TaskDefinition:
     return definition
 
 
-def _violations(validator: Draft202012Validator, document: Any) -> list[Violation]:
+def as_details(violations: list[Violation]) -> list[dict[str, str]]:
+    """Violations as the error envelope's ``details.violations``."""
+    return [{"path": v.path, "message": v.message} for v in violations]
+
+
+def schema_violations(validator: Draft202012Validator, document: Any) -> list[Violation]:
     errors = sorted(
         validator.iter_errors(document), key=lambda e: (list(e.absolute_path), e.message)
     )

@@ -43,7 +43,7 @@ def fingerprint(cmd: SubmitTask) -> str:
     """
     canonical: dict[str, Any] = {
         "definition_id": cmd.definition_id,
-        "input": cmd.input,
+        "input": _numbers_as_values(cmd.input),
         "workflow_instance_id": cmd.workflow_instance_id,
         "priority": cmd.priority.value,
         "timeout_ms": cmd.timeout_ms,
@@ -53,3 +53,15 @@ def fingerprint(cmd: SubmitTask) -> str:
         canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _numbers_as_values(value: Any) -> Any:
+    """JSON does not tell 2 from 2.0: hash whole floats as integers, so a client that
+    re-encodes the same body differently is still sending the same request."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _numbers_as_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers_as_values(v) for v in value]
+    return value

@@ -43,6 +43,18 @@ class RecordReport:
     output: Any = None
     error_type: str = ""
     error_message: str = ""
+    retryable: bool = True
+
+
+@dataclass(frozen=True)
+class FinishManually:
+    """A person completes (``output``) or fails (``error_type``) a MANUAL task."""
+
+    task_id: UUID
+    actor: Actor
+    output: Any = None
+    error_type: str | None = None
+    error_message: str = ""
 
 
 @dataclass(frozen=True)

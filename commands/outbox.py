@@ -8,9 +8,10 @@ stable ``Nats-Msg-Id`` so JetStream drops the duplicates within its window.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.persistence import Tracking
@@ -23,6 +24,7 @@ from workers.protocol import (
     CloudEvent,
     Outgoing,
     WorkItem,
+    cancel_subject,
     encoder,
     work_subject,
 )
@@ -38,6 +40,8 @@ PUBLIC_TYPES: dict[type[Any], tuple[str, str]] = {
     Task.Completed: ("completed", "COMPLETED"),
     Task.Failed: ("failed", "FAILED"),
     Task.Cancelled: ("cancelled", "CANCELLED"),
+    Task.RetryScheduled: ("retry_scheduled", "PENDING"),
+    Task.TimedOut: ("timed_out", "TIMED_OUT"),
 }
 
 
@@ -71,15 +75,23 @@ class Outbox:
             return None
         messages: list[Outgoing] = []
         for position, event in events:
-            messages.extend(to_messages(event, position))
+            messages.extend(to_messages(event, position, self._task_at))
         return OutboxBatch(last_position=events[-1][0], messages=messages)
+
+    def _task_at(self, task_id: UUID, version: int) -> Task:
+        task: Any = self._service.repository.get(task_id, version=version)
+        return cast(Task, task)
 
     def mark_published(self, position: int) -> None:
         self._service.process_recorder.insert_tracking(Tracking(RELAY_TRACKING, position))
 
 
-def to_messages(event: Any, position: int) -> list[Outgoing]:
-    """The public lifecycle event and, for a new attempt, the work item."""
+def to_messages(
+    event: Any, position: int, task_at: Callable[[UUID, int], Task] | None = None
+) -> list[Outgoing]:
+    """The public lifecycle event; for a new attempt, the work item; for a cancel, the
+    cancel marker workers check before they start. ``task_at`` loads the task as of an
+    event (a retry's work item needs the submission's fields)."""
     public = PUBLIC_TYPES.get(type(event))
     if public is None:
         return []
@@ -94,6 +106,7 @@ def to_messages(event: Any, position: int) -> list[Outgoing]:
         data={"taskId": task_id, "status": status, **event_data(event), "actor": event.actor},
         taskversion=event.originator_version,
         position=position,
+        eventhash=getattr(event, "hash", None),
     )
     messages = [
         Outgoing(
@@ -103,25 +116,59 @@ def to_messages(event: Any, position: int) -> list[Outgoing]:
         )
     ]
     if isinstance(event, Task.Submitted) and event.task_type != TaskType.MANUAL:
-        item = WorkItem(
-            task_id=task_id,
-            attempt=1,
-            task_type=event.task_type,
-            definition_id=event.definition_id,
-            input=event.input,
-            timeout_ms=event.timeout_ms,
-            priority=event.priority,
-            handler=event.execution.get("handler"),
-            endpoint=event.execution.get("endpoint"),
+        messages.append(
+            _work(
+                WorkItem(
+                    task_id=task_id,
+                    attempt=1,
+                    task_type=event.task_type,
+                    definition_id=event.definition_id,
+                    input=event.input,
+                    timeout_ms=event.timeout_ms,
+                    priority=event.priority,
+                    handler=event.execution.get("handler"),
+                    endpoint=event.execution.get("endpoint"),
+                    isolation=event.execution.get("isolation", "thread"),
+                )
+            )
         )
+    elif isinstance(event, Task.RetryScheduled) and task_at is not None:
+        task = task_at(event.originator_id, event.originator_version)
+        messages.append(
+            _work(
+                WorkItem(
+                    task_id=task_id,
+                    attempt=event.attempt + 1,
+                    task_type=task.task_type.value,
+                    definition_id=task.definition_id,
+                    input=task.input,
+                    timeout_ms=task.timeout_ms,
+                    priority=task.priority.value,
+                    handler=task.execution.get("handler"),
+                    endpoint=task.execution.get("endpoint"),
+                    isolation=task.execution.get("isolation", "thread"),
+                    not_before=event.retry_at,
+                )
+            )
+        )
+    elif isinstance(event, Task.Cancelled):
+        marker = {"force": event.force, "at": rfc3339(event.timestamp)}
         messages.append(
             Outgoing(
-                subject=work_subject(event.priority),
-                msg_id=f"{task_id}:1:work",
-                body=encoder.encode(item),
+                subject=cancel_subject(task_id),
+                msg_id=f"{task_id}:cancelled",
+                body=encoder.encode(marker),
             )
         )
     return messages
+
+
+def _work(item: WorkItem) -> Outgoing:
+    return Outgoing(
+        subject=work_subject(item.priority),
+        msg_id=f"{item.task_id}:{item.attempt}:work",
+        body=encoder.encode(item),
+    )
 
 
 def event_data(event: Any) -> dict[str, Any]:
@@ -141,9 +188,23 @@ def event_data(event: Any) -> dict[str, Any]:
     if isinstance(event, Task.Completed):
         return {"attempt": event.attempt, "output": event.output}
     if isinstance(event, Task.Failed):
+        data: dict[str, Any] = {
+            "attempt": event.attempt,
+            "error": {"type": event.error_type, "message": event.error_message},
+        }
+        if event.output is not None:
+            data["output"] = event.output
+        return data
+    if isinstance(event, Task.RetryScheduled):
         return {
             "attempt": event.attempt,
             "error": {"type": event.error_type, "message": event.error_message},
+            "nextAttemptAt": event.retry_at,
+        }
+    if isinstance(event, Task.TimedOut):
+        return {
+            "attempt": event.attempt,
+            "error": {"type": "TIMEOUT", "message": event.error_message},
         }
     if isinstance(event, Task.Cancelled):
         return {"reason": event.reason, "force": event.force}

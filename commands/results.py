@@ -35,6 +35,7 @@ def to_record(report: Report) -> RecordReport:
         output=report.output,
         error_type=report.error_type,
         error_message=report.error_message,
+        retryable=report.retryable,
     )
 
 

@@ -15,19 +15,21 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking, Transcoder
+from jsonschema import Draft202012Validator
 
 from commands import idempotency
-from commands.catalog import DefinitionCatalog
+from commands.catalog import DefinitionCatalog, Violation, as_details, schema_violations
 from commands.errors import CommandError, Conflict, NotFound, ValidationFailed
-from commands.messages import CancelTask, Outcome, RecordReport, SubmitTask
+from commands.messages import CancelTask, FinishManually, Outcome, RecordReport, SubmitTask
 from commands.persistence import APPLICATION_NAME
+from commands.reports import apply_report
 from commands.transcoder import PayloadSafeTranscoder
 from domain import apikey as _apikey  # noqa: F401  (registers the API-key topics for decoding)
 from domain.definition import TaskDefinition
 from domain.definition_record import DefinitionRecord, definition_record_id
-from domain.errors import StaleResult, TaskNotCancellable
-from domain.task import Task
-from domain.values import SYSTEM, Actor
+from domain.errors import IllegalTransition, StaleResult, TaskNotCancellable
+from domain.task import WORKER_LOST, Task
+from domain.values import SYSTEM
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class TaskService(Application[UUID]):
     ) -> None:
         super().__init__(env)
         self.catalog = catalog
+        self._output_validators: dict[tuple[str, int], Draft202012Validator] = {}
         self._clock = clock
         self._new_id = new_id
 
@@ -199,7 +202,7 @@ class TaskService(Application[UUID]):
                 "input does not match the task definition's inputSchema",
                 {
                     "field": "input",
-                    "violations": [{"path": v.path, "message": v.message} for v in violations],
+                    "violations": as_details(violations),
                 },
             )
         return Task.submit(
@@ -228,6 +231,72 @@ class TaskService(Application[UUID]):
             ) from None
         return self._outcome(task, self.save(task))
 
+    def finish_manually(self, cmd: FinishManually) -> Outcome:
+        """Complete (with a validated output) or fail a MANUAL task by hand."""
+        task = self.load(cmd.task_id)
+        at = self._clock()
+        try:
+            if cmd.error_type is None:
+                task.complete_manually(output=cmd.output, at=at, actor=cmd.actor)
+            else:
+                task.fail_manually(
+                    error_type=cmd.error_type,
+                    error_message=cmd.error_message,
+                    at=at,
+                    actor=cmd.actor,
+                )
+        except IllegalTransition as exc:
+            raise Conflict(str(exc), {"status": exc.status}) from None
+        if cmd.error_type is None and (violations := self.output_violations(task, cmd.output)):
+            # Refused before saving: the changed aggregate is dropped, nothing is recorded.
+            raise ValidationFailed(
+                "output does not match the task definition's outputSchema",
+                {"field": "output", "violations": as_details(violations)},
+            )
+        return self._outcome(task, self.save(task))
+
+    def expire_attempt(self, task_id: UUID, attempt: int, reason: str) -> bool:
+        """No report came back from a started attempt in time: count it as a failure
+        (``WORKER_LOST``, retried per policy). False if the task moved on meanwhile."""
+        task = self.load(task_id)
+        try:
+            task.fail(
+                attempt=attempt,
+                error_type=WORKER_LOST,
+                error_message=reason,
+                at=self._clock(),
+                actor=SYSTEM,
+            )
+        except StaleResult:
+            return False
+        try:
+            self.save(task)
+        except IntegrityError:  # a report arrived at the same moment: it wins
+            return False
+        return True
+
+    def output_violations(self, task: Task, output: Any) -> list[Violation]:
+        """Check ``output`` against the outputSchema of the definition revision the task
+        was submitted against."""
+        key = (task.definition_id, task.definition_revision)
+        validator = self._output_validators.get(key)
+        if validator is None:
+            validator = self._output_validator(*key)
+            self._output_validators[key] = validator
+        return schema_violations(validator, output)
+
+    def _output_validator(self, definition_id: str, revision: int) -> Draft202012Validator:
+        if revision:
+            try:
+                record: Any = self.repository.get(
+                    definition_record_id(definition_id), version=revision
+                )
+                return Draft202012Validator(record.document.get("outputSchema") or {})
+            except AggregateNotFoundError:
+                pass
+        definition = self.catalog.get(definition_id)
+        return Draft202012Validator(definition.output_schema if definition else {})
+
     def record_reports(self, reports: Sequence[RecordReport], position: int) -> int:
         """Apply a batch of worker reports and the stream position in one transaction.
 
@@ -249,7 +318,7 @@ class TaskService(Application[UUID]):
                     continue
                 tasks[report.task_id] = task
             try:
-                _apply_report(task, report)
+                apply_report(task, report, self.output_violations)
             except StaleResult as exc:
                 log.info("stale report discarded: %s", exc)
         events: list[Any] = [event for task in tasks.values() for event in task.collect_events()]
@@ -326,21 +395,3 @@ def _key_reused(task_id: UUID) -> ValidationFailed:
         "Idempotency-Key was already used with a different request",
         {"field": "Idempotency-Key", "taskId": str(task_id)},
     )
-
-
-def _apply_report(task: Task, report: RecordReport) -> None:
-    worker = Actor(id=report.worker, kind="worker")
-    if report.kind == "started":
-        task.start(attempt=report.attempt, worker=report.worker, at=report.at, actor=worker)
-    elif report.kind == "completed":
-        task.complete(attempt=report.attempt, output=report.output, at=report.at, actor=worker)
-    elif report.kind == "failed":
-        task.fail(
-            attempt=report.attempt,
-            error_type=report.error_type,
-            error_message=report.error_message,
-            at=report.at,
-            actor=worker,
-        )
-    else:
-        log.warning("report of unknown kind %r for task %s discarded", report.kind, task.id)

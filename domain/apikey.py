@@ -14,6 +14,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain.chain import ChainedAggregate
 from domain.errors import DomainError, InvalidValue
 from domain.permissions import unknown_permissions
 from domain.values import Actor
@@ -26,13 +27,14 @@ class ApiKeyAlreadyRevoked(DomainError):
     """Revoke was asked of a key that is revoked already."""
 
 
-class ApiKey(Aggregate):
+class ApiKey(ChainedAggregate):
     """One API key: its public id, name, permissions, expiry, and whether it was revoked."""
 
     TOPIC = "taskexec.apikey.v1"
 
-    class Event(Aggregate.Event):
-        """Base of every API-key event (never stored itself): who caused it."""
+    class Event(ChainedAggregate.Event):
+        """Base of every API-key event (never stored itself): who caused it (and the
+        hash chain's ``prev_hash`` and ``hash``: see domain/chain.py)."""
 
         actor: dict[str, str]
 

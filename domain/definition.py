@@ -51,11 +51,7 @@ class TaskDefinition:
             "inputSchema": self.input_schema,
             "outputSchema": self.output_schema,
             "timeout": self.timeout_ms,
-            "retryPolicy": {
-                "maxRetries": self.retry_policy.max_retries,
-                "retryInterval": self.retry_policy.retry_interval_ms,
-                "backoffMultiplier": self.retry_policy.backoff_multiplier,
-            },
+            "retryPolicy": retry_policy_document(self.retry_policy),
             "executionConfig": self.execution_config,
         }
 
@@ -100,6 +96,23 @@ class TaskDefinition:
                 )
         elif self.type is TaskType.INTEGRATION and not self.endpoint:
             raise InvalidValue(f"{self.id}: INTEGRATION definitions need executionConfig.endpoint")
+        isolation = self.execution_config.get("isolation", "thread")
+        if isolation not in ("thread", "process"):
+            raise InvalidValue(f"{self.id}: executionConfig.isolation must be thread or process")
+
+
+def retry_policy_document(policy: RetryPolicy) -> dict[str, Any]:
+    """The camelCase ``retryPolicy`` object; the optional fields only when set."""
+    doc: dict[str, Any] = {
+        "maxRetries": policy.max_retries,
+        "retryInterval": policy.retry_interval_ms,
+        "backoffMultiplier": policy.backoff_multiplier,
+    }
+    if policy.max_interval_ms is not None:
+        doc["maxInterval"] = policy.max_interval_ms
+    if policy.non_retryable_errors:
+        doc["nonRetryableErrors"] = list(policy.non_retryable_errors)
+    return doc
 
 
 def retry_policy_from_document(doc: Any, where: str) -> RetryPolicy:
@@ -123,7 +136,20 @@ def retry_policy_from_document(doc: Any, where: str) -> RetryPolicy:
             doc.get("retryInterval", defaults.retry_interval_ms), "retryPolicy.retryInterval", where
         ),
         backoff_multiplier=float(multiplier),
+        max_interval_ms=_optional_non_negative_int(doc, "maxInterval", where),
+        non_retryable_errors=_names(doc.get("nonRetryableErrors", []), where),
     )
+
+
+def _optional_non_negative_int(doc: dict[str, Any], key: str, where: str) -> int | None:
+    value = doc.get(key)
+    return None if value is None else _non_negative_int(value, f"retryPolicy.{key}", where)
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise InvalidValue(f"{where}: retryPolicy.nonRetryableErrors must be a list of names")
+    return tuple(value)
 
 
 def _required_str(doc: dict[str, Any], key: str) -> str:

@@ -16,6 +16,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.chain import ChainedAggregate
 from domain.values import Actor
 
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://taskexec.io/definitions")
@@ -32,12 +33,12 @@ def digest(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class DefinitionRecord(Aggregate):
+class DefinitionRecord(ChainedAggregate):
     """Every version a task definition has had."""
 
     TOPIC = "taskexec.definition.v1"
 
-    class Event(Aggregate.Event):
+    class Event(ChainedAggregate.Event):
         actor: dict[str, str]
 
     class Created(Event, Aggregate.Created):

@@ -8,24 +8,34 @@ moving a class never orphans stored events.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain.chain import ChainedAggregate
 from domain.definition import TaskDefinition
 from domain.errors import IllegalTransition, StaleResult, TaskNotCancellable
 from domain.values import Actor, Priority, RetryPolicy, TaskStatus, TaskType
 
+TIMEOUT = "TIMEOUT"  # error type of an attempt stopped at its timeout
+OUTPUT_VALIDATION_ERROR = "OUTPUT_VALIDATION_ERROR"  # output broke the outputSchema
+WORKER_LOST = "WORKER_LOST"  # no report came back from a started attempt in time
 
-class Task(Aggregate):
+
+class NotManual(IllegalTransition):
+    """Completing or failing by hand is only for MANUAL tasks."""
+
+
+class Task(ChainedAggregate):
     """One submitted task and everything that happened to it."""
 
     TOPIC = "taskexec.task.v1"
 
-    class Event(Aggregate.Event):
-        """Base of every task event (never stored itself): who caused it."""
+    class Event(ChainedAggregate.Event):
+        """Base of every task event (never stored itself): who caused it (and, from
+        ChainedAggregate.Event, ``prev_hash`` and ``hash``: see domain/chain.py)."""
 
         actor: dict[str, str]
 
@@ -83,6 +93,7 @@ class Task(Aggregate):
             task.worker = self.worker
             task.started_at = self.timestamp
             task.ended_at = None
+            task.next_attempt_at = None
 
     class Completed(Event):
         TOPIC = "taskexec.task.completed.v1"
@@ -96,16 +107,52 @@ class Task(Aggregate):
             task.ended_at = self.timestamp
 
     class Failed(Event):
+        """The task failed for good (no retry left, or an error that is not retried)."""
+
         TOPIC = "taskexec.task.failed.v1"
         attempt: int
         error_type: str
         error_message: str
+        output: Any = None  # what the attempt returned, when that was the problem
+        retryable: bool = False
 
         def apply(self, aggregate: Any) -> None:
             task: Task = aggregate
             task.status = TaskStatus.FAILED
             task.error = {"type": self.error_type, "message": self.error_message}
             task.ended_at = self.timestamp
+            task.next_attempt_at = None
+
+    class RetryScheduled(Event):
+        """An attempt failed and another one is due at ``retry_at`` (RFC 3339, UTC)."""
+
+        TOPIC = "taskexec.task.retry-scheduled.v1"
+        attempt: int
+        error_type: str
+        error_message: str
+        retry_at: str
+        output: Any = None
+
+        def apply(self, aggregate: Any) -> None:
+            task: Task = aggregate
+            task.status = TaskStatus.PENDING
+            task.error = {"type": self.error_type, "message": self.error_message}
+            task.ended_at = self.timestamp
+            task.next_attempt_at = datetime.fromisoformat(self.retry_at)
+
+    class TimedOut(Event):
+        """The last attempt ran past the task's timeout."""
+
+        TOPIC = "taskexec.task.timed-out.v1"
+        attempt: int
+        error_message: str
+
+        def apply(self, aggregate: Any) -> None:
+            task: Task = aggregate
+            task.status = TaskStatus.TIMED_OUT
+            task.error = {"type": TIMEOUT, "message": self.error_message}
+            task.ended_at = self.timestamp
+            task.next_attempt_at = None
 
     class Cancelled(Event):
         TOPIC = "taskexec.task.cancelled.v1"
@@ -117,6 +164,7 @@ class Task(Aggregate):
             task.status = TaskStatus.CANCELLED
             task.cancel_reason = self.reason
             task.ended_at = self.timestamp
+            task.next_attempt_at = None
 
     def __init__(self) -> None:
         # Placeholders, so that every attribute is declared once with its type;
@@ -140,6 +188,7 @@ class Task(Aggregate):
         self.ended_at: datetime | None = None
         self.worker: str | None = None
         self.cancel_reason: str | None = None
+        self.next_attempt_at: datetime | None = None
 
     @classmethod
     def submit(
@@ -160,7 +209,7 @@ class Task(Aggregate):
         """A new PENDING task of ``definition``; per-task settings override the definition's."""
         execution = {
             key: definition.execution_config[key]
-            for key in ("handler", "endpoint")
+            for key in ("handler", "endpoint", "isolation")
             if key in definition.execution_config
         }
         return cls._create(
@@ -190,8 +239,16 @@ class Task(Aggregate):
         return self.modified_on
 
     def start(self, *, attempt: int, worker: str, at: datetime, actor: Actor) -> None:
-        """A worker began ``attempt``. Repeats and late reports raise StaleResult."""
-        if self.status is not TaskStatus.PENDING or attempt != self.attempt + 1:
+        """A worker began ``attempt``. Repeats and late reports raise StaleResult.
+
+        The same attempt starting on another worker is recorded too: the first worker
+        vanished and JetStream redelivered its work (handlers run at least once).
+        """
+        first_start = self.status is TaskStatus.PENDING and attempt == self.attempt + 1
+        redelivered = (
+            self.status is TaskStatus.RUNNING and attempt == self.attempt and worker != self.worker
+        )
+        if self.task_type is TaskType.MANUAL or not (first_start or redelivered):
             raise StaleResult(str(self.id), self.status, f"start attempt {attempt}")
         self.trigger_event(
             self.Started, timestamp=at, actor=actor.as_dict(), attempt=attempt, worker=worker
@@ -205,18 +262,72 @@ class Task(Aggregate):
         )
 
     def fail(
-        self, *, attempt: int, error_type: str, error_message: str, at: datetime, actor: Actor
+        self,
+        *,
+        attempt: int,
+        error_type: str,
+        error_message: str,
+        at: datetime,
+        actor: Actor,
+        retryable: bool = True,
+        output: Any = None,
     ) -> None:
-        """The running ``attempt`` failed with an error of ``error_type``."""
+        """The running ``attempt`` failed with an error of ``error_type``.
+
+        Retried per the retry policy (``RetryScheduled``) when ``retryable`` and the type
+        is not listed as non-retryable and retries are left; otherwise the task ends:
+        TIMED_OUT when the last attempt timed out, else FAILED.
+        """
         self._check_running(attempt, "fail")
+        common = {"timestamp": at, "actor": actor.as_dict(), "attempt": attempt}
+        if self.retry_policy.allows_retry(attempt, error_type, retryable):
+            retry_at = at + timedelta(milliseconds=self.retry_policy.delay_ms(attempt))
+            self.trigger_event(
+                self.RetryScheduled,
+                **common,
+                error_type=error_type,
+                error_message=error_message,
+                retry_at=retry_at.isoformat(),
+                output=output,
+            )
+        elif error_type == TIMEOUT:
+            self.trigger_event(self.TimedOut, **common, error_message=error_message)
+        else:
+            self.trigger_event(
+                self.Failed,
+                **common,
+                error_type=error_type,
+                error_message=error_message,
+                output=output,
+                retryable=retryable,
+            )
+
+    def complete_manually(self, *, output: Any, at: datetime, actor: Actor) -> None:
+        """A person (or system) finished a MANUAL task with ``output``."""
+        self._check_manual("complete")
+        self.trigger_event(
+            self.Completed, timestamp=at, actor=actor.as_dict(), attempt=1, output=output
+        )
+
+    def fail_manually(
+        self, *, error_type: str, error_message: str, at: datetime, actor: Actor
+    ) -> None:
+        """A person (or system) declared a MANUAL task failed. Never retried."""
+        self._check_manual("fail")
         self.trigger_event(
             self.Failed,
             timestamp=at,
             actor=actor.as_dict(),
-            attempt=attempt,
+            attempt=1,
             error_type=error_type,
             error_message=error_message,
         )
+
+    def _check_manual(self, action: str) -> None:
+        if self.task_type is not TaskType.MANUAL:
+            raise NotManual(str(self.id), self.status, f"{action} it by hand (only MANUAL tasks)")
+        if self.status is not TaskStatus.PENDING:
+            raise IllegalTransition(str(self.id), self.status, action)
 
     def cancel(self, *, reason: str | None, force: bool, at: datetime, actor: Actor) -> None:
         """Stop the task for good. Only a task that has not finished can be cancelled."""
@@ -253,9 +364,17 @@ class Task(Aggregate):
             "ended_at": self.ended_at,
             "worker": self.worker,
             "cancel_reason": self.cancel_reason,
+            "next_attempt_at": self.next_attempt_at,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
 
 
-__all__ = ["IllegalTransition", "Task"]
+__all__ = [
+    "OUTPUT_VALIDATION_ERROR",
+    "TIMEOUT",
+    "WORKER_LOST",
+    "IllegalTransition",
+    "NotManual",
+    "Task",
+]

@@ -16,13 +16,16 @@ class TaskStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
 
     @property
     def is_terminal(self) -> bool:
         return self in TERMINAL_STATUSES
 
 
-TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+TERMINAL_STATUSES = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT}
+)
 
 
 class TaskType(StrEnum):
@@ -45,16 +48,23 @@ class Priority(StrEnum):
         return [cls.CRITICAL, cls.HIGH, cls.MEDIUM, cls.LOW]
 
 
+MAX_DELAY_MS = 30 * 24 * 3600 * 1000  # no retry is ever scheduled further out than 30 days
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how late a failed attempt is tried again.
 
-    The delay before attempt n+1 is ``retry_interval_ms * backoff_multiplier ** (n - 1)``.
+    The delay before attempt n+1 is ``retry_interval_ms * backoff_multiplier ** (n - 1)``,
+    capped by ``max_interval_ms`` (beyond the spec; optional). Errors whose type is in
+    ``non_retryable_errors`` (beyond the spec) fail the task at once.
     """
 
     max_retries: int = 0
     retry_interval_ms: int = 60_000
     backoff_multiplier: float = 2.0
+    max_interval_ms: int | None = None
+    non_retryable_errors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
@@ -63,17 +73,40 @@ class RetryPolicy:
             raise InvalidValue("retryInterval must be >= 0")
         if not math.isfinite(self.backoff_multiplier) or self.backoff_multiplier < 1:
             raise InvalidValue("backoffMultiplier must be >= 1")
+        if self.max_interval_ms is not None and self.max_interval_ms < 0:
+            raise InvalidValue("maxInterval must be >= 0")
+        object.__setattr__(self, "non_retryable_errors", tuple(self.non_retryable_errors))
 
     def delay_ms(self, failed_attempt: int) -> int:
         """Milliseconds to wait after ``failed_attempt`` (1-based) failed."""
-        return int(self.retry_interval_ms * self.backoff_multiplier ** (failed_attempt - 1))
+        cap = MAX_DELAY_MS if self.max_interval_ms is None else self.max_interval_ms
+        exponent = max(0, failed_attempt - 1)
+        if self.retry_interval_ms == 0:
+            return 0
+        growth_limit = math.log(MAX_DELAY_MS / self.retry_interval_ms)
+        if exponent * math.log(self.backoff_multiplier) > growth_limit:
+            return min(cap, MAX_DELAY_MS)  # past 30 days: no float overflow for huge n
+        delay = self.retry_interval_ms * self.backoff_multiplier**exponent
+        return int(min(delay, cap, MAX_DELAY_MS))
+
+    def allows_retry(self, failed_attempt: int, error_type: str, retryable: bool) -> bool:
+        """Whether a failure of ``failed_attempt`` (1-based) gets another attempt."""
+        return (
+            retryable
+            and error_type not in self.non_retryable_errors
+            and failed_attempt <= self.max_retries
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["non_retryable_errors"] = list(self.non_retryable_errors)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
-        return cls(**data)
+        fields = dict(data)
+        fields["non_retryable_errors"] = tuple(fields.get("non_retryable_errors", ()))
+        return cls(**fields)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ costs what the first does.
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 import sqlite3
@@ -141,6 +142,20 @@ class TaskQueries:
                 ).fetchall()
                 rows.reverse()
             return Page(rows, page, limit, total)
+
+        return self._generation.query(run)
+
+    def expired_leases(self, before: str, limit: int = 100) -> builtins.list[tuple[str, int]]:
+        """Running attempts whose deadline (start + timeout) is earlier than ``before``
+        (fixed-width UTC text): (task id, attempt)."""
+
+        def run(cur: Cursor, g: int) -> builtins.list[tuple[str, int]]:
+            rows = cur.execute(
+                f"SELECT id, attempts FROM task_view_g{g} WHERE lease_deadline < ? "
+                "ORDER BY lease_deadline LIMIT ?",
+                (before, limit),
+            ).fetchall()
+            return [(row["id"], int(row["attempts"])) for row in rows]
 
         return self._generation.query(run)
 

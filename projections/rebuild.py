@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from projections.db import Cursor, Database
-from projections.runner import ReadLog, write_lock
+from projections.prefetch import Prefetcher
+from projections.runner import write_lock
+from projections.runner_types import ReadLog
 from projections.schema import (
     Projection,
     active_generation,
@@ -54,6 +56,7 @@ class Rebuilder:
         self._projections = projections
         self._db = db
         self._batch_size = batch_size
+        self._prefetch = Prefetcher(read_log, batch_size)
 
     def rebuild(
         self, progress: Progress = lambda done, total: None, drop_after: float = 3.0
@@ -69,14 +72,18 @@ class Rebuilder:
             create_generation(cur, self._projections, new)
 
         position, done = 0, 0
-        while True:  # fill aside, without the lock
-            total = max(self._head(), position)
-            applied = self._batch(new, position)
-            if applied is None:
-                break
-            position, count = applied
-            done += count
-            progress(done, total)
+        total = self._head()
+        try:
+            while True:  # fill aside, without the lock
+                applied = self._batch(new, position)
+                if applied is None:
+                    break
+                position, count = applied
+                done += count
+                total = max(total, position)
+                progress(done, total)
+        finally:
+            self._prefetch.close()
 
         with self._db.transaction() as cur:  # fresh statistics, or the planner guesses
             for projection in self._projections:
@@ -103,7 +110,7 @@ class Rebuilder:
         return RebuildResult(old, new, done, position, time.monotonic() - started)
 
     def _batch(self, generation: int, position: int) -> tuple[int, int] | None:
-        events = self._read_log(position, self._batch_size)
+        events = self._prefetch.read(position)
         if not events:
             return None
         with self._db.transaction() as cur:

@@ -25,6 +25,8 @@ import psycopg
 
 from commands.persistence import DatabaseConfig
 from projections.db import Database
+from projections.prefetch import Prefetcher
+from projections.runner_types import ReadLog
 from projections.schema import (
     ApplyError,
     Projection,
@@ -36,8 +38,6 @@ from projections.schema import (
 )
 
 log = logging.getLogger(__name__)
-
-ReadLog = Callable[[int, int], list[tuple[int, Any]]]
 
 
 def lock_key(config: DatabaseConfig, purpose: str) -> int:
@@ -71,6 +71,7 @@ class ProjectionRunner:
         listen_channel: str | None = None,
     ) -> None:
         self._read_log = read_log
+        self._prefetch = Prefetcher(read_log, batch_size)
         self._projections = projections
         self._db = db
         self._batch_size = batch_size
@@ -122,6 +123,7 @@ class ProjectionRunner:
             thread.join(timeout)
         self._threads = []
         self._release_active()
+        self._prefetch.close()
 
     def poke(self) -> None:
         """New events were recorded: look now rather than at the next poll."""
@@ -144,7 +146,7 @@ class ProjectionRunner:
 
     def run_once(self) -> int:
         """Apply one batch; return how many events it held (0 when caught up)."""
-        events = self._read_log(self._position, self._batch_size)
+        events = self._prefetch.read(self._position)
         if not events:
             return 0
         with self._db.transaction() as cur:

@@ -8,7 +8,7 @@ event, is what bounds catch-up and rebuild speed.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -25,6 +25,7 @@ COLUMNS = (
     "definition_version",
     "definition_revision",
     "workflow_instance_id",
+    "timeout_ms",
     "status",
     "type",
     "priority",
@@ -36,12 +37,22 @@ COLUMNS = (
     "end_time",
     "execution_environment",
     "cancel_reason",
+    "next_attempt_at",
+    "lease_deadline",
     "created_at",
     "updated_at",
     "version",
 )
-_MUTABLE = COLUMNS[5:]  # status onwards; the submission's fields never change
-_HANDLED = (Task.Submitted, Task.Started, Task.Completed, Task.Failed, Task.Cancelled)
+_MUTABLE = COLUMNS[6:]  # status onwards; the submission's fields never change
+_HANDLED = (
+    Task.Submitted,
+    Task.Started,
+    Task.Completed,
+    Task.Failed,
+    Task.Cancelled,
+    Task.RetryScheduled,
+    Task.TimedOut,
+)
 
 
 def timestamp_text(moment: datetime) -> str:
@@ -71,6 +82,7 @@ class TaskProjection:
                 definition_version TEXT NOT NULL,
                 definition_revision INTEGER NOT NULL,
                 workflow_instance_id TEXT,
+                timeout_ms BIGINT NOT NULL,
                 status TEXT NOT NULL,
                 type TEXT NOT NULL,
                 priority TEXT NOT NULL,
@@ -82,6 +94,8 @@ class TaskProjection:
                 end_time TEXT,
                 execution_environment TEXT,
                 cancel_reason TEXT,
+                next_attempt_at TEXT,
+                lease_deadline TEXT,
                 created_at TEXT NOT NULL,
                 updated_at TEXT NOT NULL,
                 version INTEGER NOT NULL
@@ -92,6 +106,9 @@ class TaskProjection:
             f"CREATE INDEX IF NOT EXISTS ix_task_type_g{g} ON {view} (type, created_at, id)",
             f"CREATE INDEX IF NOT EXISTS ix_task_workflow_g{g} "
             f"ON {view} (workflow_instance_id, created_at, id)",
+            # Running attempts by deadline: finds attempts whose worker vanished.
+            f"CREATE INDEX IF NOT EXISTS ix_task_lease_g{g} ON {view} (lease_deadline) "
+            "WHERE lease_deadline IS NOT NULL",
             f"""CREATE TABLE IF NOT EXISTS {counts} (
                 status TEXT NOT NULL,
                 type TEXT NOT NULL,
@@ -132,7 +149,12 @@ class TaskProjection:
 
 # PostgreSQL: one statement per batch with one array per column (unnest) instead of a
 # statement per row (pipelined executemany spent most of catch-up in the driver).
-_PG_TYPES = {"definition_revision": "int", "attempts": "int", "version": "int"}
+_PG_TYPES = {
+    "definition_revision": "int",
+    "attempts": "int",
+    "version": "int",
+    "timeout_ms": "bigint",
+}
 
 
 def _arrays(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> list[list[Any]]:
@@ -208,6 +230,7 @@ def _apply(rows: dict[str, dict[str, Any]], created: set[str], task_id: str, e: 
             "definition_version": e.definition_version,
             "definition_revision": e.definition_revision,
             "workflow_instance_id": e.workflow_instance_id,
+            "timeout_ms": e.timeout_ms,
             "status": "PENDING",
             "type": e.task_type,
             "priority": e.priority,
@@ -219,6 +242,8 @@ def _apply(rows: dict[str, dict[str, Any]], created: set[str], task_id: str, e: 
             "end_time": None,
             "execution_environment": None,
             "cancel_reason": None,
+            "next_attempt_at": None,
+            "lease_deadline": None,
             "created_at": at,
             "updated_at": at,
             "version": e.originator_version,
@@ -229,18 +254,35 @@ def _apply(rows: dict[str, dict[str, Any]], created: set[str], task_id: str, e: 
     if row is None:
         raise LookupError(f"task {task_id} is missing from the read model")
     if isinstance(e, Task.Started):
+        deadline = e.timestamp + timedelta(milliseconds=int(row["timeout_ms"]))
         row.update(
             status="RUNNING",
             attempts=e.attempt,
             start_time=at,
             end_time=None,
             execution_environment=e.worker,
+            next_attempt_at=None,
+            lease_deadline=timestamp_text(deadline),
         )
-    elif isinstance(e, Task.Completed):
+    else:
+        row.update(lease_deadline=None, next_attempt_at=None)
+    if isinstance(e, Task.Completed):
         row.update(status="COMPLETED", output=json_text(e.output), end_time=at)
     elif isinstance(e, Task.Failed):
         error = {"type": e.error_type, "message": e.error_message}
         row.update(status="FAILED", error=json_text(error), end_time=at)
+    elif isinstance(e, Task.RetryScheduled):
+        error = {"type": e.error_type, "message": e.error_message}
+        retry_at = datetime.fromisoformat(e.retry_at)
+        row.update(
+            status="PENDING",
+            error=json_text(error),
+            end_time=at,
+            next_attempt_at=timestamp_text(retry_at),
+        )
+    elif isinstance(e, Task.TimedOut):
+        error = {"type": "TIMEOUT", "message": e.error_message}
+        row.update(status="TIMED_OUT", error=json_text(error), end_time=at)
     elif isinstance(e, Task.Cancelled):
         row.update(status="CANCELLED", cancel_reason=e.reason, end_time=at)
     row.update(updated_at=at, version=e.originator_version)

@@ -1,9 +1,19 @@
-"""The worker: pull work by priority, run the handler within its timeout, report.
+"""The worker: pull work by priority, run each attempt within its timeout, report.
 
-Probe order is CRITICAL, HIGH, MEDIUM, LOW; when every queue is empty the worker
-sleeps until a core-NATS subscription on ``tasks.work.>`` says new work arrived (or a
-second passed). Reports go to ``tasks.results`` before the work message is acked:
-a crash in between means the attempt runs again (handlers run at least once).
+- Priorities: queues are probed CRITICAL, HIGH, MEDIUM, LOW ("what is there now"). Aging
+  keeps LOW from starving: a queue whose oldest waiting item has waited longer than
+  ``starvation_s`` (default 60 s) is probed first. With a backlog younger than that, a
+  higher priority always starts first.
+- Idle: when every queue is empty the worker sleeps until a core-NATS subscription on
+  ``tasks.work.>`` says new work arrived (or a second passed).
+- Before a start: a retry that is not due yet goes back with ``nak(delay)``; a task marked
+  in the TASK_CANCELLED key-value bucket is dropped without running.
+- Running: a cancel broadcast (``tasks.events.cancelled``) stops the attempt (see
+  workers/attempt.py); ``in_progress`` every ack_wait/3 keeps the lease of long handlers.
+- Reports go to ``tasks.results`` before the work is acked: a crash in between runs the
+  attempt again (handlers run at least once).
+- ``stop()`` (SIGTERM): stop fetching, let attempts finish within ``grace_s``, then stop
+  them and hand their work back (``nak``) for another worker.
 """
 
 from __future__ import annotations
@@ -13,25 +23,32 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 
-from workers.handlers import HandlerRegistry, TaskContext
+from workers.attempt import Attempt, Result
+from workers.handlers import HandlerRegistry
 from workers.integration import IntegrationExecutor
 from workers.protocol import (
+    CANCEL_BUCKET,
+    CANCELLED_SUBJECT,
     PRIORITIES,
     RESULTS_SUBJECT,
     WORK_STREAM,
     WORK_SUBJECT_PREFIX,
     Report,
     WorkItem,
+    cloud_event_decoder,
     encoder,
     work_consumer,
     work_decoder,
+    work_subject,
 )
 from workers.pull import Puller
 from workers.streams import WORK_ACK_WAIT_S, ensure_streams, headers
@@ -56,6 +73,9 @@ class Worker:
         worker_id: str | None = None,
         concurrency: int = 4,
         registry: HandlerRegistry | None = None,
+        grace_s: float = 30.0,
+        starvation_s: float = 60.0,
+        ack_wait_s: float = WORK_ACK_WAIT_S,
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream()
@@ -63,114 +83,166 @@ class Worker:
         self._concurrency = concurrency
         self._registry = registry or HandlerRegistry()
         self._integration = IntegrationExecutor()
-        self._pullers: list[Puller] = []
+        self._grace_s = grace_s
+        self._starvation_s = starvation_s
+        self._ack_wait_s = ack_wait_s
+        self._pullers: dict[str, Puller] = {}
+        self._cancelled: KeyValue | None = None
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], tuple[Attempt, Msg]] = {}
         self._stopping = asyncio.Event()
+        self._aging_checked = 0.0
+        self._starving: str | None = None
 
     async def run(self) -> None:
-        """Serve until ``stop()``; then let running attempts finish."""
-        await ensure_streams(self._js)
-        self._pullers = [Puller(self._nc, WORK_STREAM, work_consumer(p)) for p in PRIORITIES]
-        for puller in self._pullers:
-            await puller.start()
+        """Serve until ``stop()``; then let running attempts finish (``grace_s``)."""
+        await ensure_streams(self._js, self._ack_wait_s)
+        self._cancelled = await self._js.key_value(CANCEL_BUCKET)
+        for priority in PRIORITIES:
+            self._pullers[priority] = Puller(self._nc, WORK_STREAM, work_consumer(priority))
+            await self._pullers[priority].start()
 
         async def wake(_msg: Msg) -> None:
             self._wake.set()
 
-        wake_sub = await self._nc.subscribe(f"{WORK_SUBJECT_PREFIX}>", cb=wake)
+        subscriptions = [
+            await self._nc.subscribe(f"{WORK_SUBJECT_PREFIX}>", cb=wake),
+            await self._nc.subscribe(CANCELLED_SUBJECT, cb=self._on_cancel),
+        ]
         log.info("worker %s ready (concurrency %d)", self.worker_id, self._concurrency)
         try:
-            while not self._stopping.is_set():
-                free = self._concurrency - len(self._running)
-                if free <= 0:
-                    self._slot_free.clear()
-                    await _wait_any(self._slot_free, self._stopping, timeout=1.0)
-                    continue
-                self._wake.clear()
-                msgs = await self._probe(free)
-                if not msgs:
-                    await _wait_any(self._wake, self._stopping, timeout=1.0)
-                    continue
-                for msg in msgs:
-                    task = asyncio.create_task(self._attempt(msg))
-                    self._running.add(task)
-                    task.add_done_callback(self._finished)
+            await self._serve()
         finally:
-            await wake_sub.unsubscribe()
-            if self._running:
-                await asyncio.wait(self._running, timeout=30)
-            for puller in self._pullers:
+            await self._drain_running()
+            for subscription in subscriptions:
+                await subscription.unsubscribe()
+            for puller in self._pullers.values():
                 await puller.stop()
             await self._integration.close()
 
     def stop(self) -> None:
         self._stopping.set()
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        self._slot_free.set()
+    async def _serve(self) -> None:
+        while not self._stopping.is_set():
+            free = self._concurrency - len(self._running)
+            if free <= 0:
+                self._slot_free.clear()
+                await _wait_any(self._slot_free, self._stopping, timeout=1.0)
+                continue
+            self._wake.clear()
+            msgs = await self._probe(free)
+            if not msgs:
+                await _wait_any(self._wake, self._stopping, timeout=1.0)
+                continue
+            for msg in msgs:
+                await self._begin(msg)
 
     async def _probe(self, free: int) -> list[Msg]:
-        for puller in self._pullers:
-            msgs = await puller.available(free)
+        for priority in await self._order():
+            msgs = await self._pullers[priority].available(free)
             if msgs:
                 return msgs
         return []
 
-    async def _attempt(self, msg: Msg) -> None:
+    async def _order(self) -> list[str]:
+        """Strict priority, except that a starving queue goes first (checked each second)."""
+        now = time.monotonic()
+        if now - self._aging_checked >= 1.0:
+            self._aging_checked = now
+            self._starving = await self._starving_queue()
+        if self._starving is None:
+            return list(PRIORITIES)
+        return [self._starving, *(p for p in PRIORITIES if p != self._starving)]
+
+    async def _starving_queue(self) -> str | None:
+        for priority in reversed(PRIORITIES[1:]):  # LOW first: the longest-suffering
+            try:
+                info = await self._js.consumer_info(WORK_STREAM, work_consumer(priority))
+                if not info.num_pending:
+                    continue
+                oldest = await self._js.get_msg(
+                    WORK_STREAM,
+                    seq=info.delivered.stream_seq + 1,
+                    subject=work_subject(priority),
+                    next=True,
+                )
+            except (NotFoundError, TimeoutError):
+                continue
+            stored: datetime | None = oldest.time
+            if stored and (datetime.now(UTC) - stored).total_seconds() > self._starvation_s:
+                return str(priority)
+        return None
+
+    async def _begin(self, msg: Msg) -> None:
         try:
             item = work_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
             log.error("poison work message discarded: %s", exc)
             await msg.term()
             return
-        await self._report(item, "started")
-        keep_lease = asyncio.create_task(_keep_lease(msg))
+        if item.not_before:
+            due = datetime.fromisoformat(item.not_before)
+            wait = (due - datetime.now(UTC)).total_seconds()
+            if wait > 0.005:
+                await msg.nak(delay=wait)  # back to the queue until it is due
+                return
+        if await self._is_cancelled(item.task_id):
+            await msg.ack()  # cancelled before it started: nothing to run or report
+            return
+        attempt = Attempt(item, self.worker_id, self._registry, self._integration)
+        task = asyncio.create_task(self._run(attempt, msg))
+        self._running[task] = (attempt, msg)
+        task.add_done_callback(self._finished)
+
+    async def _is_cancelled(self, task_id: str) -> bool:
+        assert self._cancelled is not None
         try:
-            output = await asyncio.wait_for(self._execute(item), item.timeout_ms / 1000)
-        except TimeoutError:
-            await self._report(
-                item,
-                "failed",
-                error_type="TIMEOUT",
-                error_message=f"attempt exceeded its timeout of {item.timeout_ms} ms",
-            )
-        except Exception as exc:  # the handler's failure is the task's failure
-            await self._report(
-                item, "failed", error_type=type(exc).__name__, error_message=str(exc)
-            )
-        else:
-            await self._report(item, "completed", output=output)
+            await self._cancelled.get(task_id)
+        except KeyNotFoundError:
+            return False
+        return True
+
+    async def _run(self, attempt: Attempt, msg: Msg) -> None:
+        item = attempt.item
+        await self._report(item, Result("started"))
+        keep_lease = asyncio.create_task(_keep_lease(msg, self._ack_wait_s / 3))
+        try:
+            result = await attempt.run()
         finally:
             keep_lease.cancel()
+        if result is not None:
+            await self._report(item, result)
         await msg.ack()
 
-    async def _execute(self, item: WorkItem) -> Any:
-        context = TaskContext(
-            task_id=item.task_id,
-            attempt=item.attempt,
-            definition_id=item.definition_id,
-            worker=self.worker_id,
-            timeout_ms=item.timeout_ms,
-        )
-        if item.task_type == "INTEGRATION":
-            if not item.endpoint:
-                raise ValueError("INTEGRATION task without an endpoint")
-            return await self._integration.call(item.endpoint, item.input, item.timeout_ms / 1000)
-        if not item.handler:
-            raise ValueError(f"{item.task_type} task without a handler")
-        return await self._registry.call(item.handler, item.input, context)
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        self._slot_free.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("attempt failed inside the worker", exc_info=task.exception())
 
-    async def _report(self, item: WorkItem, kind: str, **fields: Any) -> None:
+    async def _on_cancel(self, msg: Msg) -> None:
+        try:
+            event = cloud_event_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            return
+        for attempt, _ in list(self._running.values()):
+            if attempt.item.task_id == event.subject:
+                log.info("cancelling attempt %d of %s", attempt.item.attempt, event.subject)
+                attempt.cancel(force=bool(event.data.get("force")))
+
+    async def _report(self, item: WorkItem, result: Result) -> None:
         report = Report(
             task_id=item.task_id,
             attempt=item.attempt,
-            kind=kind,
+            kind=result.kind,
             worker=self.worker_id,
             at=now_text(),
-            **fields,
+            output=result.output,
+            error_type=result.error_type,
+            error_message=result.error_message,
+            retryable=result.retryable,
         )
         try:
             body = encoder.encode(report)
@@ -181,16 +253,29 @@ class Worker:
                 output=None,
                 error_type="OUTPUT_NOT_JSON",
                 error_message=str(exc),
+                retryable=False,
             )
             body = encoder.encode(report)
         await self._js.publish(RESULTS_SUBJECT, body, headers=headers(report.msg_id), timeout=10)
 
+    async def _drain_running(self) -> None:
+        """Graceful stop: attempts get ``grace_s`` to finish; the rest are handed back."""
+        if not self._running:
+            return
+        await asyncio.wait(list(self._running), timeout=self._grace_s)
+        for task, (attempt, msg) in list(self._running.items()):
+            log.warning("handing back attempt %d of %s", attempt.item.attempt, attempt.item.task_id)
+            attempt.cancel(force=True)
+            task.cancel()
+            with contextlib.suppress(Exception):
+                await msg.nak()
 
-async def _keep_lease(msg: Msg) -> None:
+
+async def _keep_lease(msg: Msg, every_s: float) -> None:
     """Tell JetStream the attempt is alive, so a long handler is not redelivered."""
     with contextlib.suppress(asyncio.CancelledError):
         while True:
-            await asyncio.sleep(WORK_ACK_WAIT_S / 3)
+            await asyncio.sleep(every_s)
             await msg.in_progress()
 
 
@@ -201,3 +286,6 @@ async def _wait_any(first: asyncio.Event, second: asyncio.Event, timeout: float)
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+__all__ = ["Worker"]

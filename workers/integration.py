@@ -10,9 +10,10 @@ import httpx
 class IntegrationError(Exception):
     """The endpoint answered with an error or could not be reached."""
 
-    def __init__(self, message: str, retryable: bool) -> None:
+    def __init__(self, message: str, retryable: bool, error_type: str) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.error_type = error_type  # CONNECTION_ERROR, HTTP_<status>, INVALID_RESPONSE
 
 
 class IntegrationExecutor:
@@ -25,7 +26,9 @@ class IntegrationExecutor:
         try:
             response = await self._client.post(endpoint, json=payload, timeout=timeout_s)
         except httpx.HTTPError as exc:
-            raise IntegrationError(f"POST {endpoint} failed: {exc!r}", retryable=True) from exc
+            raise IntegrationError(
+                f"POST {endpoint} failed: {exc!r}", retryable=True, error_type="CONNECTION_ERROR"
+            ) from exc
         if response.is_success:
             try:
                 return response.json()
@@ -33,11 +36,13 @@ class IntegrationExecutor:
                 raise IntegrationError(
                     f"POST {endpoint} answered {response.status_code} without JSON",
                     retryable=False,
+                    error_type="INVALID_RESPONSE",
                 ) from exc
         retryable = response.status_code >= 500 or response.status_code == 429
         raise IntegrationError(
             f"POST {endpoint} answered {response.status_code}: {response.text[:200]}",
             retryable=retryable,
+            error_type=f"HTTP_{response.status_code}",
         )
 
     async def close(self) -> None:

@@ -19,7 +19,14 @@ EVENTS_SUBJECT_PREFIX = "tasks.events."
 WORK_SUBJECT_PREFIX = "tasks.work."
 RESULTS_SUBJECT = "tasks.results"
 RESULTS_CONSUMER = "results"
+CANCEL_BUCKET = "TASK_CANCELLED"  # KV: task id -> cancelled (workers check before a start)
+CANCELLED_SUBJECT = "tasks.events.cancelled"  # broadcast: running attempts stop
 PRIORITIES = ("critical", "high", "medium", "low")  # probe order, highest first
+
+
+def cancel_subject(task_id: str) -> str:
+    """The KV subject that marks a task cancelled."""
+    return f"$KV.{CANCEL_BUCKET}.{task_id}"
 
 
 def work_subject(priority: str) -> str:
@@ -42,6 +49,8 @@ class WorkItem(msgspec.Struct, rename="camel", frozen=True):
     priority: str
     handler: str | None = None
     endpoint: str | None = None
+    not_before: str | None = None  # RFC 3339: a retry that must not start earlier
+    isolation: str = "thread"  # "thread" | "process" (a process can be killed at once)
 
 
 class Report(msgspec.Struct, rename="camel", frozen=True):
@@ -55,15 +64,19 @@ class Report(msgspec.Struct, rename="camel", frozen=True):
     output: Any = None
     error_type: str = ""
     error_message: str = ""
+    retryable: bool = True
 
     @property
     def msg_id(self) -> str:
-        """De-duplication id: one report of each kind per task and attempt."""
-        return f"{self.task_id}:{self.attempt}:{self.kind}"
+        """De-duplication id: one report of each kind per task, attempt and worker (a
+        redelivered attempt runs again on another worker, and its reports must count)."""
+        return f"{self.task_id}:{self.attempt}:{self.kind}:{self.worker}"
 
 
 class CloudEvent(msgspec.Struct, frozen=True):
-    """CloudEvents 1.0, JSON structured mode, with two extension attributes."""
+    """CloudEvents 1.0, JSON structured mode, with extension attributes: ``taskversion``,
+    ``position`` and ``eventhash`` (the event's hash in the store's hash chain: a witness
+    a subscriber can keep and later compare with ``taskexec audit export``)."""
 
     id: str
     source: str
@@ -75,6 +88,7 @@ class CloudEvent(msgspec.Struct, frozen=True):
     position: int
     specversion: str = "1.0"
     datacontenttype: str = "application/json"
+    eventhash: str | None = None
 
 
 class Outgoing(msgspec.Struct, frozen=True):

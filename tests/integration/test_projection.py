@@ -23,7 +23,7 @@ from projections.queries import TaskQueries
 from projections.runner import ProjectionRunner, ProjectionStopped
 from projections.schema import Projection
 from projections.tasks import TaskProjection
-from tests.conftest import EXAMPLE_INPUT
+from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
 
 
 @dataclass
@@ -77,7 +77,7 @@ def test_rows_follow_the_task_through_its_life(read_side: ReadSide) -> None:
     ended = datetime(2030, 1, 1, 12, 0, 2, 500_000, tzinfo=UTC)
     reports = [
         RecordReport(outcome.task_id, 1, "started", "pod-7", started),
-        RecordReport(outcome.task_id, 1, "completed", "pod-7", ended, output={"total": 2}),
+        RecordReport(outcome.task_id, 1, "completed", "pod-7", ended, output=EXAMPLE_OUTPUT),
     ]
     service.record_reports(reports, position=1)
     runner.wait_for(service.recorder.max_notification_id() or 0, timeout=5)
@@ -85,7 +85,7 @@ def test_rows_follow_the_task_through_its_life(read_side: ReadSide) -> None:
     row = queries.get(str(outcome.task_id))
     assert row is not None
     assert row["status"] == "COMPLETED"
-    assert row["output"] == {"total": 2}
+    assert row["output"] == EXAMPLE_OUTPUT
     assert row["attempts"] == 1
     assert row["execution_environment"] == "pod-7"
     assert row["start_time"] == "2030-01-01T12:00:00.000000Z"
@@ -136,6 +136,8 @@ def test_an_event_that_cannot_be_applied_stops_the_projection_not_the_reads(
         actor={"id": "w", "kind": "worker"},
         attempt=1,
         worker="w",
+        prev_hash="0" * 64,
+        hash="0" * 64,
     )
 
     def read_log(after: int, limit: int) -> list[tuple[int, object]]:

@@ -167,9 +167,13 @@ def test_invalid_list_parameters_are_400_naming_the_parameter(
 
 def test_definitions_list_search_and_detail(client: TestClient[Any]) -> None:
     body = client.get(DEFINITIONS).json()
-    assert [d["id"] for d in body["items"]] == ["calculate-order-total", "process-payment"]
-    assert body["pagination"] == {"page": 1, "limit": 20, "totalItems": 2, "totalPages": 1}
-    assert body["items"][0] == {
+    assert [d["id"] for d in body["items"]] == [
+        "approve-refund",
+        "calculate-order-total",
+        "process-payment",
+    ]
+    assert body["pagination"] == {"page": 1, "limit": 20, "totalItems": 3, "totalPages": 1}
+    assert body["items"][1] == {
         "id": "calculate-order-total",
         "name": "Calculate Order Total",
         "description": "Calculates the total price of an order including taxes",
@@ -185,9 +189,11 @@ def test_definitions_list_search_and_detail(client: TestClient[Any]) -> None:
     by_description = client.get(f"{DEFINITIONS}?search=GATEWAY").json()["items"]
     assert [d["id"] for d in by_description] == ["process-payment"]
     assert client.get(f"{DEFINITIONS}?search=%25").json()["items"] == []  # % is literal
-    paged = client.get(f"{DEFINITIONS}?limit=1&page=2").json()
+    paged = client.get(f"{DEFINITIONS}?limit=1&page=3").json()
     assert [d["id"] for d in paged["items"]] == ["process-payment"]
-    assert paged["pagination"]["totalPages"] == 2
+    assert paged["pagination"]["totalPages"] == 3
+    manual = client.get(f"{DEFINITIONS}?type=MANUAL").json()["items"]
+    assert [d["id"] for d in manual] == ["approve-refund"]
 
     detail = client.get(f"{DEFINITIONS}/calculate-order-total").json()
     assert detail["inputSchema"]["required"] == ["orderId", "items"]

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
 
 from commands.catalog import DefinitionCatalog
 from commands.errors import Conflict, NotFound, ValidationFailed
-from commands.messages import CancelTask, RecordReport, SubmitTask
+from commands.messages import CancelTask, FinishManually, RecordReport, SubmitTask
 from commands.persistence import DatabaseConfig, prepare_database
 from commands.service import TaskService
 from domain.task import Task
-from domain.values import ANONYMOUS, Priority, RetryPolicy
-from tests.conftest import EXAMPLE_INPUT
+from domain.values import ANONYMOUS, Actor, Priority, RetryPolicy
+from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
+
+USER = Actor("alice", "jwt")
 
 
 @pytest.fixture
@@ -98,7 +100,7 @@ def test_reports_are_recorded_once_per_stream_position(service: TaskService) -> 
     task_id = service.submit(submit(service)).task_id
     batch = [
         report(task_id, 1, "started"),
-        report(task_id, 1, "completed", output={"total": 1}),
+        report(task_id, 1, "completed", output=EXAMPLE_OUTPUT),
     ]
     assert service.record_reports(batch, position=5) == 2
     # The same batch redelivered (crash before the ack): recorded position, no-op.
@@ -108,7 +110,7 @@ def test_reports_are_recorded_once_per_stream_position(service: TaskService) -> 
 
     task = service.load(task_id)
     assert task.status.value == "COMPLETED"
-    assert task.output == {"total": 1}
+    assert task.output == EXAMPLE_OUTPUT
     assert task.version == 3
     assert service.process_recorder.max_tracking_id("TASK_RESULTS") == 6
 
@@ -118,13 +120,83 @@ def test_failed_report_keeps_error_type_and_message(service: TaskService) -> Non
     service.record_reports(
         [
             report(task_id, 1, "started"),
-            report(task_id, 1, "failed", error_type="ValueError", error_message="bad"),
+            report(
+                task_id, 1, "failed", error_type="ValueError", error_message="bad", retryable=False
+            ),
         ],
         position=1,
     )
     task = service.load(task_id)
     assert task.status.value == "FAILED"
     assert task.error == {"type": "ValueError", "message": "bad"}
+
+
+def test_a_retryable_failure_schedules_the_next_attempt(service: TaskService) -> None:
+    task_id = service.submit(submit(service)).task_id
+    failed_at = datetime(2030, 1, 1, tzinfo=UTC)
+    service.record_reports(
+        [
+            report(task_id, 1, "started"),
+            RecordReport(task_id, 1, "failed", "w-1", failed_at, error_type="E", error_message="m"),
+        ],
+        position=1,
+    )
+    task = service.load(task_id)
+    assert task.status.value == "PENDING"
+    assert task.attempt == 1
+    assert task.next_attempt_at == failed_at + timedelta(seconds=60)  # the definition's policy
+
+
+def test_an_output_breaking_the_schema_fails_and_is_kept(service: TaskService) -> None:
+    task_id = service.submit(submit(service)).task_id
+    bad = {"total": "lots"}
+    service.record_reports(
+        [report(task_id, 1, "started"), report(task_id, 1, "completed", output=bad)], position=1
+    )
+    task = service.load(task_id)
+    assert task.status.value == "FAILED"  # never retried
+    assert task.error is not None
+    assert task.error["type"] == "OUTPUT_VALIDATION_ERROR"
+    assert "'subtotal' is a required property" in task.error["message"]
+    failed = service.read_log(0, 100)[-1][1]
+    assert isinstance(failed, Task.Failed)
+    assert failed.output == bad
+
+
+def test_manual_tasks_are_completed_or_failed_by_hand(service: TaskService) -> None:
+    refund = {"orderId": "A-1", "amount": 12.5}
+    first = service.submit(submit(service, definition_id="approve-refund", input=refund)).task_id
+    with pytest.raises(ValidationFailed) as caught:  # output validated like any other
+        service.finish_manually(FinishManually(first, USER, output={"approved": "yes"}))
+    assert caught.value.details["violations"][0]["path"] == "$.approved"
+    assert service.load(first).status.value == "PENDING"
+
+    done = service.finish_manually(FinishManually(first, USER, output={"approved": True}))
+    assert done.status == "COMPLETED"
+    assert service.load(first).output == {"approved": True}
+    with pytest.raises(Conflict):
+        service.finish_manually(FinishManually(first, USER, output={"approved": False}))
+
+    second = service.submit(submit(service, definition_id="approve-refund", input=refund)).task_id
+    rejected = service.finish_manually(
+        FinishManually(second, USER, error_type="REJECTED", error_message="not eligible")
+    )
+    assert rejected.status == "FAILED"
+    assert service.load(second).error == {"type": "REJECTED", "message": "not eligible"}
+
+    automated = service.submit(submit(service)).task_id
+    with pytest.raises(Conflict, match="MANUAL"):
+        service.finish_manually(FinishManually(automated, USER, output={}))
+
+
+def test_an_attempt_without_a_report_is_expired_and_retried(service: TaskService) -> None:
+    task_id = service.submit(submit(service)).task_id
+    service.record_reports([report(task_id, 1, "started")], position=1)
+    assert service.expire_attempt(task_id, 1, "no report within timeout + grace") is True
+    task = service.load(task_id)
+    assert task.status.value == "PENDING"
+    assert task.error == {"type": "WORKER_LOST", "message": "no report within timeout + grace"}
+    assert service.expire_attempt(task_id, 1, "again") is False  # moved on: nothing recorded
 
 
 def test_reports_after_cancel_and_for_unknown_tasks_change_nothing(service: TaskService) -> None:

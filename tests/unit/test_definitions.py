@@ -294,6 +294,7 @@ def test_extra_dir_adds_json_and_yaml_definitions(tmp_path: Path):
     catalog = DefinitionCatalog.load(tmp_path)
     ids = {d.id for d in catalog.all()}
     assert ids == {
+        "approve-refund",
         "calculate-order-total",
         "process-payment",
         "json-task",

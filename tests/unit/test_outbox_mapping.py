@@ -14,7 +14,7 @@ from commands.outbox import event_data, event_id, rfc3339, to_messages
 from commands.transcoder import PayloadSafeTranscoder
 from domain.definition import TaskDefinition
 from domain.task import Task
-from domain.values import Actor, Priority, TaskType
+from domain.values import Actor, Priority, RetryPolicy, TaskType
 from workers.protocol import CloudEvent, Outgoing, WorkItem, cloud_event_decoder, work_decoder
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -135,7 +135,10 @@ def test_submitted_gives_an_event_and_a_work_item():
         "priority",
         "handler",
         "endpoint",
+        "notBefore",
+        "isolation",
     }
+    assert (raw["notBefore"], raw["isolation"]) == (None, "thread")
 
 
 def test_started_and_completed_give_only_the_event():
@@ -175,10 +178,40 @@ def test_started_and_completed_give_only_the_event():
     }
 
 
+def test_a_scheduled_retry_gives_the_next_attempt_not_before_its_time():
+    task = Task.submit(
+        task_id=TASK_ID,
+        at=T0,
+        actor=USER,
+        definition=definition("AUTOMATED"),
+        input=INPUT,
+        retry_policy=RetryPolicy(max_retries=2, retry_interval_ms=500),
+    )
+    task.collect_events()
+    task.start(attempt=1, worker="w", at=T0, actor=WORKER)
+    task.fail(attempt=1, error_type="IOError", error_message="x", at=T0, actor=WORKER)
+    retry = task.collect_events()[-1]
+    assert isinstance(retry, Task.RetryScheduled)
+    event_message, work_message = to_messages(retry, 9, lambda _id, _version: task)
+    event = decode_event(event_message)
+    assert event.type == "io.taskexec.task.retry_scheduled.v1"
+    assert event.data["nextAttemptAt"] == retry.retry_at
+    item = work_decoder.decode(work_message.body)
+    assert (item.attempt, item.not_before) == (2, retry.retry_at)
+    assert work_message.msg_id == f"{TASK_ID}:2:work"
+
+
 def test_failed_and_cancelled_events():
     task = submit()
     task.start(attempt=1, worker="w", at=T0, actor=WORKER)
-    task.fail(attempt=1, error_type="ValueError", error_message="bad", at=T0, actor=WORKER)
+    task.fail(
+        attempt=1,
+        error_type="ValueError",
+        error_message="bad",
+        at=T0,
+        actor=WORKER,
+        retryable=False,
+    )
     [message] = to_messages(task.collect_events()[-1], 7)
     event = decode_event(message)
     assert message.subject == "tasks.events.failed"
@@ -189,7 +222,11 @@ def test_failed_and_cancelled_events():
 
     task = submit()
     task.cancel(reason="stop", force=True, at=T0, actor=USER)
-    [message] = to_messages(task.collect_events()[-1], 8)
+    message, marker = to_messages(task.collect_events()[-1], 8)
+    # The cancel marker workers look up before they start an attempt.
+    assert marker.subject == f"$KV.TASK_CANCELLED.{TASK_ID}"
+    assert marker.msg_id == f"{TASK_ID}:cancelled"
+    assert msgspec.json.decode(marker.body)["force"] is True
     event = decode_event(message)
     assert message.subject == "tasks.events.cancelled"
     assert event.type == "io.taskexec.task.cancelled.v1"

@@ -65,9 +65,15 @@ def completed() -> Task:
 
 
 def failed() -> Task:
+    """Failed for good: the error is not retryable."""
     task = running()
     task.fail(
-        attempt=1, error_type="Boom", error_message="it broke", at=T0 + timedelta(2), actor=WORKER
+        attempt=1,
+        error_type="Boom",
+        error_message="it broke",
+        at=T0 + timedelta(2),
+        actor=WORKER,
+        retryable=False,
     )
     return task
 
@@ -182,7 +188,14 @@ def test_complete_records_the_output():
 def test_fail_records_the_error():
     task = running()
     at = T0 + timedelta(seconds=9)
-    task.fail(attempt=1, error_type="ValueError", error_message="bad input", at=at, actor=WORKER)
+    task.fail(
+        attempt=1,
+        error_type="ValueError",
+        error_message="bad input",
+        at=at,
+        actor=WORKER,
+        retryable=False,
+    )
 
     assert task.status is TaskStatus.FAILED
     assert task.error == {"type": "ValueError", "message": "bad input"}
@@ -234,8 +247,8 @@ def test_cancel_of_a_finished_task_is_refused(make: Callable[[], Task], status: 
     assert_unchanged(task, before)
 
 
-def _start(attempt: int) -> Callable[[Task], None]:
-    return lambda t: t.start(attempt=attempt, worker="w-2", at=T0 + timedelta(1), actor=WORKER)
+def _start(attempt: int, worker: str = "w-2") -> Callable[[Task], None]:
+    return lambda t: t.start(attempt=attempt, worker=worker, at=T0 + timedelta(1), actor=WORKER)
 
 
 def _complete(attempt: int) -> Callable[[Task], None]:
@@ -249,7 +262,7 @@ def _fail(attempt: int) -> Callable[[Task], None]:
 
 
 STALE_CASES = [
-    ("start-twice-same-attempt", running, _start(1)),
+    ("start-twice-same-attempt-same-worker", running, _start(1, worker="w-1")),
     ("start-twice-next-attempt", running, _start(2)),
     ("start-attempt-0", submitted, _start(0)),
     ("start-attempt-2", submitted, _start(2)),
@@ -312,6 +325,8 @@ def test_per_task_timeout_and_retry_policy_override_the_definition():
         "max_retries": 7,
         "retry_interval_ms": 250,
         "backoff_multiplier": 1.5,
+        "max_interval_ms": None,
+        "non_retryable_errors": [],
     }
 
 
@@ -337,6 +352,8 @@ def test_defaults_come_from_the_definition():
         "max_retries": 5,
         "retry_interval_ms": 42,
         "backoff_multiplier": 3.0,
+        "max_interval_ms": None,
+        "non_retryable_errors": [],
     }
 
 
@@ -483,6 +500,7 @@ class TaskMachine(RuleBasedStateMachine):
         # the reference model
         self.status = TaskStatus.PENDING
         self.attempt = 0
+        self.worker: str | None = None
         self.version = 0
         self.expected: dict[str, Any] = {}
 
@@ -527,6 +545,7 @@ class TaskMachine(RuleBasedStateMachine):
             "started_at": None,
             "ended_at": None,
             "cancel_reason": None,
+            "next_attempt_at": None,
         }
         self._collect(1)
 
@@ -571,11 +590,16 @@ class TaskMachine(RuleBasedStateMachine):
         def act() -> None:
             self.task.start(attempt=attempt, worker=worker, at=at, actor=WORKER)
 
-        if self.status is TaskStatus.PENDING and attempt == self.attempt + 1:
+        first = self.status is TaskStatus.PENDING and attempt == self.attempt + 1
+        redelivered = (
+            self.status is TaskStatus.RUNNING and attempt == self.attempt and worker != self.worker
+        )
+        if first or redelivered:
             act()
             self.status = TaskStatus.RUNNING
             self.attempt = attempt
-            self.expected.update(worker=worker, started_at=at, ended_at=None)
+            self.worker = worker
+            self.expected.update(worker=worker, started_at=at, ended_at=None, next_attempt_at=None)
             self._accepted(Task.Started, at)
         else:
             self._refused(StaleResult, act)
@@ -598,24 +622,47 @@ class TaskMachine(RuleBasedStateMachine):
 
     @rule(
         offset=attempt_offsets,
-        error_type=st.text(min_size=1, max_size=10),
+        error_type=st.sampled_from(["TIMEOUT", "E"]) | st.text(min_size=1, max_size=10),
         message=st.text(max_size=20),
+        retryable=st.booleans(),
         step=steps,
     )
-    def fail(self, offset: int, error_type: str, message: str, step: timedelta) -> None:
+    def fail(
+        self, offset: int, error_type: str, message: str, retryable: bool, step: timedelta
+    ) -> None:
         attempt = self.attempt + offset
         at = self._tick(step)
 
         def act() -> None:
             self.task.fail(
-                attempt=attempt, error_type=error_type, error_message=message, at=at, actor=WORKER
+                attempt=attempt,
+                error_type=error_type,
+                error_message=message,
+                at=at,
+                actor=WORKER,
+                retryable=retryable,
             )
 
         if self.status is TaskStatus.RUNNING and attempt == self.attempt:
             act()
-            self.status = TaskStatus.FAILED
-            self.expected.update(error={"type": error_type, "message": message}, ended_at=at)
-            self._accepted(Task.Failed, at)
+            policy = DEFINITION.retry_policy  # 3 retries, 1 s, x2
+            if retryable and attempt <= policy.max_retries:
+                delay = timedelta(milliseconds=1000 * 2 ** (attempt - 1))
+                self.status = TaskStatus.PENDING
+                self.expected.update(
+                    error={"type": error_type, "message": message},
+                    ended_at=at,
+                    next_attempt_at=at + delay,
+                )
+                self._accepted(Task.RetryScheduled, at)
+            elif error_type == "TIMEOUT":
+                self.status = TaskStatus.TIMED_OUT
+                self.expected.update(error={"type": "TIMEOUT", "message": message}, ended_at=at)
+                self._accepted(Task.TimedOut, at)
+            else:
+                self.status = TaskStatus.FAILED
+                self.expected.update(error={"type": error_type, "message": message}, ended_at=at)
+                self._accepted(Task.Failed, at)
         else:
             self._refused(StaleResult, act)
 
@@ -629,7 +676,7 @@ class TaskMachine(RuleBasedStateMachine):
         if self.status in (TaskStatus.PENDING, TaskStatus.RUNNING):
             act()
             self.status = TaskStatus.CANCELLED
-            self.expected.update(cancel_reason=reason, ended_at=at)
+            self.expected.update(cancel_reason=reason, ended_at=at, next_attempt_at=None)
             self._accepted(Task.Cancelled, at)
         else:
             self._refused(TaskNotCancellable, act)

@@ -1,0 +1,61 @@
+"""How worker reports and hand-made results change a task: shared rules of the write side.
+
+Output validation lives here: an output that breaks the definition's ``outputSchema`` fails
+the attempt with ``OUTPUT_VALIDATION_ERROR`` (never retried) and the bad output is kept in
+the Failed event, so history shows what came back. Validation uses the definition revision
+the task was submitted against, not whatever the definition says today.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from commands.catalog import Violation
+from commands.messages import RecordReport
+from domain.task import OUTPUT_VALIDATION_ERROR, Task
+from domain.values import Actor
+
+log = logging.getLogger(__name__)
+
+OutputCheck = Callable[[Task, Any], list[Violation]]
+
+
+def apply_report(task: Task, report: RecordReport, check_output: OutputCheck) -> None:
+    """Apply one worker report; StaleResult (from the aggregate) means: change nothing."""
+    worker = Actor(id=report.worker, kind="worker")
+    if report.kind == "started":
+        task.start(attempt=report.attempt, worker=report.worker, at=report.at, actor=worker)
+    elif report.kind == "completed":
+        violations = check_output(task, report.output)
+        if violations:
+            task.fail(
+                attempt=report.attempt,
+                error_type=OUTPUT_VALIDATION_ERROR,
+                error_message=describe(violations),
+                at=report.at,
+                actor=worker,
+                retryable=False,
+                output=report.output,
+            )
+        else:
+            task.complete(attempt=report.attempt, output=report.output, at=report.at, actor=worker)
+    elif report.kind == "failed":
+        task.fail(
+            attempt=report.attempt,
+            error_type=report.error_type,
+            error_message=report.error_message,
+            at=report.at,
+            actor=worker,
+            retryable=report.retryable,
+        )
+    else:
+        log.warning("report of unknown kind %r for task %s discarded", report.kind, task.id)
+
+
+def describe(violations: list[Violation]) -> str:
+    """One line per violation, for the error message of a failed attempt."""
+    return "output does not match the outputSchema: " + "; ".join(
+        f"{v.path}: {v.message}" for v in violations
+    )

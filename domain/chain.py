@@ -1,0 +1,182 @@
+"""Tamper evidence: every aggregate's events form a hash chain.
+
+Each event carries ``prev_hash`` (the ``hash`` of the aggregate's previous event; 64 zeros
+for the first) and ``hash``: SHA-256 (hex) of the event's canonical encoding, which covers
+
+    ["taskexec-chain-v1", originator id, version, topic, timestamp, prev_hash, fields]
+
+- ``originator id``: the aggregate id as text (``str(uuid)``, lowercase with dashes);
+- ``version``: the event's version (1, 2, …); ``topic``: the stored event topic;
+- ``timestamp``: UTC, ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00`` (a naive time is taken as UTC);
+- ``fields``: every other field of the event (``actor``, ``input``, …) as a JSON object;
+  ``hash`` itself, and a stored ``class_version``, are left out.
+
+The encoding is JSON in UTF-8: keys sorted, no whitespace, no escapes beyond the ones
+JSON requires, no NaN or infinities — exactly ``json.dumps(document, sort_keys=True,
+separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")`` (floats
+as Python writes them: ``0.1``, ``1e+16``). Values are hashed in their JSON form (a
+tuple as a list, an integer key as text), so an event read back from the store has the
+hash it was created with.
+
+An aggregate becomes chained by deriving from ``ChainedAggregate`` and its base ``Event``
+from ``ChainedAggregate.Event``: every event it triggers is then sealed when it is
+created, with no change to the event classes or the command methods. Nothing here reads
+a clock or does I/O; verifying a stored chain is the job of ``commands/audit.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Self
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+CHAIN_VERSION = "taskexec-chain-v1"
+GENESIS = "0" * 64  # the prev_hash of an aggregate's first event
+HASH_FIELDS = ("prev_hash", "hash")
+# Fields that are part of the header (or the hash itself), not of the hashed ``fields``.
+_NOT_FIELDS = frozenset(
+    {"originator_id", "originator_version", "timestamp", "prev_hash", "hash", "class_version"}
+)
+_encoder = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def canonical_time(moment: datetime) -> str:
+    """Fixed-width UTC text with microseconds: one text per instant."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def event_fields(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The hashed ``fields`` of an event's state (its ``__dict__`` or its stored state)."""
+    return {key: value for key, value in state.items() if key not in _NOT_FIELDS}
+
+
+def hashed_document(
+    originator_id: UUID | str,
+    originator_version: int,
+    topic: str,
+    timestamp: datetime,
+    prev_hash: str,
+    fields: Mapping[str, Any],
+) -> list[Any]:
+    """What is encoded and hashed (see the module docstring)."""
+    return [
+        CHAIN_VERSION,
+        str(originator_id),
+        originator_version,
+        topic,
+        canonical_time(timestamp),
+        prev_hash,
+        fields,
+    ]
+
+
+def canonical_encoding(
+    originator_id: UUID | str,
+    originator_version: int,
+    topic: str,
+    timestamp: datetime,
+    prev_hash: str,
+    fields: Mapping[str, Any],
+) -> bytes:
+    """The bytes that are hashed (see the module docstring)."""
+    document = hashed_document(
+        originator_id, originator_version, topic, timestamp, prev_hash, fields
+    )
+    return encode(document)
+
+
+def encode(document: Any) -> bytes:
+    """The canonical JSON encoding of ``document``."""
+    return _encoder.encode(document).encode("utf-8", "surrogatepass")
+
+
+def event_hash(
+    originator_id: UUID | str,
+    originator_version: int,
+    topic: str,
+    timestamp: datetime,
+    prev_hash: str,
+    fields: Mapping[str, Any],
+) -> str:
+    """SHA-256 (hex) of the canonical encoding; ``fields`` must be JSON values already."""
+    encoded = canonical_encoding(
+        originator_id, originator_version, topic, timestamp, prev_hash, fields
+    )
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def json_form(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists, integer keys text).
+
+    Raises ValueError for NaN and infinities and TypeError for values JSON cannot hold:
+    an event that cannot be stored faithfully is refused when it is created.
+    """
+    return json.loads(_encoder.encode(value))
+
+
+def topic_of(event_class: type[Any]) -> str:
+    """The topic the event store records for ``event_class`` (its pinned ``TOPIC``, else
+    ``module:Qualname``, as ``eventsourcing.utils.construct_topic`` makes it)."""
+    topic = getattr(event_class, "TOPIC", None)
+    if isinstance(topic, str) and topic:
+        return topic
+    return f"{event_class.__module__}:{event_class.__qualname__}"
+
+
+def seal(event: Any) -> str:
+    """The hash of a newly created event (its fields taken in their JSON form)."""
+    state = vars(event)
+    return event_hash(
+        event.originator_id,
+        event.originator_version,
+        topic_of(type(event)),
+        event.timestamp,
+        event.prev_hash,
+        json_form(event_fields(state)),
+    )
+
+
+class ChainedAggregate(Aggregate):
+    """An aggregate whose events carry ``prev_hash`` and ``hash``."""
+
+    class Event(Aggregate.Event):
+        """Base of chained events: sealed with their hash when created."""
+
+        prev_hash: str
+        hash: str
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            # Only a new event arrives without a hash: events read back from the store
+            # are rebuilt without calling __init__, so they keep the hash they were stored with.
+            if not self.hash:
+                object.__setattr__(self, "hash", seal(self))
+
+        def mutate(self, aggregate: Any) -> Any:
+            mutated = super().mutate(aggregate)
+            if mutated is not None:
+                mutated._chain_head = self.hash
+            return mutated
+
+    @classmethod
+    def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Self:
+        created: Self = super()._create(event_class, id=id, prev_hash=GENESIS, hash="", **kwargs)
+        return created
+
+    def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
+        super().trigger_event(event_class, prev_hash=self.chain_head, hash="", **kwargs)
+
+    @property
+    def chain_head(self) -> str:
+        """The hash of the aggregate's latest event (GENESIS before any)."""
+        head: str = self.__dict__.get("_chain_head", GENESIS)
+        return head

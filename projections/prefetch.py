@@ -1,0 +1,43 @@
+"""Read the next batch of the notification log while the current one is being applied.
+
+Catching up and rebuilding alternate between reading (event store) and writing (read
+models); both wait on the database most of the time, so overlapping them in a second
+thread raises throughput. Only a full batch schedules a read-ahead (we are behind).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from projections.runner_types import ReadLog
+
+
+class Prefetcher:
+    """``read(after)`` returns what ``read_log(after, batch_size)`` would, often at once."""
+
+    def __init__(self, read_log: ReadLog, batch_size: int) -> None:
+        self._read_log = read_log
+        self._batch_size = batch_size
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        self._ahead: tuple[int, Future[list[tuple[int, Any]]]] | None = None
+
+    def read(self, after: int) -> list[tuple[int, Any]]:
+        events: list[tuple[int, Any]] | None = None
+        if self._ahead is not None:
+            position, future = self._ahead
+            self._ahead = None
+            if position == after:
+                events = future.result()
+            else:
+                future.cancel()
+        if events is None:
+            events = self._read_log(after, self._batch_size)
+        if len(events) == self._batch_size:
+            last = events[-1][0]
+            self._ahead = (last, self._pool.submit(self._read_log, last, self._batch_size))
+        return events
+
+    def close(self) -> None:
+        self._ahead = None
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,132 @@
+"""One attempt of one task on a worker: run it within its timeout, stop it when cancelled.
+
+What each way of running offers:
+- async handler: a timeout or a forced cancel cancels it at its next ``await``;
+- sync handler (a thread): cooperative only: ``context.cancelled`` turns true, the
+  worker stops waiting at the timeout or a forced cancel, and the thread's result is
+  discarded (a thread cannot be killed);
+- ``isolation: process``: a timeout or a forced cancel kills the child at once; a plain
+  cancel sends it SIGTERM;
+- INTEGRATION: the HTTP call is cancelled (the connection is closed).
+After a cancel nothing is reported: the task is CANCELLED in the store already, and any
+late report would be discarded there anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from workers.handlers import HandlerRegistry, TaskContext
+from workers.integration import IntegrationError, IntegrationExecutor
+from workers.isolation import ChildProcess, HandlerFailed
+from workers.protocol import WorkItem
+
+
+@dataclass(frozen=True)
+class Result:
+    """How an attempt ended, as a report: ``completed`` or ``failed``."""
+
+    kind: str
+    output: Any = None
+    error_type: str = ""
+    error_message: str = ""
+    retryable: bool = True
+
+
+class Attempt:
+    """Runs a work item; ``cancel()`` may stop it from outside."""
+
+    def __init__(
+        self,
+        item: WorkItem,
+        worker_id: str,
+        registry: HandlerRegistry,
+        integration: IntegrationExecutor,
+    ) -> None:
+        self.item = item
+        self.context = TaskContext(
+            task_id=item.task_id,
+            attempt=item.attempt,
+            definition_id=item.definition_id,
+            worker=worker_id,
+            timeout_ms=item.timeout_ms,
+        )
+        self._registry = registry
+        self._integration = integration
+        self._child: ChildProcess | None = None
+        self._running: asyncio.Task[Any] | None = None
+        self.cancelled = False
+
+    async def run(self) -> Result | None:
+        """The result to report, or None when the task was cancelled meanwhile."""
+        self._running = asyncio.create_task(self._execute())
+        try:
+            async with asyncio.timeout(self.item.timeout_ms / 1000):
+                output = await asyncio.shield(self._running)
+        except TimeoutError:
+            self._stop(force=True)
+            if self.cancelled:
+                return None
+            return Result(
+                "failed",
+                error_type="TIMEOUT",
+                error_message=f"attempt exceeded its timeout of {self.item.timeout_ms} ms",
+            )
+        except asyncio.CancelledError:
+            if self._running.cancelled() and self.cancelled:
+                return None  # we stopped it: a forced cancel
+            raise
+        except IntegrationError as exc:
+            return (
+                None
+                if self.cancelled
+                else Result(
+                    "failed",
+                    error_type=exc.error_type,
+                    error_message=str(exc),
+                    retryable=exc.retryable,
+                )
+            )
+        except HandlerFailed as exc:
+            return (
+                None
+                if self.cancelled
+                else Result("failed", error_type=exc.error_type, error_message=str(exc))
+            )
+        except Exception as exc:  # the handler's failure is the attempt's failure
+            return (
+                None
+                if self.cancelled
+                else Result("failed", error_type=type(exc).__name__, error_message=str(exc))
+            )
+        return None if self.cancelled else Result("completed", output=output)
+
+    def cancel(self, force: bool) -> None:
+        """The task was cancelled: tell the handler; with ``force`` stop it now."""
+        self.cancelled = True
+        self.context._cancelled.set()
+        if self._child is not None:
+            self._child.stop(force=force)
+        if force:
+            self._stop(force=True)
+
+    def _stop(self, force: bool) -> None:
+        if self._child is not None:
+            self._child.stop(force=force)
+        if self._running is not None and not self._running.done():
+            self._running.cancel()
+
+    async def _execute(self) -> Any:
+        item = self.item
+        if item.task_type == "INTEGRATION":
+            if not item.endpoint:
+                raise ValueError("INTEGRATION task without an endpoint")
+            return await self._integration.call(item.endpoint, item.input, item.timeout_ms / 1000)
+        if not item.handler:
+            raise ValueError(f"{item.task_type} task without a handler")
+        if item.isolation == "process":
+            self._child = ChildProcess(item.handler, item.input, self.context)
+            return await self._child.run()
+        return await self._registry.call(item.handler, item.input, self.context)
