@@ -127,6 +127,7 @@ def _service(settings: Settings) -> Iterator[Any]:
 
 def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
     from commands.audit import task_history
+    from commands.service import UndecodableEvent
 
     try:
         task_id = UUID(args.task_id)
@@ -134,7 +135,11 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
         print(f"taskexec history: {args.task_id!r} is not a task id", file=sys.stderr)
         return 2
     with _service(settings) as service:
-        entries = task_history(service, task_id)
+        try:
+            entries = task_history(service, task_id)
+        except UndecodableEvent as exc:
+            print(f"taskexec history: {exc} (run `taskexec verify`)", file=sys.stderr)
+            return 1
     if entries is None:
         print(f"taskexec history: task {task_id} not found", file=sys.stderr)
         return 1
@@ -196,6 +201,7 @@ def parse_time(text: str) -> datetime:
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     from api.progress import ProgressBar
     from commands.audit import export
+    from commands.service import UndecodableEvent
 
     try:
         since = parse_time(args.since) if args.since else None
@@ -208,19 +214,22 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     progress = ProgressBar("export")
     with _service(settings) as service:
-        if args.output is None:
-            result = export(service, sys.stdout.buffer, since, until, progress)
-            sys.stdout.buffer.flush()
-        else:
-            target = Path(args.output)
-            partial = target.with_name(f".{target.name}.partial")
-            try:
-                with partial.open("wb") as out:
-                    result = export(service, out, since, until, progress)
-                os.replace(partial, target)
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
+        try:
+            if args.output is None:
+                result = export(service, sys.stdout.buffer, since, until, progress)
+                sys.stdout.buffer.flush()
+            else:
+                target = Path(args.output)
+                partial = target.with_name(f".{target.name}.partial")
+                try:
+                    with partial.open("wb") as out:
+                        result = export(service, out, since, until, progress)
+                    os.replace(partial, target)
+                finally:
+                    partial.unlink(missing_ok=True)
+        except UndecodableEvent as exc:
+            print(f"taskexec audit export: {exc} (run `taskexec verify`)", file=sys.stderr)
+            return 1
     print(
         f"exported {result.events:,} events up to position {result.last_position:,}"
         + (f" to {args.output}" if args.output else ""),

@@ -6,6 +6,8 @@ cache) or a JWKS fetch raises WouldBlock, and the gate asks again from a thread.
 API keys are cached for ``ttl`` seconds (found and not found alike), so a new key works
 and a revoked one stops working within ``ttl`` on every replica, without a restart. The
 secret, the expiry and the revocation are checked on every request against the cached record.
+The cache is bounded and least-recently-used first out; concurrent lookups of one key id
+share a single load (single flight).
 """
 
 from __future__ import annotations
@@ -68,8 +70,22 @@ def _scheme(header: bytes) -> str:
     return "ApiKey" if header == API_KEY_HEADER else "Bearer"
 
 
+class _Load:
+    """One key id's load in progress; concurrent lookups of that id wait for it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.record: ApiKeyRecord | None = None
+        self.error: BaseException | None = None
+
+
 class ApiKeyCache:
-    """Key id -> record (or None: no such key), each entry for ``ttl`` seconds. Thread-safe."""
+    """Key id -> record (or None: no such key), each entry for ``ttl`` seconds. Thread-safe.
+
+    At most ``max_entries`` entries, least recently used out first (a hit moves an entry to
+    the end), so a flood of made-up key ids cannot push out the keys in use for long.
+    Concurrent lookups of one key id share one load (single flight).
+    """
 
     def __init__(
         self,
@@ -84,21 +100,44 @@ class ApiKeyCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple[float, ApiKeyRecord | None]] = OrderedDict()
+        self._loading: dict[str, _Load] = {}
+        self.loads = 0  # lookups made (not served by the cache or by another's load)
 
     def get(self, key_id: str, *, blocking: bool) -> ApiKeyRecord | None:
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key_id)
             if entry is not None and now - entry[0] < self._ttl:
+                self._entries.move_to_end(key_id)
                 return entry[1]
-        if not blocking:
-            raise WouldBlock
-        record = self._lookup(key_id)
-        with self._lock:
-            self._entries[key_id] = (self._clock(), record)
-            self._entries.move_to_end(key_id)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+            if not blocking:
+                raise WouldBlock
+            load = self._loading.get(key_id)
+            leader = load is None
+            if load is None:
+                load = self._loading[key_id] = _Load()
+                self.loads += 1
+        if not leader:
+            load.done.wait()
+            if load.error is not None:
+                raise RuntimeError("API key lookup failed") from load.error
+            return load.record
+        try:
+            record = self._lookup(key_id)
+        except BaseException as exc:
+            load.error = exc
+            raise
+        else:
+            load.record = record
+            with self._lock:
+                self._entries[key_id] = (self._clock(), record)
+                self._entries.move_to_end(key_id)
+                while len(self._entries) > self._max_entries:
+                    self._entries.popitem(last=False)
+        finally:
+            with self._lock:
+                del self._loading[key_id]
+            load.done.set()
         return record
 
 

@@ -1,7 +1,11 @@
 """The gate: the outermost ASGI layer, in front of Litestar's router.
 
-For every HTTP request, before any routing, body parsing or database read:
+For every HTTP request but ``/health`` (never counted nor authenticated: it is for load
+balancers' probes), before any routing, body parsing or database read:
 
+0. if authenticating would need a lookup (an API key not in the cache) and the client
+   address's budget is known to be used up: 429 ``RATE_LIMITED`` at once, not counted,
+   so floods of made-up keys cost no event-store read once over budget;
 1. authenticate the credential, if one was sent (api/auth.py);
 2. count the request against the caller's budget: the principal (JWT ``sub`` or API key
    id) when authenticated, else the client address (api/ratelimit.py); the bulk endpoint
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 
 REALM = "taskexec"
 BULK_PATH = "/api/v1/tasks/bulk"
+HEALTH_PATH = "/health"  # open, and not counted: load balancers probe it
 _encoder = msgspec.json.Encoder()
 
 
@@ -50,7 +55,12 @@ def normalised(path: str) -> str:
 def is_open(path: str) -> bool:
     """Paths anyone may call: readiness and the API documentation."""
     path = normalised(path)
-    return path == "/health" or path == "/schema" or path.startswith("/schema/")
+    return path == HEALTH_PATH or path == "/schema" or path.startswith("/schema/")
+
+
+def is_counted(path: str) -> bool:
+    """Every path counts against a budget but ``/health``."""
+    return normalised(path) != HEALTH_PATH
 
 
 def bucket_of(method: str, path: str) -> str:
@@ -63,6 +73,14 @@ class Security:
 
     authenticator: Authenticator
     limits: RateLimits
+
+
+class _AddressExhausted(Exception):
+    """Authentication would need a lookup, and the client address has no budget left."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__()
+        self.decision = decision
 
 
 class Gate:
@@ -79,20 +97,28 @@ class Gate:
         await self._gate(scope, receive, send)
 
     async def _gate(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
+        if not is_counted(scope["path"]):  # /health: open, no credential needed
+            await self._app(scope, receive, send)
+            return
         security = self._security()
+        bucket = bucket_of(scope["method"], scope["path"])
+        address = f"addr:{_client(scope)}"
         principal: Principal | None = None
         failure: AuthFailure | None = None
         unavailable = False
         try:
-            principal = await self._authenticate(security.authenticator, scope)
+            principal = await self._authenticate(security, scope, bucket, address)
+        except _AddressExhausted as exc:
+            await _send_rate_limited(send, exc.decision, exc.decision.headers())
+            return
         except AuthFailure as exc:
             failure = exc
         except Exception:  # e.g. the event store is unreachable for an API-key load
             log.exception("authentication failed unexpectedly")
             unavailable = True
 
-        caller = principal.rate_key if principal is not None else f"addr:{_client(scope)}"
-        decision = await _count(security.limits, scope, caller)
+        caller = principal.rate_key if principal is not None else address
+        decision = await _count(security.limits, bucket, caller)
         headers = decision.headers() if decision is not None else []
 
         if decision is not None and not decision.allowed:
@@ -112,20 +138,27 @@ class Gate:
         await self._app(scope, receive, _with_headers(send, headers) if headers else send)
 
     async def _authenticate(
-        self, authenticator: Authenticator, scope: HTTPScope
+        self, security: Security, scope: HTTPScope, bucket: str, address: str
     ) -> Principal | None:
         credentials = credentials_from(scope["headers"])
         if credentials is None:
             return None
+        authenticator = security.authenticator
         try:
             return authenticator.authenticate(credentials, blocking=False)
         except WouldBlock:
+            # An API key to load: a store read the address pays for from its own budget.
+            # (A JWKS refetch is bounded for the whole process already, api/jwks.py.)
+            if credentials.scheme == "ApiKey":
+                exhausted = security.limits.exhausted(bucket, address)
+                if exhausted is not None:
+                    raise _AddressExhausted(exhausted) from None
             return await anyio.to_thread.run_sync(_blocking, authenticator, credentials)
 
 
-async def _count(limits: RateLimits, scope: HTTPScope, caller: str) -> Decision | None:
+async def _count(limits: RateLimits, bucket: str, caller: str) -> Decision | None:
     try:
-        return await limits.hit(bucket_of(scope["method"], scope["path"]), caller)
+        return await limits.hit(bucket, caller)
     except Exception:  # a limiter must never take the API down
         log.exception("rate limiter failed; request not counted")
         return None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import read_side
+from bench import read_side, replay
 
-BENCHMARKS = {"read_side": read_side.main}
+BENCHMARKS = {"read_side": read_side.main, "replay": replay.main}
 
 
 def main() -> None:

@@ -48,7 +48,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--queries-only", metavar="URL", help="only measure queries on an earlier --keep run"
     )
+    parser.add_argument(
+        "--rebuild-only", metavar="URL", help="only time a rebuild of an earlier --keep run"
+    )
     args = parser.parse_args(argv)
+    if args.rebuild_only:
+        time_rebuild(args.rebuild_only)
+        return
     if args.queries_only:
         measure_queries(args.queries_only)
         return
@@ -94,6 +100,26 @@ def run_backend(url: str, tasks: int, queries: bool) -> None:
     service.close()
     if queries:
         measure_queries(url)
+
+
+def time_rebuild(url: str) -> None:
+    service = open_service(url)
+    db = Database(DatabaseConfig.from_url(url))
+    try:
+        rebuilder = Rebuilder(
+            service.read_log,
+            lambda: service.recorder.max_notification_id() or 0,
+            read_models(),
+            db,
+        )
+        result = rebuilder.rebuild(drop_after=0)
+        print(
+            f"rebuild: {result.events:,} events in {result.seconds:.1f}s = "
+            f"{result.events / result.seconds:,.0f} events/s"
+        )
+    finally:
+        db.close()
+        service.close()
 
 
 def measure_queries(url: str) -> None:

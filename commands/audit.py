@@ -27,11 +27,12 @@ from typing import IO, Any, NamedTuple
 from uuid import UUID
 
 import msgspec
+from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import resolve_topic
 from psycopg.rows import tuple_row
 
 from commands.outbox import PUBLIC_TYPES, event_data, event_id, rfc3339
-from commands.service import TaskService
+from commands.service import TaskService, UndecodableEvent
 from domain.apikey import ApiKey
 from domain.chain import GENESIS, canonical_time, encode, event_fields, hashed_document
 from domain.definition_record import DefinitionRecord
@@ -42,8 +43,15 @@ Progress = Callable[[int, int], None]  # (done, total)
 
 # What every event carries besides its own fields; not repeated in generic ``data``.
 _ENVELOPE = frozenset(
-    {"originator_id", "originator_version", "timestamp", "originator_topic", "actor", "prev_hash"}
-    | {"hash"}
+    {
+        "originator_id",
+        "originator_version",
+        "timestamp",
+        "originator_topic",
+        "actor",
+        "prev_hash",
+        "hash",
+    }
 )
 
 
@@ -67,7 +75,7 @@ class EventStoreReader:
         recorder: Any = service.recorder
         self._datastore: Any = recorder.datastore
         self._table: str = recorder.events_table_name
-        self._postgres = hasattr(self._datastore, "schema")
+        self._postgres = isinstance(self._datastore, PostgresDatastore)
 
     def head(self) -> int:
         """The highest position in the store (0 when empty)."""
@@ -210,6 +218,16 @@ class EventDecoder:
             raise ValueError(f"stored state is a {type(state).__name__}, not an object")
         return state
 
+    def decode(self, record: StoredRecord) -> tuple[dict[str, Any], Any]:
+        """(stored state, domain event); UndecodableEvent names the position otherwise."""
+        try:
+            state = self.state(record)
+            if not isinstance(state.get("timestamp"), datetime):
+                raise ValueError("no timestamp")
+            return state, self.event(record, state)
+        except Exception as exc:
+            raise UndecodableEvent(record.position, exc) from exc
+
     def event(self, record: StoredRecord, state: dict[str, Any], copy: bool = True) -> Any:
         """The domain event of ``record`` from its decoded ``state`` (as the library's
         ``Mapper.to_domain_event`` builds it, upcasting included). Without ``copy`` the
@@ -324,7 +342,7 @@ def task_history(service: TaskService, task_id: UUID) -> list[dict[str, Any]] | 
     reader = EventStoreReader(service)
     decoder = EventDecoder(service)
     records = reader.aggregate(task_id)
-    events = [(r.position, decoder.event(r, decoder.state(r))) for r in records]
+    events = [(r.position, decoder.decode(r)[1]) for r in records]
     if not events or not isinstance(events[0][1], Task.Event):
         return None
     return [history_entry(event, position) for position, event in events]
@@ -380,13 +398,12 @@ def export(
     for records in reader.by_position(0, until=head, batch=batch):
         lines: list[bytes] = []
         for record in records:
-            state = decoder.state(record)
+            state, event = decoder.decode(record)
             moment: datetime = state["timestamp"]
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
             if (since is not None and moment < since) or (until is not None and moment >= until):
                 continue
-            event = decoder.event(record, state)
             lines.append(_json.encode(export_line(record, state, event)))
         if lines:
             out.write(b"\n".join(lines) + b"\n")

@@ -199,7 +199,7 @@ def event_data(event: Any) -> dict[str, Any]:
         return {
             "attempt": event.attempt,
             "error": {"type": event.error_type, "message": event.error_message},
-            "nextAttemptAt": event.retry_at,
+            "nextAttemptAt": rfc3339(datetime.fromisoformat(event.retry_at)),
         }
     if isinstance(event, Task.TimedOut):
         return {

@@ -8,7 +8,7 @@ event, is what bounds catch-up and rebuild speed.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -56,8 +56,13 @@ _HANDLED = (
 
 
 def timestamp_text(moment: datetime) -> str:
-    """Fixed-width UTC text, so that text order is time order."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width UTC text, so that text order is time order.
+
+    ``isoformat`` is several times faster than ``strftime``, and this runs once or twice
+    per projected event."""
+    if moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def json_text(value: Any) -> str:
@@ -123,7 +128,10 @@ class TaskProjection:
         if not relevant:
             return
         touched = {task_id for _, task_id, _ in relevant}
-        rows = _load(cur, view, touched)
+        # Tasks submitted in this very batch are new: only the others need reading.
+        # (A duplicate Submitted still fails: the INSERT hits the primary key.)
+        new = {task_id for _, task_id, e in relevant if isinstance(e, Task.Submitted)}
+        rows = _load(cur, view, touched - new)
         before = {task_id: (row["status"], row["type"]) for task_id, row in rows.items()}
         created: set[str] = set()
         for position, task_id, event in relevant:
@@ -131,8 +139,11 @@ class TaskProjection:
                 _apply(rows, created, task_id, event)
             except Exception as exc:
                 raise ApplyError(position, exc) from exc
-        _insert(cur, view, [rows[i] for i in touched if i in created])
-        _update(cur, view, [rows[i] for i in touched if i not in created])
+        try:
+            _insert(cur, view, [rows[i] for i in touched if i in created])
+            _update(cur, view, [rows[i] for i in touched if i not in created])
+        except Exception as exc:  # e.g. a task submitted twice: name where the batch began
+            raise ApplyError(relevant[0][0], exc) from exc
         delta: Counter[tuple[str, str]] = Counter()
         for task_id in touched:
             if task_id in before:

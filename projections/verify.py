@@ -169,6 +169,7 @@ class ShardResult:
     compared: Counter[str]
     counts_at_p0: Counter[tuple[str, str]]
     definitions_at_p0: int
+    unreplayed: Counter[str]
 
 
 def shard_bounds(index: int, count: int) -> tuple[UUID | None, UUID | None]:
@@ -208,6 +209,7 @@ class Verifier:
         self._p0 = 0
         self._counts_at_p0: Counter[tuple[str, str]] = Counter()
         self._definitions_at_p0 = 0
+        self._unreplayed: Counter[str] = Counter()  # aggregates whose chain is broken
 
     def run(self) -> VerifyReport:
         baseline = self.baseline()
@@ -265,6 +267,7 @@ class Verifier:
             compared=self.report.compared,
             counts_at_p0=self._counts_at_p0,
             definitions_at_p0=self._definitions_at_p0,
+            unreplayed=self._unreplayed,
         )
 
     def merge(self, result: ShardResult) -> None:
@@ -275,6 +278,7 @@ class Verifier:
         self.report.compared.update(result.compared)
         self._counts_at_p0.update(result.counts_at_p0)
         self._definitions_at_p0 += result.definitions_at_p0
+        self._unreplayed.update(result.unreplayed)
 
     def show(self, problem: Problem) -> None:
         """A problem another process counted already: list it, do not count it again."""
@@ -327,9 +331,11 @@ class Verifier:
         aggregate.kind, aggregate.label = _identify(aggregate)
         self.report.aggregates[aggregate.kind] += 1
         for fault in check_chain(aggregate.originator_id, links):
-            if fault.kind in ("gap", "undecodable"):
-                aggregate.broken = True
+            if fault.kind in ("gap", "undecodable", "missing-hash"):
+                aggregate.broken = True  # not replayed: its state cannot be trusted
             self._problem(aggregate, fault.version, fault.message)
+        if aggregate.broken:
+            self._unreplayed[aggregate.kind] += 1
         return aggregate
 
     # -- replay and compare ----------------------------------------------------------------
@@ -424,6 +430,9 @@ class Verifier:
                             "task", task_id, None, "in the read model but not in the event store"
                         )
                     )
+        if self._unreplayed:
+            return  # totals cannot add up without the broken aggregates (reported above)
+        if baseline.task_rows != replayed_tasks:
             self._add(
                 Problem(
                     "read-model",
@@ -654,13 +663,15 @@ def verify(
     max_problems: int = 1000,
     progress: Progress = lambda done, total: None,
     on_problem: Callable[[Problem], None] = lambda problem: None,
+    shard_main: Callable[..., None] | None = None,
 ) -> VerifyReport:
     """Verify the store and read models at ``database_url`` with ``jobs`` processes.
 
     Verification is CPU-bound Python (hashing, decoding, replaying), so on a machine with
     several cores each process takes a slice of the aggregate ids; this process reads the
     baseline, shows progress and problems as they arrive, and adds up the totals.
-    Raises ReadModelMissing when there are no read models to compare with.
+    Raises ReadModelMissing when there are no read models to compare with, RuntimeError
+    when a process fails. ``shard_main`` replaces the processes' entry point (tests).
     """
     service, db = _open(database_url)
     try:
@@ -673,7 +684,7 @@ def verify(
         messages: Any = context.Queue()
         processes = [
             context.Process(
-                target=_shard_main,
+                target=shard_main or _shard_main,
                 args=(database_url, index, jobs, baseline.position, batch, max_problems, messages),
                 name=f"verify-{index}",
                 daemon=True,
@@ -723,10 +734,14 @@ def verify(
         service.close()
 
 
-def _open(database_url: str) -> tuple[TaskService, Database]:
+def _open(database_url: str, create_tables: bool = True) -> tuple[TaskService, Database]:
     config = DatabaseConfig.from_url(database_url)
-    prepare_database(config)
-    service = TaskService(config.eventsourcing_env(pool_size=2), DefinitionCatalog([]))
+    env = config.eventsourcing_env(pool_size=2)
+    if create_tables:
+        prepare_database(config)
+    else:  # shards: the coordinator has done it; concurrent DDL would collide
+        env["CREATE_TABLE"] = "no"
+    service = TaskService(env, DefinitionCatalog([]))
     try:
         db = Database(config, pool_size=2)
     except BaseException:
@@ -746,7 +761,7 @@ def _shard_main(
 ) -> None:
     """One verification process: its slice of the aggregates, reported on ``messages``."""
     try:
-        service, db = _open(database_url)
+        service, db = _open(database_url, create_tables=False)
         try:
             verifier = Verifier(
                 service,

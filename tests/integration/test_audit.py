@@ -503,3 +503,50 @@ def test_verify_without_read_models_says_so(database_url: str, tmp_path: Path) -
     result = taskexec(database_url, tmp_path, "verify")
     assert result.returncode == 1
     assert "the read models do not exist yet" in result.stderr
+
+
+# -- failure paths -------------------------------------------------------------------------
+
+
+def test_export_and_history_stop_at_an_undecodable_event_naming_its_position(
+    database_url: str, tmp_path: Path, client: TestClient[Any], runtime: Runtime
+) -> None:
+    ids = seed(runtime)
+    Tamper(database_url).set_state(ids.failed, 2, b"\x00garbage")
+    position = EventStoreReader(runtime.service).aggregate(ids.failed)[1].position
+    out = tmp_path / "events.jsonl"
+    result = taskexec(database_url, tmp_path, "audit", "export", "--output", str(out))
+    assert result.returncode == 1
+    assert f"notification {position} cannot be decoded" in result.stderr
+    assert "taskexec verify" in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".events.jsonl.partial"))
+
+    history = taskexec(database_url, tmp_path, "history", str(ids.failed))
+    assert history.returncode == 1
+    assert f"notification {position} cannot be decoded" in history.stderr
+    response = client.get(f"{TASKS}/{ids.failed}/history")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "INTERNAL_ERROR"
+    assert "garbage" not in response.text  # no internals in the answer
+    # The other tasks' history is still there.
+    assert client.get(f"{TASKS}/{ids.completed}/history").status_code == 200
+
+
+def failing_shard(database_url: str, index: int, *args: Any) -> None:
+    """A verification process whose work fails: it reports its traceback, as
+    ``_shard_main`` does."""
+    args[-1].put(("error", index, "Traceback …\nRuntimeError: disk on fire\n"))
+
+
+def dying_shard(database_url: str, index: int, *args: Any) -> None:
+    """A verification process that dies without a word (killed, out of memory, …)."""
+    os._exit(3)
+
+
+def test_a_failing_or_dying_verification_process_fails_the_verification(
+    database_url: str, runtime: Runtime, seeded: Seeded
+) -> None:
+    with pytest.raises(RuntimeError, match="failed"):
+        verify(database_url, jobs=2, shard_main=failing_shard)
+    with pytest.raises(RuntimeError, match="verify-0, verify-1 died"):
+        verify(database_url, jobs=2, shard_main=dying_shard)

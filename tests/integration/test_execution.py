@@ -440,3 +440,36 @@ async def test_an_attempt_whose_worker_vanished_is_detected_and_retried(stack: S
     assert row["error"]["type"] == "WORKER_LOST"
     assert row["next_attempt_at"] is not None  # retried per its policy
     assert await asyncio.to_thread(stack.runtime.expire_lost_attempts, 0.0) == 0
+
+
+async def test_a_poison_message_never_blocks_the_queue(stack: Stack) -> None:
+    nc = await nats.connect(stack.nats_url)
+    try:
+        await nc.jetstream().publish("tasks.work.high", b"\x00 not a work item")
+    finally:
+        await nc.close()
+    await stack.start_worker(worker_id="w", concurrency=1)
+    task_id = await stack.submit("quick", {"n": 1}, priority=Priority.HIGH)
+    row = await stack.until(task_id, {"COMPLETED", "FAILED"})
+    assert (row["status"], row["output"]) == ("COMPLETED", {"n": 1})
+    nc = await nats.connect(stack.nats_url)
+    try:  # the poison message was terminated, not left to be redelivered
+        info = await nc.jetstream().consumer_info("TASK_WORK", "work-high")
+        assert info.num_ack_pending == 0
+        assert info.num_pending == 0
+    finally:
+        await nc.close()
+
+
+async def test_a_stopping_worker_hands_unfinished_work_back_at_once(
+    stack: Stack, tmp_path: Path
+) -> None:
+    first = await stack.start_worker(worker_id="leaving", grace_s=0.2)
+    task_id = await stack.submit("sleepy", {"seconds": 1.0, "marker": str(tmp_path / "m")})
+    await stack.until(task_id, {"RUNNING"})
+    first.stop()  # grace 0.2 s < the 1 s task: handed back (nak), not left to ack wait
+    await asyncio.sleep(0.5)
+    await stack.start_worker(worker_id="staying")
+    row = await stack.until(task_id, {"COMPLETED"}, timeout=10)  # well before the 30 s ack wait
+    assert row["execution_environment"] == "staying"
+    assert row["attempts"] == 1

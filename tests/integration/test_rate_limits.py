@@ -18,6 +18,7 @@ from api.app import create_app
 from api.ratelimit import PostgresLimiter, Rate
 from api.runtime import Runtime
 from api.settings import Settings
+from commands.apikeys import ApiKeyRecord, ApiKeyService, generate_key
 from commands.persistence import DatabaseConfig, prepare_database
 from domain.permissions import Permission
 from tests.conftest import EXAMPLE_INPUT
@@ -78,7 +79,10 @@ def test_every_response_carries_the_headers(app: tuple[TestClient[Any], Runtime]
     unauthenticated = client.get(TASKS)  # the client address has its own budget
     assert unauthenticated.status_code == 401
     assert limits(unauthenticated)[:2] == (5, 4)
-    assert client.get("/health").headers["x-ratelimit-remaining"] == "3"
+    assert client.get("/schema/openapi.json").headers["x-ratelimit-remaining"] == "3"
+    # /health is not counted (load balancers probe it): no budget spent, no headers.
+    assert not set(HEADERS) & set(client.get("/health").headers)
+    assert limits(client.get(TASKS))[:2] == (5, 2)
 
 
 def test_over_the_limit_is_429_in_the_envelope_with_retry_after(
@@ -116,12 +120,49 @@ def test_before_authentication_the_budget_is_the_client_address(
     app: tuple[TestClient[Any], Runtime],
 ) -> None:
     client, runtime = app
+    known = {"X-API-Key": new_key(runtime)}
+    assert client.get(TASKS, headers=known).status_code == 200  # its own budget, not the address's
     for _ in range(5):
         assert client.get(TASKS, headers={"X-API-Key": "tex_wrong"}).status_code == 401
     assert_envelope(client.get(TASKS), 429, "RATE_LIMITED")  # same address, no credentials
-    assert_envelope(client.get("/health"), 429, "RATE_LIMITED")
+    assert_envelope(client.get("/schema/openapi.json"), 429, "RATE_LIMITED")  # open, counted
+    assert client.get("/health").status_code != 429  # never counted
     # An authenticated caller from that address spends its own budget.
-    assert client.get(TASKS, headers={"X-API-Key": new_key(runtime)}).status_code == 200
+    assert limits(client.get(TASKS, headers=known))[:2] == (5, 3)
+    assert client.get(TASKS, headers=_token("someone")).status_code == 200
+    # A key this process has not loaded yet costs a lookup, which the address pays for.
+    assert_envelope(client.get(TASKS, headers={"X-API-Key": new_key(runtime)}), 429, "RATE_LIMITED")
+
+
+def test_an_address_over_budget_costs_no_key_lookups(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random well-formed keys from one address: once its budget is spent, the gate answers
+    429 before authenticating, so the event store is not read for them any more."""
+    looked_up: list[str] = []
+    get = ApiKeyService.get
+
+    def spy(self: ApiKeyService, key_id: str) -> ApiKeyRecord | None:
+        looked_up.append(key_id)
+        return get(self, key_id)
+
+    monkeypatch.setattr(ApiKeyService, "get", spy)
+    with api_client(settings(database_url, tmp_path)) as (client, _):
+        keys = [generate_key() for _ in range(50)]
+        statuses = [client.get(TASKS, headers={"X-API-Key": key}).status_code for _, key in keys]
+    assert statuses == [401] * 5 + [429] * 45
+    assert len([key_id for key_id in looked_up if key_id in dict(keys)]) <= 5
+
+
+def test_health_is_never_rate_limited(app: tuple[TestClient[Any], Runtime]) -> None:
+    """Load balancers probe /health, often all from one proxy address: it is not counted."""
+    client, _ = app
+    for _ in range(12):
+        response = client.get("/health", headers={"X-API-Key": generate_key()[1]})
+        assert response.status_code != 429
+        assert not set(HEADERS) & set(response.headers)
+    assert limits(client.get(TASKS))[:2] == (5, 4)  # the address's budget is untouched
+    assert not set(HEADERS) & set(client.get("/health/").headers)  # as the router matches it
 
 
 def test_bulk_has_its_own_smaller_budget(app: tuple[TestClient[Any], Runtime]) -> None:
@@ -226,6 +267,47 @@ async def test_when_the_database_fails_limits_still_hold_in_memory(postgres_url:
         await limiter.close()
     assert limiter.fallbacks == 4
     assert [d.allowed for d in fallen_back] == [True, True, True, False]
+
+
+async def test_a_slow_database_opens_a_breaker_and_counting_returns_later(
+    postgres_url: str,
+) -> None:
+    """The limiter's table is locked: the first request waits ``timeout`` and falls back;
+    the following ones do not try the database until the breaker's time has passed."""
+    config = DatabaseConfig.from_url(postgres_url)
+    prepare_database(config)
+    clock = [1000.0]
+    limiter = PostgresLimiter(
+        config.conninfo(), timeout=0.2, breaker_seconds=10, monotonic=lambda: clock[0]
+    )
+    await limiter.open()
+    rate = Rate(limit=100, period=60)
+    try:
+        assert (await limiter.hit("k", rate)).count == 1
+        assert limiter.attempts == 1
+        with psycopg.connect(config.conninfo()) as locker:  # a transaction holding the lock
+            locker.execute("LOCK TABLE taskexec_rate_limits IN ACCESS EXCLUSIVE MODE")
+            await limiter.hit("k", rate)  # waits for the lock (200 ms), then memory
+            assert (limiter.attempts, limiter.fallbacks, limiter.breaker_open) == (2, 1, True)
+            for _ in range(20):
+                await limiter.hit("k", rate)
+            assert (limiter.attempts, limiter.fallbacks) == (2, 21)  # the database left alone
+            clock[0] += 10.5
+            await limiter.hit("k", rate)  # one request tries again: still locked
+            assert (limiter.attempts, limiter.fallbacks, limiter.breaker_open) == (3, 22, True)
+            await limiter.hit("k", rate)
+            assert limiter.attempts == 3
+            locker.rollback()
+        await limiter.hit("k", rate)  # the breaker's time has not passed yet
+        assert limiter.attempts == 3
+        clock[0] += 10.5
+        back = await limiter.hit("k", rate)
+        assert (limiter.attempts, limiter.fallbacks, limiter.breaker_open) == (4, 24, False)
+        assert back.count == 2  # counted in the database again, where it left off
+        assert (await limiter.hit("k", rate)).count == 3
+        assert limiter.attempts == 5
+    finally:
+        await limiter.close()
 
 
 def _token(subject: str) -> dict[str, str]:

@@ -123,6 +123,87 @@ def test_the_cache_remembers_absent_keys_and_stays_bounded() -> None:
     assert len(lookups) == 5
 
 
+def test_the_cache_keeps_what_is_used_least_recently_used_out_first() -> None:
+    lookups: list[str] = []
+
+    def lookup(key_id: str) -> ApiKeyRecord | None:
+        lookups.append(key_id)
+        return None
+
+    cache = ApiKeyCache(lookup, ttl=5, max_entries=2, clock=FakeClock())
+    cache.get("a", blocking=True)
+    cache.get("b", blocking=True)
+    cache.get("a", blocking=False)  # a hit: "a" is now the most recently used
+    cache.get("c", blocking=True)  # full: "b" goes, not "a"
+    assert cache.get("a", blocking=False) is None
+    with pytest.raises(WouldBlock):
+        cache.get("b", blocking=False)
+    assert lookups == ["a", "b", "c"]
+
+
+def test_concurrent_lookups_of_one_key_id_share_one_load() -> None:
+    import threading
+    import time
+
+    _, key = generate_key()
+    release = threading.Event()
+    lookups: list[str] = []
+
+    def lookup(key_id: str) -> ApiKeyRecord | None:
+        lookups.append(key_id)
+        release.wait(5)
+        return record(key)
+
+    cache = ApiKeyCache(lookup, ttl=5)
+    key_id = key.split("_")[1]
+    results: list[ApiKeyRecord | None] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get(key_id, blocking=True)))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)  # let them all ask while the first load is under way
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert lookups == [key_id] and cache.loads == 1
+    assert len(results) == 8 and all(r is not None and r.key_id == key_id for r in results)
+
+
+def test_a_failed_shared_load_fails_every_waiter_and_is_not_cached() -> None:
+    import threading
+    import time
+
+    release = threading.Event()
+    calls: list[str] = []
+
+    def lookup(key_id: str) -> ApiKeyRecord | None:
+        calls.append(key_id)
+        release.wait(5)
+        raise OSError("event store unreachable")
+
+    cache = ApiKeyCache(lookup, ttl=5)
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            cache.get("0123456789abcdef", blocking=True)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert len(calls) == 1 and len(errors) == 4
+    with pytest.raises(WouldBlock):  # nothing was cached: the next request asks again
+        cache.get("0123456789abcdef", blocking=False)
+
+
 def authenticator(*records: ApiKeyRecord, now: datetime = AT) -> Authenticator:
     by_id = {r.key_id: r for r in records}
     cache = ApiKeyCache(by_id.get, ttl=5)

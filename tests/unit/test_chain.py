@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -380,3 +381,22 @@ def test_the_fast_hash_path_falls_back_to_the_canonical_encoder():
     )
     assert not hash_matches(stored, plain)
     assert not hash_matches(stored, [*document[:-1], {"x": math.nan}])  # not JSON: no match
+
+
+def test_the_domain_imports_only_the_standard_library_and_eventsourcing_domain():
+    """The chain lives in the domain: it must stay pure (no msgspec, no I/O libraries)."""
+    import ast
+
+    allowed = set(sys.stdlib_module_names) | {"eventsourcing.domain", "domain"}
+    for path in sorted((ROOT / "domain").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                root = name.split(".")[0]
+                assert name in allowed or root in allowed, f"{path.name} imports {name}"

@@ -195,7 +195,8 @@ def test_a_scheduled_retry_gives_the_next_attempt_not_before_its_time():
     event_message, work_message = to_messages(retry, 9, lambda _id, _version: task)
     event = decode_event(event_message)
     assert event.type == "io.taskexec.task.retry_scheduled.v1"
-    assert event.data["nextAttemptAt"] == retry.retry_at
+    assert event.data["nextAttemptAt"] == rfc3339(datetime.fromisoformat(retry.retry_at))
+    assert event.data["nextAttemptAt"].endswith("Z")
     item = work_decoder.decode(work_message.body)
     assert (item.attempt, item.not_before) == (2, retry.retry_at)
     assert work_message.msg_id == f"{TASK_ID}:2:work"

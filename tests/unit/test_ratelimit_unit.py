@@ -88,3 +88,51 @@ def test_buckets_and_open_paths() -> None:
     assert bucket_of("POST", "/api/v1/tasks") == "default"
     assert is_open("/health") and is_open("/schema") and is_open("/schema/openapi.json")
     assert not is_open("/healthz") and not is_open("/schemas") and not is_open("/api/v1/tasks")
+
+
+def test_a_refused_principal_stays_refused_however_many_addresses_come() -> None:
+    """Full of live windows: address windows make room, a principal's window is never reset."""
+    clock = FakeClock(0.0)
+    limiter = MemoryLimiter(clock=clock, max_keys=10)
+    rate = Rate(2, 60)
+    principal = "default|apikey:0123456789abcdef"
+    assert [limiter.hit_now(principal, rate).allowed for _ in range(3)] == [True, True, False]
+    for n in range(1000):
+        clock.now = n * 0.01  # all windows live
+        limiter.hit_now(f"default|addr:10.0.{n // 256}.{n % 256}", rate)
+    assert not limiter.hit_now(principal, rate).allowed
+    assert len(limiter._windows) <= 10
+    assert limiter.evicted >= 990
+
+
+def test_live_principal_windows_are_kept_past_the_bound() -> None:
+    clock = FakeClock(0.0)
+    limiter = MemoryLimiter(clock=clock, max_keys=5)
+    rate = Rate(1, 60)
+    principals = [f"default|jwt:user-{n}" for n in range(8)]
+    assert all(limiter.hit_now(p, rate).allowed for p in principals)
+    assert not any(limiter.hit_now(p, rate).allowed for p in principals)  # none was reset
+    clock.now = 61.0  # all ended: dropped as new windows come, the bound holds again
+    for n in range(10):
+        limiter.hit_now(f"default|addr:10.0.0.{n}", rate)
+    assert len(limiter._windows) <= 5
+
+
+@pytest.mark.parametrize("ended", [True, False])
+def test_each_hit_examines_a_bounded_number_of_windows(ended: bool) -> None:
+    """No scan of the whole table when it is full, of ended windows or of live ones."""
+    clock = FakeClock(0.0)
+    limiter = MemoryLimiter(clock=clock, max_keys=1000)
+    rate, bulk = Rate(5, 60), Rate(2, 3600)
+    for n in range(1000):
+        limiter.hit_now(f"default|addr:a{n}", rate)
+    clock.now = 61.0 if ended else 30.0
+    most = 0
+    for n in range(5000):
+        before = limiter.examined + limiter.evicted
+        limiter.hit_now(f"{'bulk' if n % 2 else 'default'}|addr:b{n}", bulk if n % 2 else rate)
+        limiter.hit_now(f"default|apikey:{n % 7}", rate)
+        most = max(most, limiter.examined + limiter.evicted - before)
+        assert len(limiter._windows) <= 1000
+    # Two hits, each: <= 2 per queue (4 queues) to expire, <= 2 to pick and 1 to evict.
+    assert most <= 2 * (2 * 4 + 3)
