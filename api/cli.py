@@ -5,6 +5,10 @@
 ``serve``   API + projections + relay + results consumer.
 ``worker``  a worker process (NATS only; it never opens the database).
 ``apikey``  create, list and revoke API keys (``create`` prints only the key).
+``projections rebuild``  rebuild every read model beside the live one, then switch.
+``history TASK_ID``      a task's events, oldest first.
+``audit export``         every event in global order, as JSON lines.
+``verify``  check every hash chain and compare replayed state with the read models.
 """
 
 from __future__ import annotations
