@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +19,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from commands.persistence import DatabaseConfig
+from commands.catalog import DefinitionCatalog
+from commands.persistence import DatabaseConfig, prepare_database
+from commands.service import TaskService
 from workers.nats_server import EmbeddedNatsServer
 
+ROOT = Path(__file__).parents[1]
 DEFAULT_PG_URL = "postgresql://root@127.0.0.1:5432/test"
 EXAMPLE_INPUT = {
     "orderId": "ORD-123",
@@ -83,3 +88,31 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture
+def service(database_url: str) -> Iterator[TaskService]:
+    """The write side alone, with the built-in definitions, on each backend."""
+    config = DatabaseConfig.from_url(database_url)
+    prepare_database(config)
+    svc = TaskService(config.eventsourcing_env(), DefinitionCatalog.load())
+    yield svc
+    svc.close()
+
+
+def taskexec(database_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real ``taskexec`` command line against ``database_url``."""
+    env = {
+        **os.environ,
+        "TASKEXEC_DATABASE_URL": database_url,
+        "PYTHONPATH": str(ROOT),
+        "TASKEXEC_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -14,7 +14,7 @@ from api.runtime import Runtime
 from api.settings import Settings
 from domain.task import Task
 from tests.conftest import EXAMPLE_INPUT
-from tests.security_support import new_key
+from tests.security_support import assert_envelope, new_key
 from workers.nats_server import EmbeddedNatsServer
 
 TASKS = "/api/v1/tasks"
@@ -41,17 +41,6 @@ def client(runtime: Runtime, nats_server: EmbeddedNatsServer) -> Iterator[TestCl
         # Every endpoint but /health and the docs needs credentials: an all-permission key.
         test_client.headers["X-API-Key"] = new_key(runtime)
         yield test_client
-
-
-def assert_envelope(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    error: dict[str, Any] = body["error"]
-    return error
 
 
 def nothing_recorded(runtime: Runtime) -> bool:

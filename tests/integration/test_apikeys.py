@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import stat
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,27 +23,10 @@ from commands.persistence import DatabaseConfig, prepare_database
 from commands.service import TaskService
 from domain.apikey import ApiKey
 from domain.permissions import ALL_PERMISSIONS
+from tests.conftest import taskexec
 from tests.security_support import OPERATOR, TASKS, api_client, assert_unauthorized
 
-ROOT = Path(__file__).parents[2]
 KEY = re.compile(r"tex_[0-9a-f]{16}_[a-z2-7]{52}")
-
-
-def taskexec(database_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "TASKEXEC_DATABASE_URL": database_url,
-        "PYTHONPATH": str(ROOT),
-        "TASKEXEC_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def listed(database_url: str, cwd: Path) -> list[dict[str, Any]]:

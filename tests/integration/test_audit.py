@@ -31,10 +31,9 @@ from commands.persistence import DatabaseConfig
 from domain.definition_record import definition_record_id
 from domain.values import ANONYMOUS
 from projections.verify import ReadModelMissing, verify
-from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
+from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT, ROOT, taskexec
 from tests.security_support import OPERATOR, new_key
 
-ROOT = Path(__file__).parents[2]
 TASKS = "/api/v1/tasks"
 
 
@@ -90,23 +89,6 @@ def runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
 @pytest.fixture
 def seeded(runtime: Runtime) -> Seeded:
     return seed(runtime)
-
-
-def taskexec(database_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "TASKEXEC_DATABASE_URL": database_url,
-        "PYTHONPATH": str(ROOT),
-        "TASKEXEC_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 class Tamper:

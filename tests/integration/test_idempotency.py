@@ -19,7 +19,7 @@ from api.settings import Settings
 from commands.catalog import DefinitionCatalog
 from commands.errors import ValidationFailed
 from commands.messages import Outcome, SubmitTask
-from commands.persistence import DatabaseConfig, prepare_database
+from commands.persistence import DatabaseConfig
 from commands.service import TaskService
 from domain.task import Task
 from domain.values import Actor, Priority
@@ -143,15 +143,6 @@ async def test_concurrent_duplicates_over_http_create_one_task(
         assert len({r.json()["id"] for r in responses}) == 1
         events = await asyncio.to_thread(submitted_events, runtime, responses[0].json()["id"])
         assert len(events) == 1
-
-
-@pytest.fixture
-def service(database_url: str) -> Iterator[TaskService]:
-    config = DatabaseConfig.from_url(database_url)
-    prepare_database(config)
-    svc = TaskService(config.eventsourcing_env(), DefinitionCatalog.load())
-    yield svc
-    svc.close()
 
 
 def command(key: str, **overrides: Any) -> SubmitTask:

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
 
-from commands.catalog import DefinitionCatalog
 from commands.errors import Conflict, NotFound, ValidationFailed
 from commands.messages import CancelTask, FinishManually, RecordReport, SubmitTask
-from commands.persistence import DatabaseConfig, prepare_database
 from commands.service import TaskService
 from domain.task import Task
 from domain.values import ANONYMOUS, Actor, Priority, RetryPolicy
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
 
 USER = Actor("alice", "jwt")
-
-
-@pytest.fixture
-def service(database_url: str) -> Iterator[TaskService]:
-    config = DatabaseConfig.from_url(database_url)
-    prepare_database(config)
-    svc = TaskService(config.eventsourcing_env(), DefinitionCatalog.load())
-    yield svc
-    svc.close()
 
 
 def submit(service: TaskService, **overrides: object) -> SubmitTask:
