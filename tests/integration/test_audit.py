@@ -530,5 +530,8 @@ def test_a_failing_or_dying_verification_process_fails_the_verification(
 ) -> None:
     with pytest.raises(RuntimeError, match="failed"):
         verify(database_url, jobs=2, shard_main=failing_shard)
-    with pytest.raises(RuntimeError, match="verify-0, verify-1 died"):
+    # Both die; which deaths are seen first depends on how fast each spawned process starts.
+    with pytest.raises(
+        RuntimeError, match=r"process\(es\) (verify-0|verify-1|verify-0, verify-1) died"
+    ):
         verify(database_url, jobs=2, shard_main=dying_shard)
