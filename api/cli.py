@@ -21,9 +21,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from api.settings import Settings
 
@@ -215,10 +216,20 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    asyncio.run(
+    run_event_loop(
         run_worker(nats_url, args.concurrency, args.worker_id, args.grace, settings.work_ack_wait_s)
     )
     return 0
+
+
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` on uvloop where it is installed (as uvicorn does for ``serve``)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def _local_nats_url(path: Path) -> str | None:

@@ -53,9 +53,12 @@ AUTH_ERRORS = {
 
 
 def require(permission: Permission) -> Guard:
-    """A guard that lets through only principals holding ``permission``."""
+    """A guard that lets through only principals holding ``permission``.
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    Async on purpose: Litestar runs a sync guard in the thread pool, a thread hop per
+    request for a set lookup."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = connection.scope.get("user")
         if not isinstance(principal, Principal):  # the gate lets no one through unauthenticated
             raise NotAuthorizedException(

@@ -277,8 +277,13 @@ class PostgresLimiter:
         await self._pool.open()
         async with self._pool.connection() as conn:
             # Two replicas creating the table at the same moment: one loses, harmlessly.
-            # (PostgreSQL reports the lost race as UniqueViolation or as DuplicateTable.)
-            with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+            # (PostgreSQL reports the lost race as UniqueViolation, DuplicateTable, or
+            # DuplicateObject for the table's row type.)
+            with contextlib.suppress(
+                psycopg.errors.UniqueViolation,
+                psycopg.errors.DuplicateTable,
+                psycopg.errors.DuplicateObject,
+            ):
                 await conn.execute(_CREATE)
 
     async def close(self) -> None:

@@ -23,8 +23,10 @@ from api.gate import Security
 from api.security import build_security, parse_rates
 from api.settings import Settings
 from commands.apikeys import ApiKeyService
+from commands.batch import BatchCommand
 from commands.catalog import DefinitionCatalog
 from commands.errors import CommandError
+from commands.group_commit import GroupCommit
 from commands.messages import CancelTask, FinishManually, Outcome, SubmitTask
 from commands.outbox import Outbox
 from commands.persistence import DatabaseConfig, prepare_database
@@ -61,6 +63,7 @@ class Runtime:
         self.db_config = DatabaseConfig.from_url(settings.database_url)
         self.catalog = DefinitionCatalog.load(settings.definitions_dir)
         self._service: TaskService | None = None
+        self._commits: GroupCommit[BatchCommand, Outcome] | None = None
         self._db: Database | None = None
         self._runner: ProjectionRunner | None = None
         self._queries: TaskQueries | None = None
@@ -94,6 +97,8 @@ class Runtime:
             listen_channel=getattr(self._service.recorder, "channel_name", None),
         )
         self._runner.start()
+        self._commits = GroupCommit(self._service.execute, on_committed=self._after_write)
+        self._commits.start()
         # The definitions just recorded are readable before the first request is served.
         self._read_your_write(self._service.recorder.max_notification_id() or 0)
 
@@ -129,6 +134,8 @@ class Runtime:
             self._nc = None
 
     def close(self) -> None:
+        if self._commits is not None:
+            self._commits.stop()
         if self._runner is not None:
             self._runner.stop()
         if self._db is not None:
@@ -175,15 +182,40 @@ class Runtime:
     def nats_connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 
-    # -- the command facade (called from worker threads) ---------------------------------
+    # -- the command facade --------------------------------------------------------------
+    # Submits and cancels go through the group commit. ``asubmit``/``acancel`` are for the
+    # event loop (no thread is held while the command waits for its batch or for the read
+    # model); ``submit``/``cancel`` block, for threads (command line, tests).
+
+    @property
+    def commits(self) -> GroupCommit[BatchCommand, Outcome]:
+        assert self._commits is not None, "Runtime.open() first"
+        return self._commits
+
+    async def asubmit(self, cmd: SubmitTask) -> Outcome:
+        outcome = await asyncio.wrap_future(self.commits.submit(cmd))
+        await self._settled(outcome.position)
+        return outcome
+
+    async def acancel(self, cmd: CancelTask) -> Outcome:
+        outcome = await asyncio.wrap_future(self.commits.submit(cmd))
+        await self._settled(outcome.position)
+        return outcome
 
     def submit(self, cmd: SubmitTask) -> Outcome:
-        outcome = self.service.submit(cmd)
-        self._settle([outcome])
+        outcome = self.commits.submit(cmd).result()
+        self._read_your_write(outcome.position)
+        return outcome
+
+    def cancel(self, cmd: CancelTask) -> Outcome:
+        outcome = self.commits.submit(cmd).result()
+        self._read_your_write(outcome.position)
         return outcome
 
     def submit_many(self, cmds: Sequence[SubmitTask]) -> list[Outcome | CommandError]:
+        """A bulk request: already one transaction of its own, so it skips the queue."""
         results = self.service.submit_many(cmds)
+        self._after_write()
         self._settle([result for result in results if isinstance(result, Outcome)])
         return results
 
@@ -193,13 +225,9 @@ class Runtime:
         if outcomes:
             self._read_your_write(max(outcome.position for outcome in outcomes))
 
-    def cancel(self, cmd: CancelTask) -> Outcome:
-        outcome = self.service.cancel(cmd)
-        self._read_your_write(outcome.position)
-        return outcome
-
     def finish_manually(self, cmd: FinishManually) -> Outcome:
         outcome = self.service.finish_manually(cmd)
+        self._after_write()
         self._read_your_write(outcome.position)
         return outcome
 
@@ -265,8 +293,17 @@ class Runtime:
             self._relay.poke()
         self.runner.poke()
 
+    async def _settled(self, position: int) -> None:
+        """Read-your-writes on the event loop: wait for the read model, holding no thread."""
+        try:
+            await asyncio.wait_for(
+                asyncio.wrap_future(self.runner.applied(position)), READ_YOUR_WRITES_TIMEOUT_S
+            )
+        except (TimeoutError, ProjectionStopped) as exc:
+            # The events are durable; only the read model lags. Say so, do not fail.
+            log.warning("read model behind position %d: %s", position, exc)
+
     def _read_your_write(self, position: int) -> None:
-        self._after_write()
         try:
             self.runner.wait_for(position, READ_YOUR_WRITES_TIMEOUT_S)
         except (TimeoutError, ProjectionStopped) as exc:

@@ -125,6 +125,8 @@ class DatabaseConfig:
             "POSTGRES_POOL_SIZE": str(pool_size),
             "POSTGRES_MAX_OVERFLOW": str(pool_size),
             "POSTGRES_CONNECT_TIMEOUT": "5",
+            # Inserts events as binary arrays (commands/pg_recorder.py).
+            "PROCESS_RECORDER_TOPIC": "commands.pg_recorder:BinaryInsertProcessRecorder",
         }
         if self.schema:
             env["POSTGRES_SCHEMA"] = self.schema

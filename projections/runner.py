@@ -14,11 +14,14 @@ each batch to every projection, with the new position, in one transaction.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import sqlite3
 import threading
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import psycopg
@@ -84,6 +87,8 @@ class ProjectionRunner:
         self._generation = 0
         self._threads: list[threading.Thread] = []
         self._active_conn: psycopg.Connection[Any] | None = None
+        self._waiters: list[tuple[int, int, Future[None]]] = []  # a heap by position
+        self._waiter_ids = itertools.count()
         self.error: str | None = None
 
     @property
@@ -142,6 +147,33 @@ class ProjectionRunner:
         if not ok:
             raise TimeoutError(f"read models did not reach position {position}")
 
+    def applied(self, position: int) -> Future[None]:
+        """A future that is done once ``position`` is applied (or fails with
+        ProjectionStopped): lets a coroutine wait without holding a thread."""
+        future: Future[None] = Future()
+        with self._changed:
+            if self._position >= position:
+                future.set_result(None)
+            elif self.error is not None:
+                future.set_exception(ProjectionStopped(self.error))
+            else:
+                heapq.heappush(self._waiters, (position, next(self._waiter_ids), future))
+        if not future.done():
+            self.poke()
+        return future
+
+    def _resolve_waiters(self) -> None:
+        """Resolve the waiters that are satisfied (called with ``_changed`` held)."""
+        while self._waiters and self._waiters[0][0] <= self._position:
+            future = heapq.heappop(self._waiters)[2]
+            if not future.done():
+                future.set_result(None)
+        if self.error is not None:
+            for _, _, future in self._waiters:
+                if not future.done():
+                    future.set_exception(ProjectionStopped(self.error))
+            self._waiters.clear()
+
     # -- one batch ----------------------------------------------------------------------
 
     def run_once(self) -> int:
@@ -170,6 +202,7 @@ class ProjectionRunner:
         with self._changed:
             self._generation = generation
             self._position = position
+            self._resolve_waiters()
             self._changed.notify_all()
 
     # -- loops --------------------------------------------------------------------------
@@ -253,4 +286,5 @@ class ProjectionRunner:
         log.error(message)
         with self._changed:
             self.error = message
+            self._resolve_waiters()
             self._changed.notify_all()

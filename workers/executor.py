@@ -5,7 +5,9 @@
   ``starvation_s`` (default 60 s) is probed first. With a backlog younger than that, a
   higher priority always starts first.
 - Idle: when every queue is empty the worker sleeps until a core-NATS subscription on
-  ``tasks.work.>`` says new work arrived (or a second passed).
+  ``tasks.work.>`` says new work arrived (or a second passed). A queue found empty is
+  not probed again until work is announced on its subject, or a second has passed
+  (redeliveries and delayed retries are not announced).
 - Before a start: a retry that is not due yet goes back with ``nak(delay)``; a task marked
   in the TASK_CANCELLED key-value bucket is dropped without running.
 - Running: a cancel broadcast (``tasks.events.cancelled``) stops the attempt (see
@@ -25,6 +27,7 @@ import os
 import socket
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client
@@ -54,6 +57,9 @@ from workers.pull import Puller
 from workers.streams import WORK_ACK_WAIT_S, ensure_streams, headers
 
 log = logging.getLogger(__name__)
+
+REPORT_ACK_TIMEOUT_S = 10.0
+FULL_PROBE_INTERVAL_S = 1.0
 
 
 def default_worker_id() -> str:
@@ -94,6 +100,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._aging_checked = 0.0
         self._starving: str | None = None
+        self._maybe_work: set[str] = set(PRIORITIES)  # queues that may hold work now
+        self._full_probe_at = 0.0
 
     async def run(self) -> None:
         """Serve until ``stop()``; then let running attempts finish (``grace_s``)."""
@@ -103,7 +111,8 @@ class Worker:
             self._pullers[priority] = Puller(self._nc, WORK_STREAM, work_consumer(priority))
             await self._pullers[priority].start()
 
-        async def wake(_msg: Msg) -> None:
+        async def wake(msg: Msg) -> None:
+            self._maybe_work.add(msg.subject[len(WORK_SUBJECT_PREFIX) :])
             self._wake.set()
 
         subscriptions = [
@@ -140,8 +149,21 @@ class Worker:
                 await self._begin(msg)
 
     async def _probe(self, free: int) -> list[Msg]:
+        """Pull from the first queue, in priority order, that has work. A queue that was
+        found empty is skipped until new work is announced on its subject (each probe is
+        a round trip); redeliveries and delayed retries announce nothing, so every queue
+        is probed again at least once a second."""
+        now = time.monotonic()
+        if now >= self._full_probe_at:
+            self._full_probe_at = now + FULL_PROBE_INTERVAL_S
+            self._maybe_work.update(PRIORITIES)
         for priority in await self._order():
+            if priority not in self._maybe_work:
+                continue
+            self._maybe_work.discard(priority)  # before the pull: a wake-up during it counts
             msgs = await self._pullers[priority].available(free)
+            if len(msgs) >= free:  # there may be more
+                self._maybe_work.add(priority)
             if msgs:
                 return msgs
         return []
@@ -154,6 +176,7 @@ class Worker:
             self._starving = await self._starving_queue()
         if self._starving is None:
             return list(PRIORITIES)
+        self._maybe_work.add(self._starving)
         return [self._starving, *(p for p in PRIORITIES if p != self._starving)]
 
     async def _starving_queue(self) -> str | None:
@@ -188,9 +211,6 @@ class Worker:
             if wait > 0.005:
                 await msg.nak(delay=wait)  # back to the queue until it is due
                 return
-        if await self._is_cancelled(item.task_id):
-            await msg.ack()  # cancelled before it started: nothing to run or report
-            return
         attempt = Attempt(item, self.worker_id, self._registry, self._integration)
         task = asyncio.create_task(self._run(attempt, msg))
         self._running[task] = (attempt, msg)
@@ -206,14 +226,20 @@ class Worker:
 
     async def _run(self, attempt: Attempt, msg: Msg) -> None:
         item = attempt.item
-        await self._report(item, Result("started"))
+        if await self._is_cancelled(item.task_id):
+            await msg.ack()  # cancelled before it started: nothing to run or report
+            return
+        # Reports are published pipelined; the work is acked only once JetStream has
+        # stored both, so a crash before that runs the attempt again (at least once).
+        acks = [await self._report(item, Result("started"))]
         keep_lease = asyncio.create_task(_keep_lease(msg, self._ack_wait_s / 3))
         try:
             result = await attempt.run()
+            if result is not None:
+                acks.append(await self._report(item, result))
+            await _stored(acks)
         finally:
             keep_lease.cancel()
-        if result is not None:
-            await self._report(item, result)
         await msg.ack()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -232,7 +258,8 @@ class Worker:
                 log.info("cancelling attempt %d of %s", attempt.item.attempt, event.subject)
                 attempt.cancel(force=bool(event.data.get("force")))
 
-    async def _report(self, item: WorkItem, result: Result) -> None:
+    async def _report(self, item: WorkItem, result: Result) -> asyncio.Future[Any]:
+        """Publish a report; the returned future is JetStream's ack of it."""
         report = Report(
             task_id=item.task_id,
             attempt=item.attempt,
@@ -256,7 +283,7 @@ class Worker:
                 retryable=False,
             )
             body = encoder.encode(report)
-        await self._js.publish(RESULTS_SUBJECT, body, headers=headers(report.msg_id), timeout=10)
+        return await self._js.publish_async(RESULTS_SUBJECT, body, headers=headers(report.msg_id))
 
     async def _drain_running(self) -> None:
         """Graceful stop: attempts get ``grace_s`` to finish; the rest are handed back."""
@@ -269,6 +296,16 @@ class Worker:
             task.cancel()
             with contextlib.suppress(Exception):
                 await msg.nak()
+
+
+async def _stored(acks: list[asyncio.Future[Any]]) -> None:
+    """Wait for JetStream's acks of published reports (bounded: a future may never
+    resolve on some server errors)."""
+    try:
+        await asyncio.wait_for(asyncio.gather(*acks), REPORT_ACK_TIMEOUT_S)
+    finally:
+        for ack in acks:
+            ack.cancel()
 
 
 async def _keep_lease(msg: Msg, every_s: float) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from nats.js import JetStreamContext
 
@@ -18,6 +18,8 @@ from workers.protocol import Outgoing
 from workers.streams import headers
 
 log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 10.0
 
 
 class OutboxBatchLike(Protocol):
@@ -74,9 +76,23 @@ class Relay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
             return position
-        for message in batch.messages:
-            await self._js.publish(
-                message.subject, message.body, headers=headers(message.msg_id), timeout=10
-            )
+        await self._publish(batch.messages)
         await asyncio.to_thread(self._outbox.mark_published, batch.last_position)
         return batch.last_position
+
+    async def _publish(self, messages: list[Outgoing]) -> None:
+        """Publish the whole batch pipelined, then wait for every ack: one round trip per
+        batch, not per message. One connection keeps the order within each stream."""
+        acks: list[asyncio.Future[Any]] = []
+        try:
+            for message in messages:
+                acks.append(
+                    await self._js.publish_async(
+                        message.subject, message.body, headers=headers(message.msg_id)
+                    )
+                )
+            # An ack future may never resolve on some server errors: always bound it.
+            await asyncio.wait_for(asyncio.gather(*acks), PUBLISH_TIMEOUT_S)
+        finally:
+            for ack in acks:  # frees the client's in-flight slots of those never answered
+                ack.cancel()

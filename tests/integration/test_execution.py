@@ -305,9 +305,14 @@ async def test_low_does_not_starve_under_constant_high_load(stack: Stack) -> Non
     deadline = loop.time() + 15
     started_low = None
     while loop.time() < deadline:  # keep HIGH work queued the whole time
-        highs.append(
-            await stack.submit(
-                "sleepy", {"seconds": 0.05, "marker": "/dev/null"}, priority=Priority.HIGH
+        # Three at a time: more HIGH work arrives than the worker finishes, even when a
+        # loaded machine makes each submit slower than one HIGH task (50 ms).
+        highs += await asyncio.gather(
+            *(
+                stack.submit(
+                    "sleepy", {"seconds": 0.05, "marker": "/dev/null"}, priority=Priority.HIGH
+                )
+                for _ in range(3)
             )
         )
         row = await asyncio.to_thread(stack.runtime.get_task, low)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -185,12 +185,12 @@ class LateReplica(TaskService):
         super().__init__(*args, **kw)
         self._rival, self._rival_cmd, self.lookups = rival, rival_cmd, 0
 
-    def _find(self, task_id: UUID) -> Task | None:
+    def load_many(self, ids: Collection[UUID]) -> dict[UUID, Task]:
         self.lookups += 1
         if self.lookups == 1:
             self._rival.submit(self._rival_cmd)  # commits between our check and our save
-            return None
-        return super()._find(task_id)
+            return {}
+        return super().load_many(ids)
 
 
 @pytest.mark.parametrize("same_body", [True, False])

@@ -150,6 +150,7 @@ def test_postgres_environment_with_schema():
         "POSTGRES_POOL_SIZE": "4",
         "POSTGRES_MAX_OVERFLOW": "4",
         "POSTGRES_CONNECT_TIMEOUT": "5",
+        "PROCESS_RECORDER_TOPIC": "commands.pg_recorder:BinaryInsertProcessRecorder",
         "POSTGRES_SCHEMA": "abc",
     }
 
