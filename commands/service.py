@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking, Transcoder
@@ -21,6 +21,7 @@ from commands.batch import BatchCommand, cancel_task, decide, ids_to_load
 from commands.catalog import DefinitionCatalog, Violation, as_details, schema_violations
 from commands.errors import CommandError, Conflict, NotFound, ValidationFailed
 from commands.event_loading import select_events_many
+from commands.ids import RandomIds
 from commands.messages import CancelTask, FinishManually, Outcome, RecordReport, SubmitTask
 from commands.persistence import APPLICATION_NAME
 from commands.reports import apply_report
@@ -59,13 +60,13 @@ class TaskService(Application[UUID]):
         env: dict[str, str],
         catalog: DefinitionCatalog,
         clock: Callable[[], datetime] = utcnow,
-        new_id: Callable[[], UUID] = uuid4,
+        new_id: Callable[[], UUID] | None = None,
     ) -> None:
         super().__init__(env)
         self.catalog = catalog
         self._output_validators: dict[tuple[str, int], Draft202012Validator] = {}
         self._clock = clock
-        self._new_id = new_id
+        self._new_id = new_id or RandomIds()
 
     def construct_transcoder(self) -> Transcoder:
         return PayloadSafeTranscoder()

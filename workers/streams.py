@@ -145,12 +145,24 @@ async def ensure_streams(
             await js.add_consumer(stream, consumer)
         except BadRequestError as exc:
             log.warning("consumer %s on %s kept its old config: %s", consumer.name, stream, exc)
-    try:  # task id -> cancelled; workers look a task up before they start it
+    # Task id -> cancelled; workers look a task up before they start it, once per attempt:
+    # direct gets answer with the message itself, not a JSON API reply with it in base64.
+    try:
         await js.create_key_value(
-            KeyValueConfig(bucket=CANCEL_BUCKET, history=1, ttl=CANCEL_MARKER_TTL_S)
+            KeyValueConfig(bucket=CANCEL_BUCKET, history=1, ttl=CANCEL_MARKER_TTL_S, direct=True)
         )
     except BadRequestError as exc:
         log.warning("bucket %s kept its old config: %s", CANCEL_BUCKET, exc)
+    await _allow_direct_gets(js, f"KV_{CANCEL_BUCKET}")
+
+
+async def _allow_direct_gets(js: JetStreamContext, stream: str) -> None:
+    """A bucket made before direct gets were asked for: switch them on (an editable
+    setting of the stream; the bucket's contents are untouched)."""
+    info = await js.stream_info(stream)
+    if not info.config.allow_direct:
+        info.config.allow_direct = True
+        await js.update_stream(info.config)
 
 
 def headers(msg_id: str) -> dict[str, Any]:

@@ -475,7 +475,14 @@ USER_MODULE = """
 import asyncio
 import threading
 
+from workers.handlers import inline
+
 NOT_CALLABLE = 42
+
+
+@inline
+def quick(payload, context):
+    return {"plus_one": payload["n"] + 1, "thread": threading.current_thread().name}
 
 
 def handler(payload, context):
@@ -539,6 +546,17 @@ def test_call_runs_a_sync_handler_off_the_event_loop_thread(user_module: str):
     assert output["task"] == "t-1"
     assert output["attempt"] == 2
     assert output["thread"] != "MainThread"
+
+
+def test_call_runs_an_inline_handler_on_the_loop_itself(user_module: str):
+    registry = HandlerRegistry()
+    output = asyncio.run(registry.call(f"{user_module}:quick", {"n": 1}, context()))
+    assert output == {"plus_one": 2, "thread": "MainThread"}
+
+
+def test_the_builtin_order_total_runs_inline():
+    handler = HandlerRegistry().resolve("workers.handlers.orders:calculate_order_total")
+    assert getattr(handler, "__taskexec_inline__", False)
 
 
 def test_call_awaits_an_async_handler_on_the_loop(user_module: str):
