@@ -1,0 +1,213 @@
+"""Celery 5.7 on Redis (broker and result backend): the peer for the side-by-side benchmark.
+
+    python -m bench.peers.celery_peer --tasks 3000 [--pool prefork --concurrency 2
+                                                    --prefetch 64 --acks-late]
+
+Worker: ``celery worker --pool prefork --concurrency 2 --loglevel WARNING --without-gossip
+--without-mingle --without-heartbeat``, ``worker_prefetch_multiplier=64``, early acks
+(Celery's default), JSON, results in Redis (``task_ignore_result=False``). Why:
+
+* prefork with one child per core is Celery's own default shape and what one would run
+  for CPU work; the task here is microseconds, so the cost is Celery's per-message
+  overhead, and the tuning is about round trips, not parallelism (see FIGURES).
+* prefetch 64: the optimizing guide says "lots of short tasks … you want this number to be
+  large. Say 64, or 128"; with the default 4 the children idle between fetches.
+* gossip/mingle/heartbeat are cluster chatter for many-worker deployments; one worker
+  does not need them, and turning them off is the usual advice for a single node.
+* WARNING log level is the worker's default: no line per task.
+* Early ack is the default and what a throughput-minded user runs; ``--acks-late``
+  (at-least-once, closer to what our service promises) is offered for comparison. Redis
+  here keeps nothing on disk, so neither mode is durable across a Redis restart.
+
+The client sends with ``apply_async`` (one call per task) or ``group(...).apply_async()``
+(one batch: a single producer, one connection) and learns of completion through the Redis
+result backend (``AsyncResult.get`` / ``ResultSet.get``, which for Redis is a pub/sub push,
+not polling): every result is fetched and compared with the expected output.
+
+FIGURES: see the end of this docstring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from contextlib import ExitStack
+from typing import Any, Self
+
+import redis
+from celery import group
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult, ResultSet
+
+from bench.peers.celery_app import make_app
+from bench.peers.common import Workers, cli, open_loop, sigterm_as_exit
+from bench.peers.orders import EXAMPLE_INPUT, EXPECTED_OUTPUT, TASK_NAME
+
+RESULT_TIMEOUT = 300.0  # seconds: generous, a run on a busy machine can crawl
+
+
+class CeleryPeer:
+    """Celery worker(s) as subprocesses on a private Redis database; see the module doc."""
+
+    name = "celery"
+
+    def __init__(
+        self,
+        redis_url: str = "redis://127.0.0.1:6379",
+        db: int = 9,
+        *,
+        pool: str = "prefork",
+        concurrency: int = 2,
+        prefetch_multiplier: int = 64,
+        acks_late: bool = False,
+    ) -> None:
+        self.url = f"{redis_url.rstrip('/')}/{db}"
+        self.pool = pool
+        self.concurrency = concurrency
+        self.prefetch_multiplier = prefetch_multiplier
+        self.acks_late = acks_late
+        self.name = f"celery ({pool} x{concurrency}, prefetch {prefetch_multiplier}"
+        self.name += ", acks late)" if acks_late else ")"
+        self._app = make_app(self.url, prefetch_multiplier=prefetch_multiplier, acks_late=acks_late)
+        self._task = self._app.tasks[TASK_NAME]
+        self._stack = ExitStack()
+        self._workers: Workers | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        with ExitStack() as stack:
+            stack.enter_context(sigterm_as_exit())
+            stack.callback(self._flush, verify=True)  # runs last: after workers are gone
+            stack.callback(self._app.close)
+            self._flush(verify=False)
+            self._workers = stack.enter_context(Workers([self._worker_command()], self._env()))
+            self._warm_up()
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._workers = None
+        self._stack.close()
+
+    def _worker_command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "celery", "-A", "bench.peers.celery_worker", "worker",
+            "--pool", self.pool, "--concurrency", str(self.concurrency),
+            "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "--hostname", f"bench-{uuid.uuid4().hex[:8]}@%h",
+        ]  # fmt: skip
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "BENCH_CELERY_URL": self.url,
+            "BENCH_CELERY_PREFETCH": str(self.prefetch_multiplier),
+            "BENCH_CELERY_ACKS_LATE": "1" if self.acks_late else "0",
+        }
+
+    def _flush(self, verify: bool) -> None:
+        """Empty the private database; after teardown, check that it stayed empty."""
+        client = redis.Redis.from_url(self.url)
+        try:
+            client.flushdb()
+            if verify and (left := client.dbsize()):
+                raise RuntimeError(f"{left} Redis keys left in {self.url} after teardown")
+        finally:
+            client.close()
+
+    def _warm_up(self, timeout: float = 60.0) -> None:
+        """Wait for the worker to answer, then run a few tasks through every child."""
+        assert self._workers is not None
+        first = self._submit()
+        deadline = time.monotonic() + timeout
+        while True:
+            self._workers.check_alive()
+            try:
+                first.get(timeout=1.0)
+                break
+            except CeleryTimeout:
+                if time.monotonic() > deadline:
+                    raise
+        self._collect([self._submit() for _ in range(50 * self.concurrency)])
+
+    # -- the four measurements ---------------------------------------------------------------
+
+    def _submit(self) -> AsyncResult:
+        return self._task.apply_async((EXAMPLE_INPUT,))
+
+    def _collect(self, results: list[AsyncResult]) -> None:
+        """Wait for every result (one pub/sub stream), then check them all."""
+        values = ResultSet(results, app=self._app).get(timeout=RESULT_TIMEOUT, propagate=True)
+        _verify(values, len(results))
+
+    def throughput(self, n: int) -> float:
+        begin = time.perf_counter()
+        results = [self._submit() for _ in range(n)]
+        values = ResultSet(results, app=self._app).get(timeout=RESULT_TIMEOUT, propagate=True)
+        elapsed = time.perf_counter() - begin
+        _verify(values, n)
+        return n / elapsed
+
+    def throughput_bulk(self, n: int) -> float | None:
+        begin = time.perf_counter()
+        batch = group(self._task.s(EXAMPLE_INPUT) for _ in range(n)).apply_async()
+        values = batch.get(timeout=RESULT_TIMEOUT, propagate=True)
+        elapsed = time.perf_counter() - begin
+        _verify(values, n)
+        return n / elapsed
+
+    def submit_latency(self, rate: float, seconds: float) -> list[float]:
+        latencies, results = open_loop(rate, seconds, self._submit)
+        self._collect(results)  # drain, so the next measurement starts idle
+        return latencies
+
+    def idle_latency(self, samples: int) -> list[float]:
+        latencies = []
+        for _ in range(samples):
+            begin = time.perf_counter()
+            value = self._submit().get(timeout=RESULT_TIMEOUT)
+            latencies.append(time.perf_counter() - begin)
+            _verify([value], 1)
+        return latencies
+
+
+def _verify(values: list[Any], n: int) -> None:
+    wrong = sum(1 for value in values if value != EXPECTED_OUTPUT)
+    if len(values) != n or wrong:
+        raise AssertionError(
+            f"expected {n} results {EXPECTED_OUTPUT}, got {len(values)} of which {wrong} differ"
+        )
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
+    parser.add_argument("--db", type=int, default=9, help="private Redis DB, flushed")
+    parser.add_argument(
+        "--pool", default="prefork", choices=["prefork", "threads", "solo", "gevent", "eventlet"]
+    )
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--prefetch", type=int, default=64, help="worker_prefetch_multiplier")
+    parser.add_argument("--acks-late", action="store_true", help="task_acks_late=True")
+
+
+def _make(args: argparse.Namespace) -> CeleryPeer:
+    return CeleryPeer(
+        args.redis_url,
+        args.db,
+        pool=args.pool,
+        concurrency=args.concurrency,
+        prefetch_multiplier=args.prefetch,
+        acks_late=args.acks_late,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli("Celery + Redis peer: the four measurements.", _make, _arguments, argv)
+
+
+if __name__ == "__main__":
+    main()

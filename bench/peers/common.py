@@ -1,0 +1,229 @@
+"""What both peers share: the interface, the open-loop driver, worker subprocesses, the CLI.
+
+Nothing here knows about Celery or Procrastinate, and nothing imports the service's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
+from pathlib import Path
+from types import FrameType
+from typing import IO, Protocol, Self, TypeVar
+
+T = TypeVar("T")
+
+#: The repository root: worker subprocesses run from here so that ``bench.peers`` imports.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Peer(Protocol):
+    """The four measurements each peer offers; a context manager owns its whole stack."""
+
+    name: str
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+    def throughput(self, n: int) -> float:
+        """Submit n tasks one call each, wait for all n results; tasks/s, first submit to
+        last completion."""
+        ...
+
+    def throughput_bulk(self, n: int) -> float | None:
+        """The same through the peer's batch submission; None if it has none."""
+        ...
+
+    def submit_latency(self, rate: float, seconds: float) -> list[float]:
+        """Open loop at ``rate`` submits/s for ``seconds``: how long each submit call took."""
+        ...
+
+    def idle_latency(self, samples: int) -> list[float]:
+        """One task at a time on an idle system: submit to the client knowing it is done."""
+        ...
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (the same rule as ``bench.common``, re-stated to stay apart)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def open_loop(rate: float, seconds: float, submit: Callable[[], T]) -> tuple[list[float], list[T]]:
+    """Call ``submit`` at t0 + i/rate for i < rate*seconds; each call's duration, and results.
+
+    Open loop: the schedule does not wait for tasks, only for the previous submit call
+    (there is one client thread). A call that starts late because the one before it was
+    slow still reports only its own duration, as asked; how far the schedule slipped is
+    visible in the caller's wall time, and is printed by the CLI.
+    """
+    count = max(1, round(rate * seconds))
+    latencies: list[float] = []
+    handles: list[T] = []
+    start = time.perf_counter()
+    for i in range(count):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        begin = time.perf_counter()
+        handles.append(submit())
+        latencies.append(time.perf_counter() - begin)
+    return latencies, handles
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float, what: str) -> None:
+    """Poll ``condition`` every ``interval`` seconds; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Workers:
+    """Worker subprocesses in process groups of their own, so that teardown reaches every
+    child (Celery's prefork pool, for one) and a Ctrl-C in the terminal reaches only the
+    client, which then stops the workers in order instead of leaving them half-killed.
+    """
+
+    def __init__(self, commands: Sequence[Sequence[str]], env: dict[str, str]) -> None:
+        self._commands = commands
+        self._env = env
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._logs: list[IO[bytes]] = []
+
+    def __enter__(self) -> Self:
+        try:
+            for command in self._commands:
+                log = tempfile.TemporaryFile(prefix="bench-peer-worker-")
+                self._logs.append(log)
+                self._procs.append(
+                    subprocess.Popen(
+                        list(command),
+                        cwd=REPO_ROOT,
+                        env=self._env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def check_alive(self) -> None:
+        """Raise with the worker's own output if one of them has died."""
+        for proc, log in zip(self._procs, self._logs, strict=True):
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"worker {proc.args!r} exited with {proc.returncode}:\n{self._tail(log)}"
+                )
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM each group (a warm shutdown for both peers), then SIGKILL what is left."""
+        for proc in self._procs:
+            _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in self._procs:
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        for proc in self._procs:
+            _signal_group(proc.pid, signal.SIGKILL)  # stragglers: pool children, if any
+            proc.wait()
+        self._procs.clear()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    @staticmethod
+    def _tail(log: IO[bytes], size: int = 4000) -> str:
+        log.seek(0, os.SEEK_END)
+        log.seek(max(0, log.tell() - size))
+        return log.read().decode(errors="replace")
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+@contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit while a peer is up, so ``kill`` runs teardown too."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _ms(values: Sequence[float]) -> str:
+    ms = [v * 1000 for v in values]
+    return (
+        f"p50 {statistics.median(ms):8.2f} ms  p99 {percentile(ms, 99):8.2f} ms  "
+        f"max {max(ms):8.2f} ms  (n={len(ms)})"
+    )
+
+
+def cli(
+    description: str,
+    make_peer: Callable[[argparse.Namespace], AbstractContextManager[Peer]],
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    argv: Sequence[str] | None = None,
+) -> None:
+    """``python -m bench.peers.<peer>``: the four measurements, medians over repeats."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--tasks", type=int, default=3000, help="n for the throughput runs")
+    parser.add_argument("--repeats", type=int, default=3, help="throughput runs per kind")
+    parser.add_argument("--rate", type=float, default=100.0, help="submits/s, open loop")
+    parser.add_argument("--seconds", type=float, default=10.0, help="open-loop duration")
+    parser.add_argument("--samples", type=int, default=200, help="idle-latency samples")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    with make_peer(args) as peer:
+        print(f"{peer.name}: {args.tasks} tasks, {args.repeats} repeats", flush=True)
+        runs = [peer.throughput(args.tasks) for _ in range(args.repeats)]
+        print(
+            f"  throughput, one submit each: median {statistics.median(runs):8.1f} tasks/s  "
+            f"runs {', '.join(f'{r:.1f}' for r in runs)}",
+            flush=True,
+        )
+        bulk = [peer.throughput_bulk(args.tasks) for _ in range(args.repeats)]
+        bulk_runs = [b for b in bulk if b is not None]
+        if bulk_runs:
+            print(
+                f"  throughput, batch submit:    median {statistics.median(bulk_runs):8.1f} "
+                f"tasks/s  runs {', '.join(f'{r:.1f}' for r in bulk_runs)}",
+                flush=True,
+            )
+        else:
+            print("  throughput, batch submit:    (no batch submission)", flush=True)
+        submits = peer.submit_latency(args.rate, args.seconds)
+        print(f"  submit latency at {args.rate:g}/s: {_ms(submits)}", flush=True)
+        print(f"  idle latency, submit->done:  {_ms(peer.idle_latency(args.samples))}", flush=True)
+    sys.stdout.flush()
