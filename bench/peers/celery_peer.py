@@ -43,10 +43,8 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult, ResultSet
 
 from bench.peers.celery_app import make_app
-from bench.peers.common import Workers, cli, open_loop, sigterm_as_exit
+from bench.peers.common import Workers, cli, open_loop, sigint_ignored, sigterm_as_exit
 from bench.peers.orders import EXAMPLE_INPUT, EXPECTED_OUTPUT, TASK_NAME
-
-RESULT_TIMEOUT = 300.0  # seconds: generous, a run on a busy machine can crawl
 
 
 class CeleryPeer:
@@ -91,7 +89,8 @@ class CeleryPeer:
 
     def __exit__(self, *exc_info: object) -> None:
         self._workers = None
-        self._stack.close()
+        with sigint_ignored():
+            self._stack.close()
 
     def _worker_command(self) -> list[str]:
         return [
@@ -139,23 +138,47 @@ class CeleryPeer:
     def _submit(self) -> AsyncResult:
         return self._task.apply_async((EXAMPLE_INPUT,))
 
+    def _get_all(self, results: ResultSet) -> list[Any]:
+        """Every result's value, through one pub/sub stream (``join_native``).
+
+        A run that stalls fails with what Redis holds at that moment (results stored, queue
+        length, unacked messages) and the worker's last output, not just "timed out".
+        """
+        try:
+            values: list[Any] = results.get(timeout=_timeout(len(results)), propagate=True)
+        except CeleryTimeout as exc:
+            raise TimeoutError(self._diagnose(results)) from exc
+        return values
+
+    def _diagnose(self, results: ResultSet) -> str:
+        ids = [result.id for result in results.results]
+        client = redis.Redis.from_url(self.url)
+        try:
+            stored = sum(v is not None for v in client.mget([f"celery-task-meta-{i}" for i in ids]))
+            queued, unacked = client.llen("celery"), client.hlen("unacked")
+        finally:
+            client.close()
+        seen = sum(1 for result in results.results if result.ready())
+        tail = self._workers.tail() if self._workers else ""
+        return (
+            f"{len(ids)} tasks: {stored} results stored in Redis, {seen} seen by the "
+            f"client, {queued} still queued, {unacked} unacked; worker output:\n{tail}"
+        )
+
     def _collect(self, results: list[AsyncResult]) -> None:
-        """Wait for every result (one pub/sub stream), then check them all."""
-        values = ResultSet(results, app=self._app).get(timeout=RESULT_TIMEOUT, propagate=True)
-        _verify(values, len(results))
+        _verify(self._get_all(ResultSet(results, app=self._app)), len(results))
 
     def throughput(self, n: int) -> float:
         begin = time.perf_counter()
         results = [self._submit() for _ in range(n)]
-        values = ResultSet(results, app=self._app).get(timeout=RESULT_TIMEOUT, propagate=True)
+        values = self._get_all(ResultSet(results, app=self._app))
         elapsed = time.perf_counter() - begin
         _verify(values, n)
         return n / elapsed
 
     def throughput_bulk(self, n: int) -> float | None:
         begin = time.perf_counter()
-        batch = group(self._task.s(EXAMPLE_INPUT) for _ in range(n)).apply_async()
-        values = batch.get(timeout=RESULT_TIMEOUT, propagate=True)
+        values = self._get_all(group(self._task.s(EXAMPLE_INPUT) for _ in range(n)).apply_async())
         elapsed = time.perf_counter() - begin
         _verify(values, n)
         return n / elapsed
@@ -169,10 +192,15 @@ class CeleryPeer:
         latencies = []
         for _ in range(samples):
             begin = time.perf_counter()
-            value = self._submit().get(timeout=RESULT_TIMEOUT)
+            value = self._submit().get(timeout=_timeout(1))
             latencies.append(time.perf_counter() - begin)
             _verify([value], 1)
         return latencies
+
+
+def _timeout(n: int) -> float:
+    """Generous: a run on a busy 2-core machine can crawl to a few dozen tasks/s."""
+    return 60.0 + n / 20
 
 
 def _verify(values: list[Any], n: int) -> None:

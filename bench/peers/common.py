@@ -6,6 +6,8 @@ Nothing here knows about Celery or Procrastinate, and nothing imports the servic
 from __future__ import annotations
 
 import argparse
+import ctypes
+import fcntl
 import os
 import signal
 import statistics
@@ -108,6 +110,9 @@ class Workers:
         try:
             for command in self._commands:
                 log = tempfile.TemporaryFile(prefix="bench-peer-worker-")
+                # O_APPEND: the worker writes at the end whatever offset ``tail`` reads at
+                flags = fcntl.fcntl(log.fileno(), fcntl.F_GETFL)
+                fcntl.fcntl(log.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
                 self._logs.append(log)
                 self._procs.append(
                     subprocess.Popen(
@@ -118,6 +123,7 @@ class Workers:
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
+                        preexec_fn=_die_with_parent,
                     )
                 )
         except BaseException:
@@ -136,7 +142,7 @@ class Workers:
                     f"worker {proc.args!r} exited with {proc.returncode}:\n{self._tail(log)}"
                 )
 
-    def stop(self, grace: float = 20.0) -> None:
+    def stop(self, grace: float = 15.0) -> None:
         """SIGTERM each group (a warm shutdown for both peers), then SIGKILL what is left."""
         for proc in self._procs:
             _signal_group(proc.pid, signal.SIGTERM)
@@ -152,11 +158,23 @@ class Workers:
             log.close()
         self._logs.clear()
 
+    def tail(self, size: int = 4000) -> str:
+        """The last output of every worker, for error messages."""
+        return "\n".join(self._tail(log, size) for log in self._logs)
+
     @staticmethod
     def _tail(log: IO[bytes], size: int = 4000) -> str:
-        log.seek(0, os.SEEK_END)
-        log.seek(max(0, log.tell() - size))
+        end = log.seek(0, os.SEEK_END)
+        log.seek(max(0, end - size))
         return log.read().decode(errors="replace")
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the client dies, so that even a
+    client killed with SIGKILL (no teardown) does not leave a worker running forever."""
+    PR_SET_PDEATHSIG = 1
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -165,10 +183,26 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 @contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Hold off Ctrl-C while a peer tears down: a second Ctrl-C must not abandon workers,
+    a database or Redis keys half-way (teardown is bounded by ``Workers.stop``'s grace)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
 def sigterm_as_exit() -> Iterator[None]:
     """Turn SIGTERM into SystemExit while a peer is up, so ``kill`` runs teardown too."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: let the teardown finish
         raise SystemExit(128 + signum)
 
     try:

@@ -39,7 +39,7 @@ from procrastinate.types import JSONDict
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from bench.peers.common import Workers, cli, open_loop, sigterm_as_exit
+from bench.peers.common import Workers, cli, open_loop, sigint_ignored, sigterm_as_exit
 from bench.peers.orders import EXAMPLE_INPUT, TASK_NAME
 from bench.peers.procrastinate_app import make_app
 
@@ -105,7 +105,8 @@ class ProcrastinatePeer:
     def __exit__(self, *exc_info: object) -> None:
         self._workers = None
         self._monitor = None
-        self._stack.close()
+        with sigint_ignored():
+            self._stack.close()
 
     def _admin(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.base_url, autocommit=True)
