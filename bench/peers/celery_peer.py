@@ -53,6 +53,13 @@ single runs swing 2x; judge by the interleaved medians):
 * batch submission (``group``) was no faster than one ``apply_async`` per task: the
   submit side is not the bottleneck (the client submits at ~500-900/s; the worker is).
 
+SURPRISE: freeing thousands of AsyncResults is slow (each unsubscribes from its result
+channel, and they sit in reference cycles until the garbage collector runs): left alone,
+a 3000-task run's cleanup (~1.4 s) landed inside the next measurement, typically as one
+idle-latency sample of 0.7-1.4 s. Every measurement now starts with ``_settle()``
+(``gc.collect()`` and one untimed round trip); the figures above predate that fix and so
+are, if anything, slightly low for Celery.
+
 SURPRISE: one prefork x2 prefetch 4 run in ~100 never received its last results (the
 wait timed out after 300 s; every other run completed). Stalled runs now fail after
 60 s + n/20 s with what Redis holds (results stored / queued / unacked) and the worker's
@@ -62,6 +69,7 @@ output, so that if it recurs the cause is on record rather than a hang.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -171,6 +179,18 @@ class CeleryPeer:
     def _submit(self) -> AsyncResult:
         return self._task.apply_async((EXAMPLE_INPUT,))
 
+    def _settle(self) -> None:
+        """Finish the previous measurement's client-side cleanup before timing the next.
+
+        Each AsyncResult unsubscribes from its result channel when it is freed, and
+        thousands of them sit in reference cycles until the garbage collector runs: left
+        alone, that bill (over a second after a 3000-task run) lands on whichever sample
+        happens to trigger the collection, typically the first idle-latency one. An
+        untimed round trip afterwards flushes any unsubscribe that was deferred.
+        """
+        gc.collect()
+        _verify([self._submit().get(timeout=_timeout(1))], 1)
+
     def _get_all(self, results: ResultSet) -> list[Any]:
         """Every result's value, through one pub/sub stream (``join_native``).
 
@@ -202,6 +222,7 @@ class CeleryPeer:
         _verify(self._get_all(ResultSet(results, app=self._app)), len(results))
 
     def throughput(self, n: int) -> float:
+        self._settle()
         begin = time.perf_counter()
         results = [self._submit() for _ in range(n)]
         values = self._get_all(ResultSet(results, app=self._app))
@@ -210,6 +231,7 @@ class CeleryPeer:
         return n / elapsed
 
     def throughput_bulk(self, n: int) -> float | None:
+        self._settle()
         begin = time.perf_counter()
         values = self._get_all(group(self._task.s(EXAMPLE_INPUT) for _ in range(n)).apply_async())
         elapsed = time.perf_counter() - begin
@@ -217,11 +239,13 @@ class CeleryPeer:
         return n / elapsed
 
     def submit_latency(self, rate: float, seconds: float) -> list[float]:
+        self._settle()
         latencies, results = open_loop(rate, seconds, self._submit)
         self._collect(results)  # drain, so the next measurement starts idle
         return latencies
 
     def idle_latency(self, samples: int) -> list[float]:
+        self._settle()
         latencies = []
         for _ in range(samples):
             begin = time.perf_counter()
