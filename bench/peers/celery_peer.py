@@ -58,7 +58,9 @@ channel, and they sit in reference cycles until the garbage collector runs): lef
 a 3000-task run's cleanup (~1.4 s) landed inside the next measurement, typically as one
 idle-latency sample of 0.7-1.4 s. Every measurement now starts with ``_settle()``
 (``gc.collect()`` and one untimed round trip); the figures above predate that fix and so
-are, if anything, slightly low for Celery.
+are, if anything, slightly low for Celery. A single idle-latency sample of ~0.7 s still
+shows up in some 200-sample runs (p50 and p99 unaffected); it did not reproduce when
+looked for, and its cause (a 1 s broker poll cycle in the worker is a guess) is open.
 
 SURPRISE: one prefork x2 prefetch 4 run in ~100 never received its last results (the
 wait timed out after 300 s; every other run completed). Stalled runs now fail after
