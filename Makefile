@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
 # The PostgreSQL half of the suite runs against this database (one schema per test).
 export TASKEXEC_TEST_POSTGRES_URL ?= postgresql://root@127.0.0.1:5432/test
 
@@ -17,6 +18,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# The peers of the side-by-side benchmark (Celery, Procrastinate, matplotlib): bench only.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	@touch $(BENCH_STAMP)
 
 ## run: the all-in-one dev stack (API on http://127.0.0.1:8000, embedded NATS, SQLite under ./var)
 run: $(STAMP)
@@ -39,7 +45,8 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP)
+## bench: taskexec beside Celery + Redis and Procrastinate on this machine (bench/results/)
+bench: $(BENCH_STAMP)
 	$(PY) -m bench
 
 clean:

@@ -1,23 +1,47 @@
-"""``python -m bench [NAME [args…]]``: run one benchmark, or all of them."""
+"""``python -m bench [NAME [args…]]``: one benchmark; with no name, the side-by-side
+comparison (``compare``), its samples and its plot written under ``bench/results/``.
+``python -m bench all`` runs every benchmark with its defaults (the read side seeds a
+million tasks: that one alone takes a while)."""
 
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
-from bench import read_side, replay
+from bench import compare, e2e, read_side, replay
 
-BENCHMARKS = {"read_side": read_side.main, "replay": replay.main}
+BENCHMARKS = {
+    "compare": compare.main,
+    "e2e": e2e.main,
+    "read_side": read_side.main,
+    "replay": replay.main,
+}
+RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
     args = sys.argv[1:]
-    if args and args[0] in BENCHMARKS:
+    if not args:
+        RESULTS.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        compare.main(
+            [
+                "--json",
+                str(RESULTS / f"compare-{stamp}.json"),
+                "--plot",
+                str(RESULTS / f"compare-{stamp}.png"),
+            ]
+        )
+        return
+    if args[0] == "all":
+        for run in BENCHMARKS.values():
+            run([])
+        return
+    if args[0] in BENCHMARKS:
         BENCHMARKS[args[0]](args[1:])
         return
-    if args:
-        sys.exit(f"unknown benchmark {args[0]!r}; choose from {', '.join(BENCHMARKS)}")
-    for run in BENCHMARKS.values():
-        run([])
+    sys.exit(f"unknown benchmark {args[0]!r}; choose from all, {', '.join(BENCHMARKS)}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from datetime import datetime
 from uuid import UUID
 
 import msgspec
+from eventsourcing.persistence import IntegrityError
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -81,17 +82,23 @@ class ResultsConsumer:
                     msg.metadata.sequence.stream,
                     exc,
                 )
+        attempt = 0
         while True:
+            attempt += 1
             try:
                 recorded = await asyncio.to_thread(
                     self._service.record_reports, reports, last_sequence
                 )
                 break
+            except IntegrityError:  # a task changed meanwhile (a cancel): fresh state, again
+                if attempt < 3:
+                    continue
+                log.exception("recording %d reports clashed %d times", len(reports), attempt)
             except Exception:
                 log.exception("recording %d reports failed; retrying", len(reports))
-                await asyncio.sleep(1.0)
-                if self._stopping.is_set():
-                    return
+            await asyncio.sleep(1.0)
+            if self._stopping.is_set():
+                return
         for msg in msgs:
             await msg.ack()
         if recorded:

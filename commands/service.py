@@ -288,12 +288,10 @@ class TaskService(Application[UUID]):
         """Apply a batch of worker reports and the stream position in one transaction.
 
         Duplicates and late reports (after a cancel, say) change nothing. A batch at or
-        below the recorded position was already applied: it is skipped whole. Returns the
-        number of events recorded.
+        below the recorded position was already applied: nothing is recorded (the
+        tracking row refuses the transaction; only then is the position looked up, so
+        the usual batch costs no extra round trip). Returns the number of events recorded.
         """
-        recorder = self.process_recorder
-        if recorder.has_tracking_id(RESULTS_TRACKING, position):
-            return 0
         tasks = self.load_many({report.task_id for report in reports})
         for report in reports:
             task = tasks.get(report.task_id)
@@ -305,7 +303,12 @@ class TaskService(Application[UUID]):
             except StaleResult as exc:
                 log.info("stale report discarded: %s", exc)
         events: list[Any] = [event for task in tasks.values() for event in task.collect_events()]
-        self.events.put(events, tracking=Tracking(RESULTS_TRACKING, position))
+        try:
+            self.events.put(events, tracking=Tracking(RESULTS_TRACKING, position))
+        except IntegrityError:
+            if self.process_recorder.has_tracking_id(RESULTS_TRACKING, position):
+                return 0  # redelivered: applied before
+            raise  # a task changed meanwhile (a cancel, say): the caller retries
         return len(events)
 
     def register_definitions(self, definitions: Sequence[TaskDefinition]) -> dict[str, int]:

@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 REPORT_ACK_TIMEOUT_S = 10.0
 FULL_PROBE_INTERVAL_S = 1.0
+ANNOUNCED_GRACE_S = 0.05  # a queue announced this recently is probed again soon
+REPROBE_DELAY_S = 0.002
 
 
 def default_worker_id() -> str:
@@ -101,6 +103,7 @@ class Worker:
         self._aging_checked = 0.0
         self._starving: str | None = None
         self._maybe_work: set[str] = set(PRIORITIES)  # queues that may hold work now
+        self._announced: dict[str, float] = {}  # queue -> when new work was last announced
         self._full_probe_at = 0.0
 
     async def run(self) -> None:
@@ -112,7 +115,9 @@ class Worker:
             await self._pullers[priority].start()
 
         async def wake(msg: Msg) -> None:
-            self._maybe_work.add(msg.subject[len(WORK_SUBJECT_PREFIX) :])
+            priority = msg.subject[len(WORK_SUBJECT_PREFIX) :]
+            self._maybe_work.add(priority)
+            self._announced[priority] = time.monotonic()
             self._wake.set()
 
         subscriptions = [
@@ -143,7 +148,7 @@ class Worker:
             self._wake.clear()
             msgs = await self._probe(free)
             if not msgs:
-                await _wait_any(self._wake, self._stopping, timeout=1.0)
+                await _wait_any(self._wake, self._stopping, timeout=self._idle_timeout())
                 continue
             for msg in msgs:
                 await self._begin(msg)
@@ -167,6 +172,19 @@ class Worker:
             if msgs:
                 return msgs
         return []
+
+    def _idle_timeout(self) -> float:
+        """How long to sleep when every probe came back empty. The wake-up on the subject
+        can arrive before the stream lets the message be pulled: a queue announced in the
+        last moments is probed again soon rather than at the next full probe."""
+        now = time.monotonic()
+        ages = {p: now - at for p, at in self._announced.items() if now - at < ANNOUNCED_GRACE_S}
+        if not ages:
+            return FULL_PROBE_INTERVAL_S
+        self._maybe_work.update(ages)
+        # Back off as the announcement ages (2 ms, 4, 8, …): a handful of probes, not a
+        # storm, when another worker took the message.
+        return max(REPROBE_DELAY_S, min(ages.values()))
 
     async def _order(self) -> list[str]:
         """Strict priority, except that a starving queue goes first (checked each second)."""

@@ -1,7 +1,8 @@
 """The relay: the event store's outbox, published to NATS in store order.
 
-At-least-once: a batch is published, then its position is recorded. A crash in
-between republishes the batch; ``Nats-Msg-Id`` makes JetStream drop the repeats.
+At-least-once: a batch is published, then its position is recorded (when caught up,
+and at least every half second while not). A crash in between republishes those
+batches; ``Nats-Msg-Id`` makes JetStream drop the repeats.
 The relay never opens the database itself: it is handed an outbox port.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any, Protocol
 
 from nats.js import JetStreamContext
@@ -20,6 +22,7 @@ from workers.streams import headers
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 10.0
+RECORD_EVERY_S = 0.5  # far inside JetStream's duplicate window
 
 
 class OutboxBatchLike(Protocol):
@@ -49,6 +52,9 @@ class Relay:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._position = 0  # published up to here
+        self._recorded = 0  # recorded in the store up to here
+        self._recorded_at = time.monotonic()
 
     def poke(self) -> None:
         """Thread-safe: new events were recorded."""
@@ -61,24 +67,38 @@ class Relay:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        position = await asyncio.to_thread(self._outbox.position)
+        self._position = self._recorded = await asyncio.to_thread(self._outbox.position)
         while not self._stopping.is_set():
             try:
-                position = await self._step(position)
+                await self._step()
             except Exception:
-                log.exception("relay: publishing failed; retrying from %d", position)
+                log.exception("relay: publishing failed; retrying from %d", self._position)
                 await asyncio.sleep(1.0)
+        with contextlib.suppress(Exception):
+            await self._record()
 
-    async def _step(self, position: int) -> int:
+    async def _step(self) -> None:
+        """Publish the next batch. The position is recorded when the log is caught up, and
+        at least every RECORD_EVERY_S while it is not: not a database round trip per
+        batch. A crash republishes what was published since, and JetStream drops those
+        as duplicates (Nats-Msg-Id, within its 120 s window)."""
         self._wake.clear()
-        batch = await asyncio.to_thread(self._outbox.read, position)
+        batch = await asyncio.to_thread(self._outbox.read, self._position)
         if batch is None:
+            await self._record()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-            return position
+            return
         await self._publish(batch.messages)
-        await asyncio.to_thread(self._outbox.mark_published, batch.last_position)
-        return batch.last_position
+        self._position = batch.last_position
+        if time.monotonic() - self._recorded_at >= RECORD_EVERY_S:
+            await self._record()
+
+    async def _record(self) -> None:
+        if self._position > self._recorded:
+            await asyncio.to_thread(self._outbox.mark_published, self._position)
+            self._recorded = self._position
+        self._recorded_at = time.monotonic()
 
     async def _publish(self, messages: list[Outgoing]) -> None:
         """Publish the whole batch pipelined, then wait for every ack: one round trip per

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from api.runtime import Runtime
 from api.settings import Settings
@@ -221,3 +222,21 @@ def test_concurrent_submits_through_the_runtime_share_a_transaction(
         assert all(runtime.get_task(o.task_id) is not None for o in outcomes)
     finally:
         runtime.close()
+
+
+def test_reports_that_clash_with_a_cancel_are_refused_whole_then_applied_on_fresh_state(
+    service: TaskService, database_url: str
+) -> None:
+    task = service.submit(order())
+    started = RecordReport(task.task_id, 1, "started", "w-1", task.created_at)
+    late = racing(database_url, lambda: service.cancel(CancelTask(task.task_id, ANONYMOUS)))
+    try:
+        with pytest.raises(IntegrityError):  # the results consumer retries the batch
+            late.record_reports([started], position=7)
+        assert not late.process_recorder.has_tracking_id("TASK_RESULTS", 7)
+        assert late.record_reports([started], position=7) == 0  # stale after the cancel
+        assert late.process_recorder.has_tracking_id("TASK_RESULTS", 7)
+        assert late.record_reports([started], position=7) == 0  # redelivered: applied before
+    finally:
+        late.close()
+    assert service.load(task.task_id).status.value == "CANCELLED"
