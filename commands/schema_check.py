@@ -154,11 +154,9 @@ def _all(parts: list[Check]) -> Check:
 
 def _type_names(value: Any) -> list[str]:
     names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not names:
+    if not isinstance(names, list) or not names or len(set(map(repr, names))) != len(names):
         raise _Unsupported
     if not all(isinstance(name, str) and name in _TYPES for name in names):
-        raise _Unsupported
-    if len(set(names)) != len(names):
         raise _Unsupported
     return names
 
@@ -170,23 +168,17 @@ def _type_check(names: list[str]) -> Check:
     return lambda x: any(check(x) for check in checks)
 
 
-def _count(schema: dict[str, Any], keyword: str) -> int | float | None:
-    """A ``nonNegativeInteger`` of the meta-schema (2.0 counts: it is an "integer")."""
+def _number(schema: dict[str, Any], keyword: str, count: bool = False) -> int | float | None:
+    """A bound, or (``count``) a ``nonNegativeInteger``, where 2.0 counts: it is an
+    "integer". Absent: None; anything else the meta-schema refuses: unsupported."""
     if keyword not in schema:
         return None
     value = schema[keyword]
-    if (type(value) is int or (type(value) is float and value.is_integer())) and value >= 0:
-        return value
-    raise _Unsupported
-
-
-def _limit(schema: dict[str, Any], keyword: str) -> int | float | None:
-    if keyword not in schema:
-        return None
-    value = schema[keyword]
-    if type(value) is int or type(value) is float:
-        return value
-    raise _Unsupported
+    if type(value) is not int and type(value) is not float:
+        raise _Unsupported
+    if count and (value < 0 or not float(value).is_integer()):
+        raise _Unsupported
+    return value
 
 
 def _object_part(schema: dict[str, Any], on_other: bool) -> Check | None:
@@ -194,9 +186,9 @@ def _object_part(schema: dict[str, Any], on_other: bool) -> Check | None:
     required = schema.get("required", [])
     if not isinstance(props, dict) or not isinstance(required, list):
         raise _Unsupported
-    if not all(isinstance(k, str) for k in [*props, *required]):
-        raise _Unsupported
-    if len(set(required)) != len(required):
+    if not all(isinstance(k, str) for k in [*props, *required]) or len(set(required)) != len(
+        required
+    ):
         raise _Unsupported
     compiled = [(name, _compile(sub)) for name, sub in props.items()]
     extra = _compile(schema.get("additionalProperties", True))
@@ -225,7 +217,7 @@ def _object_part(schema: dict[str, Any], on_other: bool) -> Check | None:
 
 
 def _array_part(schema: dict[str, Any], on_other: bool) -> Check | None:
-    low, high = _count(schema, "minItems"), _count(schema, "maxItems")
+    low, high = _number(schema, "minItems", True), _number(schema, "maxItems", True)
     item = _compile(schema.get("items", True))
     if not _ARRAY.intersection(schema):
         return None
@@ -246,7 +238,7 @@ def _array_part(schema: dict[str, Any], on_other: bool) -> Check | None:
 
 
 def _string_part(schema: dict[str, Any], on_other: bool) -> Check | None:
-    low, high = _count(schema, "minLength"), _count(schema, "maxLength")
+    low, high = _number(schema, "minLength", True), _number(schema, "maxLength", True)
     search = None
     if "pattern" in schema:
         if not isinstance(schema["pattern"], str):
@@ -270,8 +262,8 @@ def _string_part(schema: dict[str, Any], on_other: bool) -> Check | None:
 
 
 def _number_part(schema: dict[str, Any], on_other: bool) -> Check | None:
-    low, high = _limit(schema, "minimum"), _limit(schema, "maximum")
-    above, below = _limit(schema, "exclusiveMinimum"), _limit(schema, "exclusiveMaximum")
+    low, high = _number(schema, "minimum"), _number(schema, "maximum")
+    above, below = _number(schema, "exclusiveMinimum"), _number(schema, "exclusiveMaximum")
     if not _NUMBER.intersection(schema):
         return None
 
