@@ -15,10 +15,9 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking, Transcoder
-from jsonschema import Draft202012Validator
 
 from commands.batch import BatchCommand, cancel_task, decide, ids_to_load
-from commands.catalog import DefinitionCatalog, Violation, as_details, schema_violations
+from commands.catalog import DefinitionCatalog, SchemaValidator, Violation, as_details
 from commands.errors import CommandError, Conflict, NotFound, ValidationFailed
 from commands.event_loading import select_events_many
 from commands.ids import RandomIds
@@ -64,7 +63,7 @@ class TaskService(Application[UUID]):
     ) -> None:
         super().__init__(env)
         self.catalog = catalog
-        self._output_validators: dict[tuple[str, int], Draft202012Validator] = {}
+        self._output_validators: dict[tuple[str, int], SchemaValidator] = {}
         self._clock = clock
         self._new_id = new_id or RandomIds()
 
@@ -270,19 +269,19 @@ class TaskService(Application[UUID]):
         if validator is None:
             validator = self._output_validator(*key)
             self._output_validators[key] = validator
-        return schema_violations(validator, output)
+        return validator.violations(output)
 
-    def _output_validator(self, definition_id: str, revision: int) -> Draft202012Validator:
+    def _output_validator(self, definition_id: str, revision: int) -> SchemaValidator:
         if revision:
             try:
                 record: Any = self.repository.get(
                     definition_record_id(definition_id), version=revision
                 )
-                return Draft202012Validator(record.document.get("outputSchema") or {})
+                return SchemaValidator(record.document.get("outputSchema") or {})
             except AggregateNotFoundError:
                 pass
         definition = self.catalog.get(definition_id)
-        return Draft202012Validator(definition.output_schema if definition else {})
+        return SchemaValidator(definition.output_schema if definition else {})
 
     def record_reports(self, reports: Sequence[RecordReport], position: int) -> int:
         """Apply a batch of worker reports and the stream position in one transaction.
