@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -98,9 +98,14 @@ class RetryPolicy:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["non_retryable_errors"] = list(self.non_retryable_errors)
-        return data
+        # Spelled out: dataclasses.asdict deep-copies field by field, once per submit.
+        return {
+            "max_retries": self.max_retries,
+            "retry_interval_ms": self.retry_interval_ms,
+            "backoff_multiplier": self.backoff_multiplier,
+            "max_interval_ms": self.max_interval_ms,
+            "non_retryable_errors": list(self.non_retryable_errors),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:

@@ -189,3 +189,13 @@ def test_allows_retry_exactly_up_to_max_retries(
     policy = RetryPolicy(max_retries, 10, 2.0, None, ("Fatal",))
     assert policy.allows_retry(attempt, "E", retryable) == (retryable and attempt <= max_retries)
     assert policy.allows_retry(attempt, "Fatal", True) is False
+
+
+def test_as_dict_names_every_field_and_round_trips() -> None:
+    import dataclasses
+
+    from domain.values import RetryPolicy
+
+    policy = RetryPolicy(2, 500, 1.5, 9_000, ("Fatal",))
+    assert set(policy.as_dict()) == {f.name for f in dataclasses.fields(RetryPolicy)}
+    assert RetryPolicy.from_dict(policy.as_dict()) == policy
