@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -43,6 +43,23 @@ class Cursor:
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._raw.executemany(self._sql(sql), rows)
+
+    def copy_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        types: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+    ) -> None:
+        """PostgreSQL: ``COPY table (columns) FROM STDIN`` in the binary format, each
+        column of the given type: the cheapest way to insert many rows (a tenth of the
+        client's work of an ``INSERT … SELECT FROM unnest(…)``)."""
+        assert self._postgres, "COPY is PostgreSQL's"
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        with self._raw.copy(statement) as copy:
+            copy.set_types(list(types))
+            for row in rows:
+                copy.write_row(row)
 
     def fetchone(self) -> dict[str, Any] | None:
         row = self._raw.fetchone()
