@@ -56,7 +56,7 @@ class Rebuilder:
         self._projections = projections
         self._db = db
         self._batch_size = batch_size
-        self._prefetch = Prefetcher(read_log, batch_size)
+        self._prefetch = Prefetcher(read_log, batch_size, threaded=db.postgres)
 
     def rebuild(
         self, progress: Progress = lambda done, total: None, drop_after: float = 3.0

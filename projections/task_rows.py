@@ -46,6 +46,17 @@ COLUMNS = (
     "version",
 )
 MUTABLE = COLUMNS[6:]  # status onwards; the submission's fields never change
+NULLABLE = (  # the columns without NOT NULL (see TaskProjection.ddl)
+    "workflow_instance_id",
+    "output",
+    "error",
+    "start_time",
+    "end_time",
+    "execution_environment",
+    "cancel_reason",
+    "next_attempt_at",
+    "lease_deadline",
+)
 (ID, TIMEOUT_MS, STATUS, TYPE, OUTPUT, ERROR, ATTEMPTS, START, END, WORKER, CANCEL) = (
     COLUMNS.index(c)
     for c in (

@@ -11,13 +11,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from itertools import compress
-from operator import is_, is_not
+from operator import itemgetter
 from typing import Any
 
 from projections.db import Cursor
-from projections.task_rows import COLUMNS, ID, MUTABLE, Row, Rows
+from projections.task_rows import COLUMNS, ID, MUTABLE, NULLABLE, Row, Rows
 
 _PG_TYPES = {  # of the columns that are not text
     "definition_revision": "int4",
@@ -27,9 +27,11 @@ _PG_TYPES = {  # of the columns that are not text
 }
 _COPY_TYPES = [_PG_TYPES.get(c, "text") for c in COLUMNS]
 _FIRST_MUTABLE = COLUMNS.index(MUTABLE[0])
-_NONES = (None,) * len(COLUMNS)
+_ALL = tuple(range(len(COLUMNS)))
+_SET_THEN_ID = (*range(_FIRST_MUTABLE, len(COLUMNS)), ID)  # an UPDATE's parameters
+_NULLABLE = frozenset(COLUMNS.index(c) for c in NULLABLE)
 _NAMES = ", ".join(COLUMNS)
-Shape = tuple[bool, ...]  # per column: is it NULL
+Shape = tuple[bool, ...]  # per nullable column: is it NULL
 
 
 def load(cur: Cursor, view: str, ids: set[str]) -> Rows:
@@ -37,19 +39,17 @@ def load(cur: Cursor, view: str, ids: set[str]) -> Rows:
     if not ids:
         return {}
     if cur.postgres:
-        found = cur.execute(
+        found = cur.select_tuples(
             f"SELECT {_NAMES} FROM {view} WHERE id = ANY(?)", (list(ids),), binary=True
-        ).fetchall()
+        )
     else:
         found = []
         pending = sorted(ids)
         for start in range(0, len(pending), 500):
             chunk = pending[start : start + 500]
             marks = ", ".join("?" for _ in chunk)
-            found += cur.execute(
-                f"SELECT {_NAMES} FROM {view} WHERE id IN ({marks})", chunk
-            ).fetchall()
-    return {row["id"]: [row[c] for c in COLUMNS] for row in found}
+            found += cur.select_tuples(f"SELECT {_NAMES} FROM {view} WHERE id IN ({marks})", chunk)
+    return {row[ID]: list(row) for row in found}
 
 
 def insert(cur: Cursor, view: str, rows: list[Row]) -> None:
@@ -58,7 +58,7 @@ def insert(cur: Cursor, view: str, rows: list[Row]) -> None:
     if cur.postgres:
         cur.copy_rows(view, COLUMNS, _COPY_TYPES, rows)
         return
-    for shape, values in _by_shape(rows).items():
+    for shape, values in _by_shape(rows, _ALL).items():
         cur.executemany(_sqlite_insert(view, shape), values)
 
 
@@ -76,8 +76,7 @@ def update(cur: Cursor, view: str, rows: list[Row]) -> None:
             binary=True,
         )
         return
-    mutable = [[*row[_FIRST_MUTABLE:], row[ID]] for row in rows]
-    for shape, values in _by_shape(mutable).items():
+    for shape, values in _by_shape(rows, _SET_THEN_ID).items():
         cur.executemany(_sqlite_update(view, shape), values)
 
 
@@ -86,32 +85,42 @@ def _unnest(columns: tuple[str, ...]) -> str:
     return f"unnest({casts}) AS v({', '.join(columns)})"
 
 
-def _by_shape(rows: list[list[Any]]) -> dict[Shape, list[list[Any]]]:
-    """Rows grouped by which values are None, each without its Nones (C-level loops:
-    ``map``/``compress`` over ``operator.is_``)."""
-    groups: dict[Shape, list[list[Any]]] = {}
+def _by_shape(rows: list[Row], columns: tuple[int, ...]) -> dict[Shape, list[tuple[Any, ...]]]:
+    """The values of ``columns`` (indexes into each row) grouped by which nullable ones
+    are None, each group without its Nones: the shape is a few ``is None`` tests, the
+    values one ``itemgetter`` call (C), per row."""
+    nullable = [column for column in columns if column in _NULLABLE]
+    groups: dict[Shape, tuple[Callable[[Row], tuple[Any, ...]], list[tuple[Any, ...]]]] = {}
     for row in rows:
-        shape = tuple(map(is_, row, _NONES))
-        values = list(compress(row, map(is_not, row, _NONES)))
+        shape = tuple([row[column] is None for column in nullable])
         group = groups.get(shape)
         if group is None:
-            groups[shape] = [values]
-        else:
-            group.append(values)
-    return groups
+            group = groups[shape] = (_getter(columns, shape), [])
+        group[1].append(group[0](row))
+    return {shape: values for shape, (_, values) in groups.items()}
+
+
+@lru_cache(maxsize=256)
+def _getter(columns: tuple[int, ...], shape: Shape) -> Callable[[Row], tuple[Any, ...]]:
+    nulls = iter(shape)
+    kept = [c for c in columns if not (c in _NULLABLE and next(nulls))]
+    get = itemgetter(*kept)
+    return get if len(kept) > 1 else lambda row: (get(row),)
+
+
+def _marks(columns: tuple[int, ...], shape: Shape) -> list[str]:
+    """``NULL`` or ``?`` per column, as ``shape`` says for the nullable ones."""
+    nulls = iter(shape)
+    return ["NULL" if c in _NULLABLE and next(nulls) else "?" for c in columns]
 
 
 @lru_cache(maxsize=256)
 def _sqlite_insert(view: str, shape: Shape) -> str:
-    values = ", ".join("NULL" if null else "?" for null in shape)
-    return f"INSERT INTO {view} ({_NAMES}) VALUES ({values})"
+    return f"INSERT INTO {view} ({_NAMES}) VALUES ({', '.join(_marks(_ALL, shape))})"
 
 
 @lru_cache(maxsize=256)
 def _sqlite_update(view: str, shape: Shape) -> str:
-    """``shape`` covers the mutable columns, then the id (never NULL)."""
-    assignments = ", ".join(
-        f"{column} = {'NULL' if null else '?'}"
-        for column, null in zip(MUTABLE, shape, strict=False)
-    )
-    return f"UPDATE {view} SET {assignments} WHERE id = ?"
+    marks = _marks(_SET_THEN_ID, shape)
+    assignments = ", ".join(f"{c} = {mark}" for c, mark in zip(MUTABLE, marks, strict=False))
+    return f"UPDATE {view} SET {assignments} WHERE id = {marks[-1]}"

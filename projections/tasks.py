@@ -136,8 +136,7 @@ class TaskProjection:
                     handler(row, event)
             except Exception as exc:
                 raise ApplyError(position, exc) from exc
-        fresh = {id(row) for row in created}
-        changed = [finish(row) for row in rows.values() if id(row) not in fresh]
+        changed = [finish(rows[task_id]) for task_id in before]  # the rows read above
         try:
             task_sql.insert(cur, view, [finish(row) for row in created])
             task_sql.update(cur, view, changed)
