@@ -3,13 +3,24 @@ projection catch-up and rebuild, task and list query latencies (in process and o
 loopback HTTP), and the lag from commit to visible under continuous submissions.
 
     python -m bench read_side [--tasks 1000000] [--database-url postgresql://…]
-                              [--sqlite-tasks 200000]
+                              [--sqlite-tasks 200000] [--baseline DIR [--repeat 3]]
+
+``--baseline DIR`` (a checkout of older code, e.g. ``git archive <commit> | tar -x -C
+DIR``) also measures catch-up and rebuild by that code and by this one, alternately, on
+the same seeded store: the machine is shared and noisy, so only figures taken side by
+side in one run compare. CPU µs per event (of this process, all threads) is steadier than
+events/s; on PostgreSQL it leaves out the server's work.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -51,7 +62,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--rebuild-only", metavar="URL", help="only time a rebuild of an earlier --keep run"
     )
+    parser.add_argument("--baseline", metavar="DIR", help="also measure this checkout's code")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per code with --baseline")
+    parser.add_argument(
+        "--compare-only", metavar="URL", help="only the --baseline comparison, on a kept store"
+    )
     args = parser.parse_args(argv)
+    if args.compare_only:
+        compare(args.compare_only, args.baseline, args.repeat)
+        return
     if args.rebuild_only:
         time_rebuild(args.rebuild_only)
         return
@@ -62,13 +81,21 @@ def main(argv: list[str] | None = None) -> None:
     print(f"== read side on PostgreSQL, {args.tasks:,} tasks ==")
     with fresh_postgres(args.database_url, "read_side", keep=args.keep) as url:
         print(f"(database {url})")
-        run_backend(url, args.tasks, queries=True)
+        run_backend(url, args.tasks, queries=True, baseline=args.baseline, repeat=args.repeat)
     print(f"\n== read side on SQLite, {args.sqlite_tasks:,} tasks ==")
     with tempfile.TemporaryDirectory() as tmp:
-        run_backend(f"sqlite:///{Path(tmp) / 'bench.db'}", args.sqlite_tasks, queries=False)
+        run_backend(
+            f"sqlite:///{Path(tmp) / 'bench.db'}",
+            args.sqlite_tasks,
+            queries=False,
+            baseline=args.baseline,
+            repeat=args.repeat,
+        )
 
 
-def run_backend(url: str, tasks: int, queries: bool) -> None:
+def run_backend(
+    url: str, tasks: int, queries: bool, baseline: str | None = None, repeat: int = 3
+) -> None:
     service = open_service(url)
     begin = time.perf_counter()
     events = seed_tasks(service, tasks, report=lambda n: _tick("seeded", n, tasks, begin))
@@ -98,8 +125,42 @@ def run_backend(url: str, tasks: int, queries: bool) -> None:
     )
     db.close()
     service.close()
+    if baseline:
+        compare(url, baseline, repeat)
     if queries:
         measure_queries(url)
+
+
+def compare(url: str, baseline: str | None, repeat: int) -> None:
+    """Catch-up and rebuild by the baseline's code and by this code, alternately, each
+    in a fresh process (``bench/projection_run.py``) on the same store."""
+    here = str(Path(__file__).resolve().parent.parent)
+    codes = {"this": here} if baseline is None else {"baseline": baseline, "this": here}
+    script = str(Path(__file__).with_name("projection_run.py"))
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in codes}
+    print(f"catch-up and rebuild, {repeat} runs each, alternating:")
+    for run in range(repeat):
+        for name, root in codes.items():
+            env = {**os.environ, "PYTHONPATH": root}
+            out = subprocess.run(
+                [sys.executable, script, url], env=env, capture_output=True, text=True
+            )
+            if out.returncode != 0:
+                sys.exit(f"{name} run failed:\n{out.stderr}")
+            figures = json.loads(out.stdout.strip().splitlines()[-1])
+            results[name].append(figures)
+            print(f"  run {run + 1} {name:8} {_figures(figures)}")
+    print("median:")
+    for name, runs in results.items():
+        median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        print(f"  {name:8} {_figures(median)}")
+
+
+def _figures(f: dict[str, float]) -> str:
+    return (
+        f"catch-up {f['catch_up']:8,.0f} events/s ({f['catch_up_cpu_us']:5.1f} µs CPU/event)"
+        f"   rebuild {f['rebuild']:8,.0f} events/s ({f['rebuild_cpu_us']:5.1f} µs CPU/event)"
+    )
 
 
 def time_rebuild(url: str) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 from commands.persistence import DatabaseConfig
@@ -43,6 +43,38 @@ class Cursor:
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._raw.executemany(self._sql(sql), rows)
+
+    def copy_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        types: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+    ) -> None:
+        """PostgreSQL: ``COPY table (columns) FROM STDIN`` in the binary format, each
+        column of the given type: the cheapest way to insert many rows (a tenth of the
+        client's work of an ``INSERT … SELECT FROM unnest(…)``)."""
+        assert self._postgres, "COPY is PostgreSQL's"
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        with self._raw.copy(statement) as copy:
+            copy.set_types(list(types))
+            for row in rows:
+                copy.write_row(row)
+
+    def select_tuples(
+        self, sql: str, params: Sequence[Any] = (), binary: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Rows as tuples, in the order of the columns selected: for reads of many rows,
+        where a dict per row costs more than the query."""
+        raw = self._raw
+        factory = raw.row_factory
+        raw.row_factory = tuple_row if self._postgres else None
+        try:
+            self.execute(sql, params, binary)
+            rows: list[tuple[Any, ...]] = raw.fetchall()
+        finally:
+            raw.row_factory = factory
+        return rows
 
     def fetchone(self) -> dict[str, Any] | None:
         row = self._raw.fetchone()

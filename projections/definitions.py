@@ -9,6 +9,8 @@ from projections.db import Cursor
 from projections.schema import ApplyError
 from projections.tasks import json_text, timestamp_text
 
+_EVENTS = (DefinitionRecord.Registered, DefinitionRecord.Revised)
+
 
 class DefinitionProjection:
     """``definition_view_g<N>``: one row per definition, its document and revision."""
@@ -38,6 +40,8 @@ class DefinitionProjection:
     def apply(self, cur: Cursor, events: list[tuple[int, Any]], generation: int) -> None:
         (view,) = self.tables(generation)
         for position, event in events:
+            if not isinstance(event, _EVENTS):  # most of the log: tasks
+                continue
             try:
                 if isinstance(event, DefinitionRecord.Registered):
                     _insert(cur, view, event)

@@ -74,7 +74,7 @@ class ProjectionRunner:
         listen_channel: str | None = None,
     ) -> None:
         self._read_log = read_log
-        self._prefetch = Prefetcher(read_log, batch_size)
+        self._prefetch = Prefetcher(read_log, batch_size, threaded=db.postgres)
         self._projections = projections
         self._db = db
         self._batch_size = batch_size

@@ -24,7 +24,10 @@ class Projection(Protocol):
 
     name: str
 
-    def ddl(self, generation: int) -> list[str]: ...
+    def ddl(self, generation: int) -> list[str]:
+        """``CREATE … IF NOT EXISTS`` statements: tables (with their keys), then indexes.
+        The queries of a batch's ``apply`` may only need the tables' keys: a rebuild
+        creates the other indexes when the tables are full (``create_indexes``)."""
 
     def tables(self, generation: int) -> list[str]: ...
 
@@ -81,10 +84,29 @@ def write_position(cur: Cursor, generation: int, position: int) -> None:
         raise RuntimeError(f"position {position} of generation {generation} was already recorded")
 
 
-def create_generation(cur: Cursor, projections: list[Projection], generation: int) -> None:
+def create_generation(
+    cur: Cursor, projections: list[Projection], generation: int, indexes: bool = True
+) -> None:
+    """The tables of ``generation`` (if missing) and, unless ``indexes`` is False, their
+    secondary indexes (``CREATE INDEX`` statements of ``ddl``; see ``create_indexes``)."""
     for projection in projections:
         for statement in projection.ddl(generation):
-            cur.execute(statement)
+            if indexes or not _is_index(statement):
+                cur.execute(statement)
+
+
+def create_indexes(cur: Cursor, projections: list[Projection], generation: int) -> None:
+    """The secondary indexes of ``generation``. A rebuild fills its tables first and
+    indexes them afterwards: building an index from the complete table (one sort) costs
+    much less than keeping it up to date row by row."""
+    for projection in projections:
+        for statement in projection.ddl(generation):
+            if _is_index(statement):
+                cur.execute(statement)
+
+
+def _is_index(statement: str) -> bool:
+    return statement.lstrip().upper().startswith(("CREATE INDEX", "CREATE UNIQUE INDEX"))
 
 
 def drop_generation(cur: Cursor, projections: list[Projection], generation: int) -> None:
