@@ -21,6 +21,7 @@ from commands.catalog import DefinitionCatalog, SchemaValidator, Violation, as_d
 from commands.errors import CommandError, Conflict, NotFound, ValidationFailed
 from commands.event_loading import select_events_many
 from commands.ids import RandomIds
+from commands.log_reader import LogReader
 from commands.messages import CancelTask, FinishManually, Outcome, RecordReport, SubmitTask
 from commands.persistence import APPLICATION_NAME
 from commands.reports import apply_report
@@ -62,6 +63,7 @@ class TaskService(Application[UUID]):
         new_id: Callable[[], UUID] | None = None,
     ) -> None:
         super().__init__(env)
+        self._log_reader = LogReader(self.recorder, self.mapper, UndecodableEvent)
         self.catalog = catalog
         self._output_validators: dict[tuple[str, int], SchemaValidator] = {}
         self._clock = clock
@@ -349,12 +351,7 @@ class TaskService(Application[UUID]):
 
         Decoded as the library decodes them, without its per-event overhead (see
         commands/log_reader.py: this is most of the cost of a projection catch-up)."""
-        from commands.log_reader import LogReader  # imported here to keep this change local
-
-        reader: LogReader | None = getattr(self, "_log_reader", None)
-        if reader is None:
-            reader = self._log_reader = LogReader(self.recorder, self.mapper, UndecodableEvent)
-        return reader.read(after, limit)
+        return self._log_reader.read(after, limit)
 
     def load(self, task_id: UUID) -> Task:
         try:

@@ -6,6 +6,7 @@ Rows come back as dicts on both.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,13 +22,25 @@ from commands.persistence import DatabaseConfig
 class Cursor:
     """Executes portable SQL; rows are dicts."""
 
-    def __init__(self, raw: Any, postgres: bool) -> None:
+    def __init__(self, raw: Any, postgres: bool, pipeline: Any = None) -> None:
         self._raw = raw
         self._postgres = postgres
+        self._pipeline = pipeline
 
     @property
     def postgres(self) -> bool:
         return self._postgres
+
+    @property
+    def pipelined(self) -> bool:
+        """PostgreSQL pipeline mode: statements are sent without waiting for their
+        results, which arrive at the next fetch or ``sync()``; no COPY in this mode."""
+        return self._pipeline is not None
+
+    def sync(self) -> None:
+        """Wait for every statement sent so far (and raise the first error among them)."""
+        if self._pipeline is not None:
+            self._pipeline.sync()
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self._postgres else sql
@@ -85,6 +98,9 @@ class Cursor:
 
     @property
     def rowcount(self) -> int:
+        """Rows the last statement touched (pipelined: once everything sent has run, so
+        an error of any statement before it is raised here)."""
+        self.sync()
         return int(self._raw.rowcount)
 
 
@@ -123,11 +139,16 @@ class Database:
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
-        """One read-write transaction: committed on success, rolled back on error."""
+    def transaction(self, pipelined: bool = False) -> Iterator[Cursor]:
+        """One read-write transaction: committed on success, rolled back on error.
+
+        ``pipelined`` (PostgreSQL): in pipeline mode, from BEGIN to COMMIT, so that a
+        transaction of many small statements costs a few round trips, not one each."""
         if self._pool is not None:
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                yield Cursor(cur, postgres=True)
+            with self._pool.connection() as conn:
+                pipeline = conn.pipeline() if pipelined else contextlib.nullcontext()
+                with pipeline as pipe, conn.transaction(), conn.cursor() as cur:
+                    yield Cursor(cur, postgres=True, pipeline=pipe)
             return
         conn = self._sqlite()
         conn.execute("BEGIN IMMEDIATE")

@@ -36,6 +36,7 @@ from projections.schema import (
     active_generation,
     create_generation,
     ensure_meta,
+    generation_and_position,
     read_position,
     write_position,
 )
@@ -55,6 +56,7 @@ def write_lock(config: DatabaseConfig) -> int:
 
 
 _TRANSIENT = (sqlite3.OperationalError, psycopg.OperationalError)
+PIPELINED_BATCH = 200  # events: up to this many, a batch is written in pipeline mode
 
 
 class ProjectionStopped(RuntimeError):
@@ -181,19 +183,32 @@ class ProjectionRunner:
         events = self._prefetch.read(self._position)
         if not events:
             return 0
-        with self._db.transaction() as cur:
+        # A small batch (the usual one when caught up) in pipeline mode: its dozen
+        # statements cost a few round trips. A large one (catching up) uses COPY, which
+        # pipeline mode does not allow.
+        pipelined = self._db.postgres and len(events) <= PIPELINED_BATCH
+        with self._db.transaction(pipelined=pipelined) as cur:
             if self._db.postgres:
-                cur.execute("SELECT pg_advisory_xact_lock(?)", (write_lock(self._db.config),))
-            generation = active_generation(cur)
+                # Read models are derived from the event store, and rows and position
+                # commit together: a crash may lose the last batches, never half of
+                # one, and they are applied again. So no waiting for the WAL flush.
+                cur.execute(
+                    "SELECT set_config('synchronous_commit', 'off', true), "
+                    "pg_advisory_xact_lock(?)",
+                    (write_lock(self._db.config),),
+                )
+            generation, position = generation_and_position(cur)
             if generation != self._generation:  # a rebuild switched generations
                 create_generation(cur, self._projections, generation)
-            position = read_position(cur, generation)
             if position != self._position:  # someone else moved it: read from there
                 events = self._read_log(position, self._batch_size)
             if events:
-                for projection in self._projections:
-                    projection.apply(cur, events, generation)
-                write_position(cur, generation, events[-1][0])
+                try:
+                    for projection in self._projections:
+                        projection.apply(cur, events, generation)
+                    write_position(cur, generation, events[-1][0])
+                except psycopg.Error as exc:  # pipelined: a write's error shows at the sync
+                    raise ApplyError(events[0][0], exc) from exc
                 position = events[-1][0]
         self._advance(generation, position)
         return len(events)

@@ -73,6 +73,18 @@ def read_position(cur: Cursor, generation: int) -> int:
     return int(row["position"]) if row else 0
 
 
+def generation_and_position(cur: Cursor) -> tuple[int, int]:
+    """The active generation and its position, in one query (one round trip)."""
+    row = cur.execute(
+        "SELECT g.generation AS generation, (SELECT p.position FROM projection_position p"
+        " WHERE p.name = 'read_model_g' || g.generation) AS position"
+        " FROM read_model_generation g WHERE g.id = 1"
+    ).fetchone()
+    if row is None:
+        return 1, 0
+    return int(row["generation"]), int(row["position"] or 0)
+
+
 def write_position(cur: Cursor, generation: int, position: int) -> None:
     cur.execute(
         "INSERT INTO projection_position (name, position) VALUES (?, ?) "

@@ -1,6 +1,7 @@
 """Reading and writing task rows in batches, in each database's cheapest way.
 
-- PostgreSQL: new rows by ``COPY`` in the binary format; changed rows by one UPDATE per
+- PostgreSQL: new rows by ``COPY`` in the binary format (in a small, pipelined batch by
+  one INSERT from arrays, as COPY cannot be pipelined); changed rows by one UPDATE per
   batch with one array per column (``unnest``), also binary, instead of a statement per
   row (pipelined ``executemany`` spent most of catch-up in the driver).
 - SQLite: ``executemany`` per shape of row. Python 3.11's sqlite3 looks up adapters for
@@ -54,6 +55,14 @@ def load(cur: Cursor, view: str, ids: set[str]) -> Rows:
 
 def insert(cur: Cursor, view: str, rows: list[Row]) -> None:
     if not rows:
+        return
+    if cur.postgres and cur.pipelined:  # a small batch: no COPY in pipeline mode
+        arrays = list(zip(*rows, strict=True))
+        cur.execute(
+            f"INSERT INTO {view} ({_NAMES}) SELECT {_NAMES} FROM {_unnest(COLUMNS)}",
+            [list(column) for column in arrays],
+            binary=True,
+        )
         return
     if cur.postgres:
         cur.copy_rows(view, COLUMNS, _COPY_TYPES, rows)

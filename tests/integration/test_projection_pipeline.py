@@ -1,0 +1,63 @@
+"""Small batches are written in PostgreSQL's pipeline mode: an error that only the
+database sees (at the batch's sync, not at the statement) must still stop the projection
+naming where the batch began, and leave nothing of the batch behind. Both backends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from api.runtime import read_models
+from commands.catalog import DefinitionCatalog
+from commands.messages import SubmitTask
+from commands.persistence import DatabaseConfig, prepare_database
+from commands.service import TaskService
+from domain.task import Task
+from domain.values import ANONYMOUS
+from projections.db import Database
+from projections.runner import ProjectionRunner, ProjectionStopped
+from projections.schema import read_position
+from tests.conftest import EXAMPLE_INPUT
+
+
+@pytest.fixture
+def parts(database_url: str) -> Iterator[tuple[TaskService, Database]]:
+    config = DatabaseConfig.from_url(database_url)
+    prepare_database(config)
+    service = TaskService(config.eventsourcing_env(), DefinitionCatalog.load())
+    db = Database(config)
+    yield service, db
+    db.close()
+    service.close()
+
+
+def test_a_write_the_database_refuses_stops_the_projection_naming_the_batch(
+    parts: tuple[TaskService, Database],
+) -> None:
+    service, db = parts
+    outcome = service.submit(SubmitTask("calculate-order-total", EXAMPLE_INPUT, ANONYMOUS))
+    real = service.read_log(0, 100)
+    submitted = next(e for _, e in real if isinstance(e, Task.Submitted))
+    head = real[-1][0]
+
+    def read_log(after: int, limit: int) -> list[tuple[int, Any]]:
+        # After the real log, the same task submitted again: in memory it looks new (no
+        # row is read for it), so only the INSERT finds the clash, in the database.
+        if after < head:
+            return [item for item in real if item[0] > after][:limit]
+        return [(head + 1, submitted)] if after == head else []
+
+    runner = ProjectionRunner(read_log, read_models(), db, batch_size=50)
+    runner.start()
+    try:
+        with pytest.raises(ProjectionStopped, match=f"notification {head + 1}"):
+            runner.wait_for(head + 1, timeout=10)
+    finally:
+        runner.stop()
+    with db.read() as cur:
+        assert read_position(cur, 1) == head  # the refused batch left nothing
+        rows = cur.execute("SELECT COUNT(*) AS n FROM task_view_g1").fetchone()
+    assert rows is not None and rows["n"] == 1
+    assert outcome.position <= head
