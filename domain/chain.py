@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -42,6 +43,7 @@ HASH_FIELDS = ("prev_hash", "hash")
 _NOT_FIELDS = frozenset(
     {"originator_id", "originator_version", "timestamp", "prev_hash", "hash", "class_version"}
 )
+_PLAIN_JSON_LIMIT = 10_000  # containers and floats looked at before giving up
 _encoder = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
@@ -119,8 +121,37 @@ def json_form(value: Any) -> Any:
 
     Raises ValueError for NaN and infinities and TypeError for values JSON cannot hold:
     an event that cannot be stored faithfully is refused when it is created.
+    A value made only of plain JSON types (the usual case: decoded from a request) is its
+    own JSON form and is returned as it is, without the round trip through text.
     """
+    if _plain_json(value):
+        return value
     return json.loads(_encoder.encode(value))
+
+
+def _plain_json(value: Any) -> bool:
+    """True if ``value`` holds only dicts with text keys, lists, text, integers, finite
+    floats, booleans and None (exact types: a subclass may encode differently)."""
+    pending = [value]
+    seen = 0
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        seen += 1
+        if seen > _PLAIN_JSON_LIMIT:  # huge or cyclic: leave it to the encoder
+            return False
+        if kind is dict:
+            for key in item:
+                if type(key) is not str:
+                    return False
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+        elif kind is not float or not math.isfinite(item):
+            return False
+    return True
 
 
 def topic_of(event_class: type[Any]) -> str:

@@ -400,3 +400,33 @@ def test_the_domain_imports_only_the_standard_library_and_eventsourcing_domain()
             for name in names:
                 root = name.split(".")[0]
                 assert name in allowed or root in allowed, f"{path.name} imports {name}"
+
+
+_LEAVES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=3) | st.integers(-3, 3), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_VALUES)
+def test_json_form_is_what_the_json_round_trip_gives(value: Any) -> None:
+    """The shortcut for plain JSON values answers exactly what the round trip answers."""
+    import json
+
+    encoder = json.JSONEncoder(
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    try:
+        expected = json.loads(encoder.encode(value))
+    except (ValueError, TypeError) as exc:
+        with pytest.raises(type(exc)):
+            json_form(value)
+        return
+    assert json_form(value) == expected
+    assert encoder.encode(json_form(value)) == encoder.encode(expected)
