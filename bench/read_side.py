@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import statistics
@@ -220,6 +221,7 @@ def measure_queries(url: str) -> None:
 
 
 def measure_http(runtime: Runtime, sample: list[str]) -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     app = create_app(runtime, None)
     app.on_startup.clear()
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")

@@ -57,23 +57,23 @@ NULLABLE = (  # the columns without NOT NULL (see TaskProjection.ddl)
     "next_attempt_at",
     "lease_deadline",
 )
-(ID, TIMEOUT_MS, STATUS, TYPE, OUTPUT, ERROR, ATTEMPTS, START, END, WORKER, CANCEL) = (
-    COLUMNS.index(c)
-    for c in (
-        "id",
-        "timeout_ms",
-        "status",
-        "type",
-        "output",
-        "error",
-        "attempts",
-        "start_time",
-        "end_time",
-        "execution_environment",
-        "cancel_reason",
-    )
-)
-NEXT, LEASE, CREATED, UPDATED, VERSION = range(17, 22)
+# Where each column is in a row.
+ID = COLUMNS.index("id")
+TIMEOUT_MS = COLUMNS.index("timeout_ms")
+STATUS = COLUMNS.index("status")
+TYPE = COLUMNS.index("type")
+OUTPUT = COLUMNS.index("output")
+ERROR = COLUMNS.index("error")
+ATTEMPTS = COLUMNS.index("attempts")
+START = COLUMNS.index("start_time")
+END = COLUMNS.index("end_time")
+WORKER = COLUMNS.index("execution_environment")
+CANCEL = COLUMNS.index("cancel_reason")
+NEXT = COLUMNS.index("next_attempt_at")
+LEASE = COLUMNS.index("lease_deadline")
+CREATED = COLUMNS.index("created_at")
+UPDATED = COLUMNS.index("updated_at")
+VERSION = COLUMNS.index("version")
 # Times: text in the table, UTC datetimes while a batch is applied (``finish``).
 OTHER_TIMES = (START, END, NEXT, LEASE, CREATED)  # and UPDATED
 

@@ -1,9 +1,10 @@
 """The task read model: one denormalised row per task, plus exact counts per status and type.
 
-A batch of events is applied in memory first (one SELECT for the rows it touches; each
-task's events collapse into its final row, see projections/task_rows.py), then written
-with one INSERT for the new tasks, one UPDATE for the others and one counter upsert: the
-cost per batch, not per event, is what bounds catch-up and rebuild speed.
+A batch of events is applied in memory first (one SELECT for the rows of tasks submitted
+in earlier batches; each task's events collapse into its final row, see
+projections/task_rows.py), then written with one INSERT (COPY) for the new tasks, one
+UPDATE for the others and one counter upsert (projections/task_sql.py): the cost per
+batch, not per event, is what bounds catch-up and rebuild speed.
 """
 
 from __future__ import annotations
