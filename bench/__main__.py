@@ -9,11 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from bench import compare, e2e, read_side, replay
+from bench import compare, e2e, profile, read_side, replay
 
 BENCHMARKS = {
     "compare": compare.main,
     "e2e": e2e.main,
+    "profile": profile.main,
     "read_side": read_side.main,
     "replay": replay.main,
 }
@@ -35,8 +36,9 @@ def main() -> None:
         )
         return
     if args[0] == "all":
-        for run in BENCHMARKS.values():
-            run([])
+        for name, run in BENCHMARKS.items():
+            if name != "profile":  # not a benchmark: it needs py-spy and prints shares
+                run([])
         return
     if args[0] in BENCHMARKS:
         BENCHMARKS[args[0]](args[1:])

@@ -26,7 +26,7 @@ from bench.stack import Stack, completed_count, wait_completed
 SUBMIT = json.dumps({"taskDefinitionId": "calculate-order-total", "input": EXAMPLE_INPUT}).encode()
 
 
-async def throughput(stack: Stack, tasks: int, connections: int = 32) -> float:
+async def throughput(stack: Stack, tasks: int, connections: int = 128) -> float:
     """Tasks/s from the first submit to the moment all of them are COMPLETED."""
     client = stack.client()
     raw = client.build("POST", "/api/v1/tasks", SUBMIT)
