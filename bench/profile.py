@@ -34,12 +34,16 @@ COMPONENTS = [
     ("Outbox.read", "relay: read log, map to messages"),
     ("Relay", "relay: publish to JetStream"),
     ("submit_task", "HTTP: our submit handler (incl. queueing)"),
-    ("run_asgi", "HTTP: uvicorn + Litestar + auth gate"),
-    ("HttpToolsProtocol", "HTTP: uvicorn + Litestar + auth gate"),
     ("Worker._run", "worker: run attempts, report"),
     ("Worker._serve", "worker: pull work"),
-    ("Client._read_loop", "NATS client: read"),
-    ("Client._flusher", "NATS client: write"),
+    ("Attempt.", "worker: run attempts, report"),
+    # Under uvloop a resumed coroutine's stack starts at the coroutine: match by package.
+    ("litestar/", "HTTP: uvicorn + Litestar + auth gate"),
+    ("uvicorn/", "HTTP: uvicorn + Litestar + auth gate"),
+    ("api/gate.py", "HTTP: uvicorn + Litestar + auth gate"),
+    ("nats/", "NATS client (publish acks, reads, writes)"),
+    ("asyncio/", "event loop, futures, thread hand-offs"),
+    ("concurrent/futures", "event loop, futures, thread hand-offs"),
 ]
 
 
@@ -69,14 +73,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=128)
     parser.add_argument("--bulk", action="store_true", help="bulk submissions instead")
     parser.add_argument("--rate", type=float, help="a fixed offered rate instead")
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--database-url", default=DEFAULT_PG)
+    parser.add_argument("--keep", type=Path, help="keep the raw samples in this folder")
     args = parser.parse_args(argv)
     spy = py_spy()
     with tempfile.TemporaryDirectory() as tmp, Stack(args.database_url, concurrency=32) as stack:
         asyncio.run(throughput(stack, 500))  # warm up
         assert stack.serve is not None and stack.worker is not None
-        outputs = {"serve": Path(tmp) / "serve.txt", "worker": Path(tmp) / "worker.txt"}
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        outputs = {"serve": folder / "serve.txt", "worker": folder / "worker.txt"}
         pids = {"serve": stack.serve.pid, "worker": stack.worker.pid}
         sampling = ["-f", "raw", "-d", str(args.seconds), "-r", "200", "--gil", "--nonblocking"]
         recorders = [
