@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from commands.gc_pause import gc_paused
 from projections.db import Cursor, Database
-from projections.prefetch import Prefetcher
+from projections.prefetch import CATCH_UP_BATCH, Prefetcher
 from projections.runner import write_lock
 from projections.runner_types import ReadLog
 from projections.schema import (
@@ -51,14 +52,16 @@ class Rebuilder:
         head: Callable[[], int],
         projections: list[Projection],
         db: Database,
-        batch_size: int = 5000,
+        batch_size: int = CATCH_UP_BATCH,
     ) -> None:
         self._read_log = read_log
         self._head = head
         self._projections = projections
         self._db = db
         self._batch_size = batch_size
-        self._prefetch = Prefetcher(read_log, batch_size, threaded=db.postgres)
+        self._prefetch = Prefetcher(
+            read_log, batch_size, threaded=db.postgres, catch_up_size=batch_size
+        )
 
     def rebuild(
         self, progress: Progress = lambda done, total: None, drop_after: float = 3.0
@@ -113,6 +116,10 @@ class Rebuilder:
         return RebuildResult(old, new, done, position, time.monotonic() - started)
 
     def _batch(self, generation: int, position: int) -> tuple[int, int] | None:
+        with gc_paused():  # the batch's objects die together (commands/gc_pause.py)
+            return self._apply_batch(generation, position)
+
+    def _apply_batch(self, generation: int, position: int) -> tuple[int, int] | None:
         events = self._prefetch.read(position)
         if not events:
             return None

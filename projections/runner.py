@@ -26,9 +26,10 @@ from typing import Any
 
 import psycopg
 
+from commands.gc_pause import gc_paused
 from commands.persistence import DatabaseConfig
 from projections.db import Database
-from projections.prefetch import Prefetcher
+from projections.prefetch import CATCH_UP_BATCH, Prefetcher
 from projections.runner_types import ReadLog
 from projections.schema import (
     ApplyError,
@@ -74,9 +75,13 @@ class ProjectionRunner:
         batch_size: int = 1000,
         poll_interval: float = 0.05,
         listen_channel: str | None = None,
+        catch_up_size: int = CATCH_UP_BATCH,
     ) -> None:
         self._read_log = read_log
-        self._prefetch = Prefetcher(read_log, batch_size, threaded=db.postgres)
+        # batch_size events per batch when caught up, catch_up_size while behind.
+        self._prefetch = Prefetcher(
+            read_log, batch_size, threaded=db.postgres, catch_up_size=catch_up_size
+        )
         self._projections = projections
         self._db = db
         self._batch_size = batch_size
@@ -180,6 +185,10 @@ class ProjectionRunner:
 
     def run_once(self) -> int:
         """Apply one batch; return how many events it held (0 when caught up)."""
+        with gc_paused():  # the batch's objects die together (commands/gc_pause.py)
+            return self._run_batch()
+
+    def _run_batch(self) -> int:
         events = self._prefetch.read(self._position)
         if not events:
             return 0
@@ -229,7 +238,7 @@ class ProjectionRunner:
                 self._stop.wait(self._poll_interval)
                 continue
             try:
-                applied = self.run_once()
+                self.run_once()
             except ApplyError as exc:
                 if isinstance(exc.cause, _TRANSIENT):
                     self._retry_later(exc.cause)
@@ -242,7 +251,7 @@ class ProjectionRunner:
             except Exception as exc:  # an undecodable event, say
                 self._fail(f"projection stopped: {exc!r}")
                 return
-            if applied < self._batch_size:
+            if not self._prefetch.full:  # caught up: wait for more
                 self._wake.wait(self._poll_interval)
                 self._wake.clear()
 

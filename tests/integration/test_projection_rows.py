@@ -34,10 +34,11 @@ def counts(db: Database, generation: int) -> Counter[tuple[str, str]]:
     return Counter({(r["status"], r["type"]): r["n"] for r in rows if r["n"]})
 
 
-@pytest.mark.parametrize("batch_size", [7, 5000])
+@pytest.mark.parametrize(("batch_size", "catch_up_size"), [(7, 7), (7, 30), (5000, 20_000)])
 def test_rows_live_and_rebuilt_are_the_per_event_rows(
-    service: TaskService, database_url: str, batch_size: int
+    service: TaskService, database_url: str, batch_size: int, catch_up_size: int
 ) -> None:
+    """Whatever the batches (fixed, growing while behind, one for everything)."""
     make_history(service, tasks=80)
     events = service.read_log(0, 100_000)
     expected = reference_rows(events)
@@ -54,7 +55,9 @@ def test_rows_live_and_rebuilt_are_the_per_event_rows(
 
     db = Database(DatabaseConfig.from_url(database_url))
     try:
-        runner = ProjectionRunner(service.read_log, read_models(), db, batch_size=batch_size)
+        runner = ProjectionRunner(
+            service.read_log, read_models(), db, batch_size=batch_size, catch_up_size=catch_up_size
+        )
         runner.prepare()
         while runner.run_once():
             pass
