@@ -9,11 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from bench import compare, e2e, profile, read_side, replay
+from bench import compare, e2e, http_floor, profile, read_side, replay
 
 BENCHMARKS = {
     "compare": compare.main,
     "e2e": e2e.main,
+    "http_floor": http_floor.main,
     "profile": profile.main,
     "read_side": read_side.main,
     "replay": replay.main,

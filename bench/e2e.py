@@ -21,6 +21,7 @@ from typing import Any
 import nats
 
 from bench.common import DEFAULT_PG, EXAMPLE_INPUT
+from bench.loadgen import HttpResponse, closed_loop
 from bench.stack import Stack, completed_count, wait_completed
 
 SUBMIT = json.dumps({"taskDefinitionId": "calculate-order-total", "input": EXAMPLE_INPUT}).encode()
@@ -31,19 +32,8 @@ async def throughput(stack: Stack, tasks: int, connections: int = 128) -> float:
     client = stack.client()
     raw = client.build("POST", "/api/v1/tasks", SUBMIT)
     base = await completed_count(client)
-    remaining = tasks
-
-    async def submitter() -> None:
-        nonlocal remaining
-        async with client.connection() as conn:
-            while remaining > 0:
-                remaining -= 1
-                response = await conn.request(raw)
-                if response.status != 201:
-                    raise RuntimeError(f"submit answered {response.status}: {response.body!r}")
-
     begin = time.perf_counter()
-    await asyncio.gather(*(submitter() for _ in range(connections)))
+    await closed_loop(client, raw, tasks, connections, lambda r: r.status == 201)
     done = await wait_completed(client, base + tasks, timeout=600)
     await client.close()
     return tasks / (done - begin)
@@ -59,19 +49,12 @@ async def throughput_bulk(
     raw = client.build("POST", "/api/v1/tasks/bulk", body)
     base = await completed_count(client)
     requests = -(-tasks // batch)
-    remaining = requests
 
-    async def submitter() -> None:
-        nonlocal remaining
-        async with client.connection() as conn:
-            while remaining > 0:
-                remaining -= 1
-                response = await conn.request(raw)
-                if response.status != 200 or json.loads(response.body)["created"] != batch:
-                    raise RuntimeError(f"bulk answered {response.status}: {response.body[:300]!r}")
+    def created_all(response: HttpResponse) -> bool:
+        return response.status == 200 and json.loads(response.body)["created"] == batch
 
     begin = time.perf_counter()
-    await asyncio.gather(*(submitter() for _ in range(connections)))
+    await closed_loop(client, raw, requests, connections, created_all)
     done = await wait_completed(client, base + requests * batch, timeout=600)
     await client.close()
     return requests * batch / (done - begin)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -98,3 +98,27 @@ class Client:
     async def close(self) -> None:
         while self._idle:
             await self._idle.pop().close()
+
+
+async def closed_loop(
+    client: Client,
+    raw: bytes,
+    requests: int,
+    connections: int,
+    ok: Callable[[HttpResponse], bool],
+) -> None:
+    """Send ``raw`` ``requests`` times over ``connections`` keep-alive connections, each
+    sending its next request when the last is answered; any answer ``ok`` refuses
+    raises."""
+    remaining = requests
+
+    async def one_connection() -> None:
+        nonlocal remaining
+        async with client.connection() as conn:
+            while remaining > 0:
+                remaining -= 1
+                response = await conn.request(raw)
+                if not ok(response):
+                    raise RuntimeError(f"answered {response.status}: {response.body[:300]!r}")
+
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
