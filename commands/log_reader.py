@@ -36,6 +36,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import resolve_topic
 from psycopg.rows import tuple_row
 
+from commands.gc_pause import gc_paused
 from commands.transcoder import PayloadSafeTranscoder
 
 Decoded = list[tuple[int, Any]]
@@ -87,7 +88,8 @@ class LogReader:
             return self.read_with_library(after, limit)
         for attempt in range(_ATTEMPTS):
             try:
-                return self._read(after, limit)
+                with gc_paused():  # a page of young objects (commands/gc_pause.py)
+                    return self._read(after, limit)
             except (InterfaceError, OperationalError):  # the connection went away
                 # Retried as the library's PostgreSQL select_notifications retries.
                 if not self._postgres or attempt == _ATTEMPTS - 1:
