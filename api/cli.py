@@ -202,7 +202,8 @@ def cmd_projections_rebuild(settings: Settings, args: argparse.Namespace) -> int
     print(
         f"rebuilt generation {result.new_generation} (was {result.old_generation}): "
         f"{result.events:,} events to position {result.position} in {result.seconds:.1f}s "
-        f"({result.events / max(result.seconds, 1e-9):,.0f} events/s)",
+        f"({result.events / max(result.seconds, 1e-9):,.0f} events/s); old tables dropped "
+        f"{result.cleanup_seconds:.1f}s later",
         file=sys.stderr,
     )
     return 0

@@ -58,8 +58,10 @@ def measure(url: str, batch_size: int = 5000) -> dict[str, Any]:
             db,
             batch_size=batch_size,
         )
-        rebuild_cpu = time.process_time()
+        # Timed here, old tables' drop included, the same for any version of the code.
+        rebuild_wall, rebuild_cpu = time.perf_counter(), time.process_time()
         result = rebuilder.rebuild(drop_after=0)
+        rebuild_wall = time.perf_counter() - rebuild_wall
         rebuild_cpu = time.process_time() - rebuild_cpu
     finally:
         db.close()
@@ -68,7 +70,7 @@ def measure(url: str, batch_size: int = 5000) -> dict[str, Any]:
         "events": applied,
         "catch_up": applied / wall,
         "catch_up_cpu_us": cpu / max(applied, 1) * 1e6,
-        "rebuild": result.events / result.seconds,
+        "rebuild": result.events / rebuild_wall,
         "rebuild_cpu_us": rebuild_cpu / max(result.events, 1) * 1e6,
     }
 

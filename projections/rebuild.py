@@ -34,13 +34,17 @@ from projections.schema import (
 Progress = Callable[[int, int], None]  # (events done, events in the store)
 
 
+SQLITE_ANALYSIS_LIMIT = 400  # rows per index that ANALYZE reads on SQLite
+
+
 @dataclass(frozen=True)
 class RebuildResult:
     old_generation: int
     new_generation: int
     events: int
     position: int
-    seconds: float
+    seconds: float  # from the start until the new generation is live (the switch)
+    cleanup_seconds: float = 0.0  # then: the grace period and dropping the old tables
 
 
 class Rebuilder:
@@ -92,6 +96,10 @@ class Rebuilder:
 
         with self._db.transaction() as cur:  # indexes now; fresh statistics for the planner
             create_indexes(cur, self._projections, new)
+            if not self._db.postgres:
+                # Statistics from a sample of each index (as SQLite's PRAGMA optimize
+                # advises), not a full scan of each (100,000 tasks: 70 ms -> 1 ms).
+                cur.execute(f"PRAGMA analysis_limit={SQLITE_ANALYSIS_LIMIT}")
             for projection in self._projections:
                 for table in projection.tables(new):
                     cur.execute(f"ANALYZE {table}")
@@ -108,12 +116,14 @@ class Rebuilder:
                 write_position(cur, new, position)
             set_active_generation(cur, new)
         progress(done, max(done, position))
+        switched = time.monotonic()
 
         time.sleep(drop_after)
         with self._db.transaction() as cur:
             self._lock(cur)
             drop_generation(cur, self._projections, old)
-        return RebuildResult(old, new, done, position, time.monotonic() - started)
+        cleanup = time.monotonic() - switched
+        return RebuildResult(old, new, done, position, switched - started, cleanup)
 
     def _batch(self, generation: int, position: int) -> tuple[int, int] | None:
         with gc_paused():  # the batch's objects die together (commands/gc_pause.py)
