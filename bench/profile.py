@@ -24,7 +24,7 @@ from bench.common import DEFAULT_PG
 from bench.e2e import submit_latency, throughput, throughput_bulk
 from bench.stack import Stack
 
-# First match wins: (substring of a stack, component).
+# Threads and roles: the first key found anywhere in a stack wins (list order).
 COMPONENTS = [
     ("record_reports", "results consumer: apply + save reports"),
     ("ResultsConsumer", "results consumer: pull, decode, ack"),
@@ -37,14 +37,33 @@ COMPONENTS = [
     ("Worker._run", "worker: run attempts, report"),
     ("Worker._serve", "worker: pull work"),
     ("Attempt.", "worker: run attempts, report"),
-    # Under uvloop a resumed coroutine's stack starts at the coroutine: match by package.
-    ("litestar/", "HTTP: uvicorn + Litestar + auth gate"),
-    ("uvicorn/", "HTTP: uvicorn + Litestar + auth gate"),
-    ("api/gate.py", "HTTP: uvicorn + Litestar + auth gate"),
-    ("nats/", "NATS client (publish acks, reads, writes)"),
-    ("asyncio/", "event loop, futures, thread hand-offs"),
-    ("concurrent/futures", "event loop, futures, thread hand-offs"),
 ]
+# The event loop's other work, by package, from the innermost frame outwards: uvicorn's
+# ``Server.run`` is at the root of every stack of the loop's thread, and asyncio's frames
+# belong to whoever called them (a NATS client's socket writes are the client's).
+# Stacks py-spy cuts short (psycopg's, in threads) stay "other".
+PACKAGES = [
+    ("nats/", "NATS client (publish acks, reads, writes)"),
+    ("api/gate.py", "HTTP: auth gate (api/gate.py)"),
+    ("litestar/", "HTTP: Litestar (routing, guards, responses)"),
+    ("uvicorn/", "HTTP: uvicorn (parsing, writing)"),
+]
+LOOP = "event loop, futures, thread hand-offs"  # asyncio's own frames, nobody's above
+
+
+def component(stack: str) -> str:
+    """The component a sampled stack (py-spy's raw format: frames root first, ``;``
+    between them) belongs to."""
+    found = next((name for key, name in COMPONENTS if key in stack), None)
+    if found is not None:
+        return found
+    for frame in reversed(stack.split(";")):
+        found = next((name for key, name in PACKAGES if key in frame), None)
+        if found is not None:
+            return found
+    if "asyncio/" in stack or "concurrent/futures" in stack:
+        return LOOP
+    return "other"
 
 
 def py_spy() -> str:
@@ -62,8 +81,7 @@ def breakdown(raw: Path) -> tuple[int, list[tuple[str, float]]]:
         stack, _, count = line.rpartition(" ")
         samples = int(count)
         total += samples
-        name = next((c for key, c in COMPONENTS if key in stack), "other")
-        counts[name] += samples
+        counts[component(stack)] += samples
     return total, [(name, n / max(total, 1) * 100) for name, n in counts.most_common()]
 
 

@@ -71,6 +71,8 @@ def measure(url: str, batch_size: int = 5000) -> dict[str, Any]:
         "catch_up": applied / wall,
         "catch_up_cpu_us": cpu / max(applied, 1) * 1e6,
         "rebuild": result.events / rebuild_wall,
+        # Until the switch (code before 3291876 timed the drop too: then the same).
+        "rebuild_to_switch": result.events / result.seconds,
         "rebuild_cpu_us": rebuild_cpu / max(result.events, 1) * 1e6,
     }
 

@@ -161,7 +161,8 @@ def compare(url: str, baseline: str | None, repeat: int) -> None:
 def _figures(f: dict[str, float]) -> str:
     return (
         f"catch-up {f['catch_up']:8,.0f} events/s ({f['catch_up_cpu_us']:5.1f} µs CPU/event)"
-        f"   rebuild {f['rebuild']:8,.0f} events/s ({f['rebuild_cpu_us']:5.1f} µs CPU/event)"
+        f"   rebuild {f['rebuild']:8,.0f} events/s ({f['rebuild_cpu_us']:5.1f} µs CPU/event;"
+        f" {f['rebuild_to_switch']:,.0f} until the switch)"
     )
 
 
