@@ -15,8 +15,8 @@ events/s; on PostgreSQL it leaves out the server's work.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import logging
 import os
 import random
 import statistics
@@ -28,7 +28,6 @@ import time
 from functools import partial
 from pathlib import Path
 
-import httpx
 import uvicorn
 
 from api.app import create_app, to_response
@@ -43,6 +42,7 @@ from bench.common import (
     summary_ms,
     timed,
 )
+from bench.loadgen import Client
 from commands.messages import SubmitTask
 from commands.persistence import DatabaseConfig
 from domain.values import ANONYMOUS, Actor
@@ -224,7 +224,10 @@ def measure_queries(url: str) -> None:
 
 
 def measure_http(runtime: Runtime, sample: list[str]) -> None:
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+    """``GET /api/v1/tasks/{id}`` over loopback HTTP, one request at a time on a
+    keep-alive connection. The server runs in a thread of this process, so the client
+    shares its GIL: it is bench/loadgen.py's (a few µs per request), not httpx (several
+    hundred, which would be counted in the server's latency)."""
     app = create_app(runtime, None)
     app.on_startup.clear()
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
@@ -237,15 +240,27 @@ def measure_http(runtime: Runtime, sample: list[str]) -> None:
     key, _ = runtime.apikeys.create(
         name="bench", permissions=["tasks:read"], actor=Actor("bench", "operator")
     )
-    headers = {"X-API-Key": key}
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as client:
-        for task_id in sample[:100]:  # warm up
-            client.get(f"/api/v1/tasks/{task_id}")
-        it = iter(sample)
-        samples = timed(lambda: client.get(f"/api/v1/tasks/{next(it)}").raise_for_status(), 2000)
+    samples = asyncio.run(_get_tasks(port, key, sample))
     print(f"GET task over loopback HTTP: {summary_ms(samples)}")
     server.should_exit = True
     thread.join(5)
+
+
+async def _get_tasks(port: int, key: str, task_ids: list[str]) -> list[float]:
+    client = Client("127.0.0.1", port, {"X-API-Key": key})
+    requests = [client.build("GET", f"/api/v1/tasks/{task_id}") for task_id in task_ids]
+    samples = []
+    async with client.connection() as conn:
+        for raw in requests[:100]:  # warm up
+            await conn.request(raw)
+        for raw in requests:
+            begin = time.perf_counter()
+            response = await conn.request(raw)
+            samples.append(time.perf_counter() - begin)
+            if response.status != 200:
+                raise RuntimeError(f"GET answered {response.status}: {response.body[:200]!r}")
+    await client.close()
+    return samples
 
 
 def measure_lag(runtime: Runtime, url: str, rate: float = 200.0, seconds: float = 10.0) -> None:
