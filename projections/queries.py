@@ -212,19 +212,6 @@ class DefinitionQueries:
             )
             params += [pattern, pattern]
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        # The most selective filter leads (the workflow's, then status, then type: types
-        # are fewer) and its index gives the order; see _lead_index.
-        lead = next(
-            (c for c in ("workflow_instance_id", "status", "type") if f"{c} = ?" in conditions),
-            None,
-        )
-
-        def page_where(cur: Cursor) -> tuple[str, list[Any], str]:
-            """WHERE, its parameters and the ORDER BY key (newest first) of a page."""
-            if lead is None:
-                return where, params, "created_at DESC, id DESC"
-            return _lead_index(cur, lead, conditions, params)
-
         def run(cur: Cursor, g: int) -> Page:
             row = cur.execute(
                 f"SELECT COUNT(*) AS n FROM definition_view_g{g} {where}", params
