@@ -212,6 +212,7 @@ class DefinitionQueries:
             )
             params += [pattern, pattern]
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+
         def run(cur: Cursor, g: int) -> Page:
             row = cur.execute(
                 f"SELECT COUNT(*) AS n FROM definition_view_g{g} {where}", params
