@@ -22,25 +22,37 @@ import gc
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-_lock = threading.Lock()
-_depth = 0
-_resume = False
+from types import ModuleType
+from typing import Any
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic collector off for the ``with`` block (reference counting still frees)."""
-    global _depth, _resume
-    with _lock:
-        if _depth == 0:
-            _resume = gc.isenabled()
-            gc.disable()
-        _depth += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0 and _resume:
-                gc.enable()
+class GcPause:
+    """Counted pauses of one collector (``gc`` itself; another object with
+    ``isenabled``, ``enable`` and ``disable`` in tests)."""
+
+    def __init__(self, collector: ModuleType | Any = gc) -> None:
+        self._collector = collector
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._resume = False
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The cyclic collector off for the ``with`` block (reference counting still
+        frees)."""
+        with self._lock:
+            if self._depth == 0:
+                self._resume = self._collector.isenabled()
+                self._collector.disable()
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0 and self._resume:
+                    self._collector.enable()
+
+
+#: The process's pauses of ``gc``: ``with gc_paused(): …``.
+gc_paused = GcPause().paused

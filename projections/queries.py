@@ -59,10 +59,15 @@ class Generation:
                 self._read_at = now
             return self._value
 
-    def query(self, run: Callable[[Cursor, int], T]) -> T:
-        """Run ``run(cursor, generation)`` in one snapshot; retry once after a switch."""
+    def query(self, run: Callable[[Cursor, int], T], snapshot: bool = True) -> T:
+        """Run ``run(cursor, generation)`` in one snapshot; retry once after a switch.
+
+        ``snapshot=False`` for a single statement, which sees one consistent state by
+        itself: on PostgreSQL that saves the ``SET TRANSACTION … REPEATABLE READ`` round
+        trip of every snapshot."""
+        unit = self._db.snapshot if snapshot else self._db.read
         for attempt in (0, 1):
-            with self._db.snapshot() as cur:
+            with unit() as cur:
                 try:
                     return run(cur, self.current(cur, refresh=attempt == 1))
                 except _MISSING_TABLE:
@@ -84,7 +89,7 @@ class TaskQueries:
         def run(cur: Cursor, g: int) -> dict[str, Any] | None:
             return cur.execute(f"SELECT * FROM task_view_g{g} WHERE id = ?", (task_id,)).fetchone()
 
-        row = self._generation.query(run)
+        row = self._generation.query(run, snapshot=False)
         return decode_task(row) if row is not None else None
 
     def list(
@@ -186,7 +191,7 @@ class DefinitionQueries:
                 f"SELECT * FROM definition_view_g{g} WHERE id = ?", (definition_id,)
             ).fetchone()
 
-        row = self._generation.query(run)
+        row = self._generation.query(run, snapshot=False)
         if row is not None:
             row["document"] = json.loads(row["document"])
         return row

@@ -1,80 +1,99 @@
 """commands/gc_pause.py: the collector is off inside, restored after, counted across
-overlapping pauses and threads, never switched on if it was off before."""
+overlapping pauses and threads, never switched on if it was off before.
+
+The logic is tested on a collector of its own (a stand-in with gc's three methods): the
+real ``gc`` is process-wide, and other tests' background threads pause it too."""
 
 from __future__ import annotations
 
 import gc
 import threading
 import weakref
-from collections.abc import Iterator
 
 import pytest
 
-from commands.gc_pause import gc_paused
+from commands.gc_pause import GcPause, gc_paused
 
 
-@pytest.fixture(autouse=True)
-def collector_restored() -> Iterator[None]:
-    was = gc.isenabled()
-    gc.enable()
-    yield
-    if was:
-        gc.enable()
-    else:
-        gc.disable()
+class Collector:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.switches = 0
+
+    def isenabled(self) -> bool:
+        return self.enabled
+
+    def enable(self) -> None:
+        self.enabled = True
+        self.switches += 1
+
+    def disable(self) -> None:
+        self.enabled = False
+        self.switches += 1
 
 
 def test_off_inside_on_after() -> None:
-    with gc_paused():
-        assert not gc.isenabled()
-    assert gc.isenabled()
+    collector = Collector()
+    pause = GcPause(collector)
+    with pause.paused():
+        assert not collector.enabled
+    assert collector.enabled
 
 
 def test_restored_when_the_block_raises() -> None:
-    with pytest.raises(ZeroDivisionError), gc_paused():
+    collector = Collector()
+    pause = GcPause(collector)
+    with pytest.raises(ZeroDivisionError), pause.paused():
         1 / 0  # noqa: B018
-    assert gc.isenabled()
+    assert collector.enabled
 
 
 def test_nested_pauses_resume_at_the_outermost_end() -> None:
-    with gc_paused():
-        with gc_paused():
-            assert not gc.isenabled()
-        assert not gc.isenabled()
-    assert gc.isenabled()
+    collector = Collector()
+    pause = GcPause(collector)
+    with pause.paused():
+        with pause.paused():
+            assert not collector.enabled
+        assert not collector.enabled
+    assert collector.enabled
+    assert collector.switches == 2  # one off, one on
 
 
 def test_a_collector_switched_off_by_the_application_stays_off() -> None:
-    gc.disable()
-    with gc_paused():
-        assert not gc.isenabled()
-    assert not gc.isenabled()
+    collector = Collector(enabled=False)
+    pause = GcPause(collector)
+    with pause.paused():
+        assert not collector.enabled
+    assert not collector.enabled
 
 
 def test_overlapping_pauses_in_two_threads() -> None:
+    collector = Collector()
+    pause = GcPause(collector)
     inside, release = threading.Event(), threading.Event()
 
     def other() -> None:
-        with gc_paused():
+        with pause.paused():
             inside.set()
             release.wait(5)
 
     thread = threading.Thread(target=other)
     thread.start()
     assert inside.wait(5)
-    with gc_paused():
+    with pause.paused():
         pass
-    assert not gc.isenabled()  # the other thread's pause still holds
+    assert not collector.enabled  # the other thread's pause still holds
     release.set()
     thread.join(5)
-    assert gc.isenabled()
+    assert collector.enabled
 
 
-def test_cycles_made_during_a_pause_are_collected_after_it() -> None:
+def test_the_real_collector_leaves_cycles_made_in_a_pause_for_after_it() -> None:
     class Node:
         other: object
 
     with gc_paused():
+        assert not gc.isenabled()
         a, b = Node(), Node()
         a.other, b.other = b, a
         ref = weakref.ref(a)
