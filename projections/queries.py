@@ -102,29 +102,24 @@ class TaskQueries:
         limit: int = 20,
     ) -> Page:
         """Newest first (ties by id, descending); filters combine."""
-        conditions: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("status", status),
-            ("type", task_type),
-            ("workflow_instance_id", workflow_instance_id),
-        ):
-            if value is not None:
-                conditions.append(f"{column} = ?")
-                params.append(value)
+        filters = {
+            column: value
+            for column, value in (
+                ("status", status),
+                ("type", task_type),
+                ("workflow_instance_id", workflow_instance_id),
+            )
+            if value is not None
+        }
+        conditions = [f"{column} = ?" for column in filters]
+        params: list[Any] = list(filters.values())
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        # The most selective filter leads (the workflow's, then status, then type: types
-        # are fewer) and its index gives the order; see _lead_index.
-        lead = next(
-            (c for c in ("workflow_instance_id", "status", "type") if f"{c} = ?" in conditions),
-            None,
-        )
 
         def page_where(cur: Cursor) -> tuple[str, list[Any], str]:
             """WHERE, its parameters and the ORDER BY key (newest first) of a page."""
-            if lead is None:
+            if not filters:
                 return where, params, "created_at DESC, id DESC"
-            return _lead_index(cur, lead, conditions, params)
+            return _lead_index(cur, filters)
 
         def run(cur: Cursor, g: int) -> Page:
             if workflow_instance_id is None:
@@ -256,11 +251,10 @@ def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _lead_index(
-    cur: Cursor, lead: str, conditions: list[str], params: list[Any]
-) -> tuple[str, list[Any], str]:
-    """A filtered page walks its lead filter's index, (lead, created_at, id): ordered by
-    it, under ``lead = value`` that is the order of (created_at, id).
+def _lead_index(cur: Cursor, filters: dict[str, Any]) -> tuple[str, list[Any], str]:
+    """A filtered page walks its lead filter's index, (lead, created_at, id): the most
+    selective filter leads (the workflow's, then status, then type: types are fewer).
+    Ordered by that index, under ``lead = value``, is the order of (created_at, id).
 
     Left to itself, PostgreSQL walked the creation index and filtered: fast while matches
     are spread evenly, but when the newest tasks do not match (a burst of PENDING ones,
@@ -270,12 +264,13 @@ def _lead_index(
     and drops it from the sort key. ``lead = ANY(?)`` (one value) it does not, so only
     the lead's index gives the order asked for. SQLite takes ``lead = ?`` with the
     ORDER BY as it is."""
-    where, values = [], []
-    for condition, value in zip(conditions, params, strict=True):
-        if cur.postgres and condition == f"{lead} = ?":
-            where.append(f"{lead} = ANY(?)")
+    lead = next(c for c in ("workflow_instance_id", "status", "type") if c in filters)
+    conditions, values = [], []
+    for column, value in filters.items():
+        if column == lead and cur.postgres:
+            conditions.append(f"{column} = ANY(?)")
             values.append([value])
         else:
-            where.append(condition)
+            conditions.append(f"{column} = ?")
             values.append(value)
-    return f"WHERE {' AND '.join(where)}", values, f"{lead} DESC, created_at DESC, id DESC"
+    return f"WHERE {' AND '.join(conditions)}", values, f"{lead} DESC, created_at DESC, id DESC"
