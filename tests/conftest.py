@@ -22,6 +22,7 @@ import pytest
 from commands.catalog import DefinitionCatalog
 from commands.persistence import DatabaseConfig, prepare_database
 from commands.service import TaskService
+from projections.db import Database
 from workers.nats_server import EmbeddedNatsServer
 
 ROOT = Path(__file__).parents[1]
@@ -98,6 +99,16 @@ def service(database_url: str) -> Iterator[TaskService]:
     svc = TaskService(config.eventsourcing_env(), DefinitionCatalog.load())
     yield svc
     svc.close()
+
+
+@pytest.fixture
+def read_db(database_url: str) -> Iterator[Database]:
+    """The read models' database on each backend (the one ``service`` writes events to)."""
+    config = DatabaseConfig.from_url(database_url)
+    prepare_database(config)
+    db = Database(config)
+    yield db
+    db.close()
 
 
 def taskexec(database_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

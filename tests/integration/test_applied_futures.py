@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
 
 from api.runtime import read_models
-from commands.catalog import DefinitionCatalog
 from commands.messages import SubmitTask
-from commands.persistence import DatabaseConfig, prepare_database
 from commands.service import TaskService
 from domain.task import Task
 from domain.values import ANONYMOUS
@@ -22,21 +19,10 @@ from projections.runner import ProjectionRunner, ProjectionStopped
 from tests.conftest import EXAMPLE_INPUT
 
 
-@pytest.fixture
-def parts(database_url: str) -> Iterator[tuple[TaskService, Database]]:
-    config = DatabaseConfig.from_url(database_url)
-    prepare_database(config)
-    service = TaskService(config.eventsourcing_env(), DefinitionCatalog.load())
-    db = Database(config)
-    yield service, db
-    db.close()
-    service.close()
-
-
 async def test_the_future_is_done_once_the_row_is_readable(
-    parts: tuple[TaskService, Database],
+    service: TaskService, read_db: Database
 ) -> None:
-    service, db = parts
+    db = read_db
     runner = ProjectionRunner(service.read_log, read_models(), db)
     runner.start()
     try:
@@ -56,9 +42,9 @@ async def test_the_future_is_done_once_the_row_is_readable(
 
 
 async def test_waiters_learn_that_the_projection_stopped(
-    parts: tuple[TaskService, Database],
+    read_db: Database,
 ) -> None:
-    _, db = parts
+    db = read_db
     orphan = Task.Started(  # type: ignore[call-arg]
         originator_id=uuid4(),
         originator_version=2,

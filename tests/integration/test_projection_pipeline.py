@@ -4,15 +4,12 @@ naming where the batch began, and leave nothing of the batch behind. Both backen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from api.runtime import read_models
-from commands.catalog import DefinitionCatalog
 from commands.messages import SubmitTask
-from commands.persistence import DatabaseConfig, prepare_database
 from commands.service import TaskService
 from domain.task import Task
 from domain.values import ANONYMOUS
@@ -22,21 +19,10 @@ from projections.schema import read_position
 from tests.conftest import EXAMPLE_INPUT
 
 
-@pytest.fixture
-def parts(database_url: str) -> Iterator[tuple[TaskService, Database]]:
-    config = DatabaseConfig.from_url(database_url)
-    prepare_database(config)
-    service = TaskService(config.eventsourcing_env(), DefinitionCatalog.load())
-    db = Database(config)
-    yield service, db
-    db.close()
-    service.close()
-
-
 def test_a_write_the_database_refuses_stops_the_projection_naming_the_batch(
-    parts: tuple[TaskService, Database],
+    service: TaskService, read_db: Database
 ) -> None:
-    service, db = parts
+    db = read_db
     outcome = service.submit(SubmitTask("calculate-order-total", EXAMPLE_INPUT, ANONYMOUS))
     real = service.read_log(0, 100)
     submitted = next(e for _, e in real if isinstance(e, Task.Submitted))
