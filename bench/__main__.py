@@ -9,9 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from bench import compare, e2e, http_floor, profile, read_side, replay
+from bench import ab, compare, e2e, http_floor, profile, read_side, replay
 
 BENCHMARKS = {
+    "ab": ab.main,
     "compare": compare.main,
     "e2e": e2e.main,
     "http_floor": http_floor.main,
@@ -38,7 +39,7 @@ def main() -> None:
         return
     if args[0] == "all":
         for name, run in BENCHMARKS.items():
-            if name != "profile":  # not a benchmark: it needs py-spy and prints shares
+            if name not in ("ab", "profile"):  # a comparison of two trees; py-spy shares
                 run([])
         return
     if args[0] in BENCHMARKS:

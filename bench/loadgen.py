@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+
+# uvicorn closes a keep-alive connection idle for 5 s; one idle this long is not reused, so
+# a request is never written into a connection the server is closing at that moment.
+MAX_IDLE_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,13 @@ class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
+        self.idle_since = time.monotonic()
+
+    @property
+    def reusable(self) -> bool:
+        """Not closed by the server, and not idle long enough for it to be closing."""
+        fresh = time.monotonic() - self.idle_since < MAX_IDLE_S
+        return fresh and not self._reader.at_eof() and not self._writer.is_closing()
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
@@ -47,6 +59,7 @@ class Connection:
             body = await self._chunked()
         else:
             body = await self._reader.readexactly(int(headers.get("content-length", "0")))
+        self.idle_since = time.monotonic()
         return HttpResponse(status, headers, body)
 
     async def _chunked(self) -> bytes:
@@ -83,7 +96,14 @@ class Client:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        conn = self._idle.pop() if self._idle else await Connection.open(self._host, self._port)
+        conn = None
+        while self._idle and conn is None:
+            conn = self._idle.pop()
+            if not conn.reusable:
+                await conn.close()
+                conn = None
+        if conn is None:
+            conn = await Connection.open(self._host, self._port)
         try:
             yield conn
         except BaseException:

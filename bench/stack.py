@@ -45,8 +45,11 @@ def cpu_seconds(pid: int) -> float:
 class Stack:
     """serve + worker + nats-server + a PostgreSQL schema; a context manager."""
 
-    def __init__(self, database_url: str, concurrency: int = 8, port: int = 0) -> None:
+    def __init__(
+        self, database_url: str, concurrency: int = 8, port: int = 0, root: Path = ROOT
+    ) -> None:
         self._base_url = database_url
+        self._root = root  # whose code serve and worker run (bench ab: another checkout)
         self._concurrency = concurrency
         self._port = port
         self._exits = contextlib.ExitStack()
@@ -87,7 +90,7 @@ class Stack:
             "TASKEXEC_RATE_LIMIT": "off",
             "TASKEXEC_RATE_LIMIT_BULK": "off",
             "TASKEXEC_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(self._root),
         }
         permissions = "tasks:execute,tasks:read,tasks:list,tasks:cancel"
         created = subprocess.run(

@@ -1,0 +1,106 @@
+"""Before and after, side by side in one run: our end-to-end figures on two checkouts,
+alternating, so that both see the same machine (issue 7: measure before and after).
+
+    python -m bench ab [--baseline REV] [--rounds 3] [--tasks 5000] [--rates 200]
+
+``REV`` (default ``HEAD``) is checked out into a temporary worktree; the other side is
+this working tree, uncommitted changes included. Each round starts both stacks afresh
+(serve + worker + nats-server + a new PostgreSQL schema), in alternating order, and
+measures: end-to-end throughput with one task per request, CPU per task of serve, of
+the worker and of the whole machine (everything: PostgreSQL, nats-server, this client),
+and submit latency at fixed offered rates. The client is this tree's for both sides.
+Printed: medians per side and after/before ratios. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.common import DEFAULT_PG, percentile
+from bench.e2e import submit_latency, throughput
+from bench.stack import ROOT, Stack
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds spent by every process on the machine so far (/proc/stat, not idle)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
+        path = Path(tmp) / "tree"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            yield path
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
+                check=False,
+                capture_output=True,
+            )
+
+
+def one_round(root: Path, args: argparse.Namespace) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    with Stack(args.database_url, concurrency=32, root=root) as stack:
+        asyncio.run(throughput(stack, 500))  # warm up: connections, caches
+        cpu, busy = stack.cpu(), machine_busy_seconds()
+        figures["tasks/s"] = asyncio.run(throughput(stack, args.tasks))
+        after, busy_after = stack.cpu(), machine_busy_seconds()
+        for process in ("api", "worker"):
+            figures[f"{process} CPU ms/task"] = (after[process] - cpu[process]) / args.tasks * 1e3
+        figures["machine CPU ms/task"] = (busy_after - busy) / args.tasks * 1e3
+        for rate in args.rates:
+            latencies = asyncio.run(submit_latency(stack, rate, args.seconds))
+            ms = [s * 1e3 for s in latencies]
+            figures[f"submit p50 @{rate:g}/s ms"] = statistics.median(ms)
+            figures[f"submit p99 @{rate:g}/s ms"] = percentile(ms, 99)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench ab", description=__doc__)
+    parser.add_argument("--baseline", default="HEAD", help="git revision to compare with")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument(
+        "--rates", type=lambda s: [float(r) for r in s.split(",") if r], default=[200.0]
+    )
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--database-url", default=DEFAULT_PG)
+    args = parser.parse_args(argv)
+    samples: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    with worktree(args.baseline) as base:
+        sides = {"before": base, "after": ROOT}
+        for round_ in range(args.rounds):
+            order = ["before", "after"] if round_ % 2 == 0 else ["after", "before"]
+            for side in order:
+                figures = one_round(sides[side], args)
+                samples[side].append(figures)
+                shown = ", ".join(f"{k} {v:,.2f}" for k, v in figures.items())
+                print(f"round {round_ + 1} {side:6}: {shown}", flush=True)
+    print(f"\nmedians of {args.rounds} rounds ({args.baseline} = before, this tree = after)")
+    print(f"{'':28} {'before':>10} {'after':>10} {'after/before':>13}")
+    for key in samples["before"][0]:
+        before = statistics.median(s[key] for s in samples["before"])
+        after = statistics.median(s[key] for s in samples["after"])
+        print(f"{key:28} {before:10,.2f} {after:10,.2f} {after / before:12.2f}x")
+
+
+if __name__ == "__main__":
+    main()
