@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -205,8 +205,11 @@ async def health(runtime: NamedDependency[Runtime]) -> Response[Health]:
     )
 
 
-def create_app(runtime: Runtime, nats_url: str | None) -> Litestar:
-    """The app; its lifespan opens the runtime and, with a NATS URL, starts messaging."""
+def create_app(
+    runtime: Runtime, nats_url: str | None, on_started: Callable[[], None] = lambda: None
+) -> Litestar:
+    """The app; its lifespan opens the runtime and, with a NATS URL, starts messaging,
+    then calls ``on_started`` (``serve`` settles the heap there: commands/gc_pause.py)."""
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -214,6 +217,7 @@ def create_app(runtime: Runtime, nats_url: str | None) -> Litestar:
         await runtime.start_security()
         if nats_url:
             await runtime.start_messaging(nats_url)
+        on_started()
         try:
             yield
         finally:

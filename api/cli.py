@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 from api.settings import Settings
+from commands.gc_pause import settle_heap
 
 log = logging.getLogger("taskexec")
 
@@ -118,7 +119,7 @@ def serve(settings: Settings, host: str, port: int, nats_url: str) -> None:
             super().handle_exit(sig, frame)
             self._captured_signals.clear()
 
-    app = create_app(Runtime(settings), nats_url)
+    app = create_app(Runtime(settings), nats_url, on_started=settle_heap)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     Server(config).run()
 
@@ -254,6 +255,7 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
+    settle_heap()  # started: what exists now lives as long as the process
     try:
         await worker.run()
     finally:

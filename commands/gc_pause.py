@@ -56,3 +56,22 @@ class GcPause:
 
 #: The process's pauses of ``gc``: ``with gc_paused(): …``.
 gc_paused = GcPause().paused
+
+
+YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
+
+
+def settle_heap(collector: ModuleType | Any = gc, young: int = YOUNG_THRESHOLD) -> None:
+    """For a long-running process, once it has started: collect, then freeze what exists
+    (the app, modules, caches: ~90,000 objects in ``serve``) so that no later collection
+    scans it again, and collect the young generation less often.
+
+    Measured in ``serve`` under load (bench, 5,000 tasks, thread CPU in the collector):
+    0.55 s with the defaults, 0.12 s like this; a full collection scanned the whole heap
+    (~95 ms, holding the GIL) and now finds only what is young. Garbage without cycles is
+    still freed at once by reference counting; only cycles wait a little longer.
+    """
+    collector.collect()
+    collector.freeze()
+    _, middle, old = collector.get_threshold()
+    collector.set_threshold(young, middle, old)

@@ -7,6 +7,7 @@ of this service in that schema (tests use one schema per test).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -142,5 +143,9 @@ def prepare_database(config: DatabaseConfig) -> None:
     if config.is_postgres and config.schema:
         import psycopg
 
-        with psycopg.connect(config.conninfo(), autocommit=True) as conn:
+        # IF NOT EXISTS checks before it creates: another process may win the race.
+        with (
+            psycopg.connect(config.conninfo(), autocommit=True) as conn,
+            contextlib.suppress(psycopg.errors.UniqueViolation),
+        ):
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{config.schema}"')

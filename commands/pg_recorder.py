@@ -1,12 +1,22 @@
-"""The PostgreSQL event recorder, with a cheaper way to send a batch of events.
+"""The PostgreSQL event recorder, with a cheaper way to record a batch of events.
 
-The library inserts a batch as one array of a composite type in psycopg's text format,
-whose dumper escapes every field with regular expressions in Python: at group-commit
-batch sizes that was a large part of a save's CPU. This recorder sends the same rows as
-four plain arrays (ids, versions, topics, states) in the binary format, in the same
-transaction with the same table lock and NOTIFY, so rows, notification ids and their
-order are exactly what the library would write. It overrides one method of
-eventsourcing 9.5.6 (pinned); the whole PostgreSQL half of the test suite runs on it.
+The library records a batch in pipeline mode: BEGIN, the tracking row, SET LOCAL
+lock_timeout, LOCK TABLE, NOTIFY, the INSERT, a sync to fetch the new ids, COMMIT, with
+the events as one array of a composite type in psycopg's text format, whose dumper
+escapes every field with regular expressions in Python. Measured on this machine (thread
+CPU per call, median of 300): 1.1 ms for one event, 1.5 ms with a tracking row, 2.0 ms
+for fifty; psycopg's pipeline machinery in Python is most of it, paid per batch, and at
+light load a batch is one or two commands.
+
+This recorder does the same work in one statement: a PL/pgSQL function
+(``taskexec_insert_events_v1``, in the deployment's schema) that records the tracking
+row, takes the same table lock, notifies the same channel and inserts the rows from four
+plain arrays (ids, versions, topics, states) sent in the binary format. It runs in the
+connection's autocommit mode, so the statement is its transaction: one round trip.
+Same rows, same notification ids in the same order, same IntegrityError when a version
+or a tracking position is taken: 0.4 ms for one event with or without tracking, 1.0 ms
+for fifty. It overrides methods of eventsourcing 9.5.6 (pinned); the whole PostgreSQL
+half of the test suite runs on it.
 """
 
 from __future__ import annotations
@@ -14,39 +24,98 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
-from psycopg.sql import SQL, Identifier
+from eventsourcing.utils import retry
+from psycopg.sql import SQL, Identifier, Literal
+
+INSERT_FUNCTION = "taskexec_insert_events_v1"  # a new signature gets a new version
 
 
 class BinaryInsertProcessRecorder(PostgresProcessRecorder):
-    """A process recorder whose event inserts use binary arrays."""
+    """A process recorder that records a batch (events and tracking) in one statement."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._binary_insert = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
-            "RETURNING notification_id"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            table=Identifier(self.events_table_name),
-            id_type=Identifier(self.datastore.originator_id_type),
-        )
+        if not self.datastore.single_row_tracking:  # the function writes that table's way
+            raise ValueError("the taskexec recorder needs single-row tracking (the default)")
+        names = {
+            "schema": Identifier(self.datastore.schema),
+            "events": Identifier(self.events_table_name),
+            "tracking": Identifier(self.tracking_table_name),
+            "channel": Identifier(self.channel_name),
+            "function": Identifier(INSERT_FUNCTION),
+            "id_type": Identifier(self.datastore.originator_id_type),
+            "lock_timeout": Literal(f"{self.datastore.lock_timeout}s"),
+        }
+        self._create_function = SQL(_FUNCTION).format(**names)
+        self._insert = SQL(
+            "SELECT n AS notification_id FROM {schema}.{function}(%b, %b, %b, %b, %s, %s) AS n"
+        ).format(**names)
 
-    def _insert_stored_events(
-        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        # As PostgresApplicationRecorder._insert_stored_events: lock, notify, insert.
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        curs.execute(
-            self._binary_insert,
-            (
-                [event.originator_id for event in stored_events],
-                [event.originator_version for event in stored_events],
-                [event.topic for event in stored_events],
-                [event.state for event in stored_events],
-            ),
-            binary=True,
+    def create_table(self) -> None:
+        """The library's tables and our function, one process at a time: replicas
+        starting together on a new schema would otherwise each see no tracking table and
+        each record its migration row (all but one failing with IntegrityError), or
+        replace the function at the same moment ("tuple concurrently updated")."""
+        key = SQL("hashtext({0})").format(Literal(f"taskexec-ddl:{self.datastore.schema}"))
+        with self.datastore.get_connection() as conn:
+            conn.execute(SQL("SELECT pg_advisory_lock({0})").format(key))
+            try:
+                super().create_table()
+            finally:
+                conn.execute(SQL("SELECT pg_advisory_unlock({0})").format(key))
+
+    def _create_table(self, curs: Any) -> None:
+        super()._create_table(curs)
+        curs.execute(self._create_function, prepare=False)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        tracking: Tracking | None = kwargs.get("tracking")
+        params = (
+            [event.originator_id for event in stored_events],
+            [event.originator_version for event in stored_events],
+            [event.topic for event in stored_events],
+            [event.state for event in stored_events],
+            tracking.application_name if tracking else None,
+            tracking.notification_id if tracking else None,
         )
+        # get_connection turns psycopg's errors into the library's (IntegrityError…).
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._insert, params, binary=True, prepare=True)
+            return [row["notification_id"] for row in curs.fetchall()]
+
+
+# What the library's insert does, in its order: tracking row (single-row table: it only
+# moves forward, else the batch is refused), then the lock, the NOTIFY, the rows.
+_FUNCTION = """
+CREATE OR REPLACE FUNCTION {schema}.{function}(
+    ids {id_type}[], versions bigint[], topics text[], states bytea[],
+    tracking_name text, tracking_id bigint
+) RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
+BEGIN
+    IF tracking_name IS NOT NULL THEN
+        INSERT INTO {schema}.{tracking} AS t (application_name, notification_id)
+        VALUES (tracking_name, tracking_id)
+        ON CONFLICT (application_name) DO UPDATE SET notification_id = tracking_id
+        WHERE t.notification_id < tracking_id;
+        IF NOT FOUND THEN
+            RAISE unique_violation USING MESSAGE =
+                'Failed to record tracking for ' || tracking_name || ' ' || tracking_id;
+        END IF;
+    END IF;
+    IF cardinality(ids) > 0 THEN
+        PERFORM set_config('lock_timeout', {lock_timeout}, true);
+        LOCK TABLE {schema}.{events} IN EXCLUSIVE MODE;
+        NOTIFY {channel};
+        RETURN QUERY
+            INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state)
+            SELECT * FROM unnest(ids, versions, topics, states)
+            RETURNING notification_id;
+    END IF;
+END
+$body$
+"""

@@ -154,7 +154,11 @@ class TaskService(Application[UUID]):
         aggregates = decision.aggregates()
         positions: dict[UUID, int] = {}
         if aggregates:
-            for recording in self.save(*aggregates):
+            # What save() does here, without its two runtime-Protocol isinstance checks
+            # per aggregate (tens of microseconds each on Python 3.11): no snapshots, no
+            # cache, no notify hooks are configured.
+            events = [event for task in aggregates for event in task.collect_events()]
+            for recording in self.events.put(events):
                 positions[recording.domain_event.originator_id] = recording.notification.id
         results: dict[int, Outcome | Exception] = dict(decision.answers)
         for index, task in decision.changed.items():

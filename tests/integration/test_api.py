@@ -190,3 +190,19 @@ def test_health_is_503_without_nats(runtime: Runtime) -> None:
         response = client.get("/health")
     assert response.status_code == 503
     assert response.json()["checks"]["nats"] is False
+
+
+def test_on_started_runs_once_everything_is_open(
+    runtime: Runtime, nats_server: EmbeddedNatsServer
+) -> None:
+    """``serve`` settles its heap in ``on_started``: after the runtime and messaging are
+    up (what exists then lives as long as the process), before the first request."""
+    seen: list[tuple[bool, bool]] = []
+
+    def started() -> None:
+        seen.append((runtime.runner.position > 0, runtime.nats_connected))
+
+    with TestClient(create_app(runtime, nats_server.url, on_started=started)) as client:
+        assert seen == [(True, True)]  # definitions applied, NATS connected
+        assert client.get("/health").status_code == 200
+    assert len(seen) == 1

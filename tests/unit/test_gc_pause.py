@@ -1,5 +1,6 @@
 """commands/gc_pause.py: the collector is off inside, restored after, counted across
-overlapping pauses and threads, never switched on if it was off before.
+overlapping pauses and threads, never switched on if it was off before; a started process
+settles its heap (collected, frozen, young collections spaced out).
 
 The logic is tested on a collector of its own (a stand-in with gc's three methods): the
 real ``gc`` is process-wide, and other tests' background threads pause it too."""
@@ -12,7 +13,7 @@ import weakref
 
 import pytest
 
-from commands.gc_pause import GcPause, gc_paused
+from commands.gc_pause import YOUNG_THRESHOLD, GcPause, gc_paused, settle_heap
 
 
 class Collector:
@@ -101,3 +102,45 @@ def test_the_real_collector_leaves_cycles_made_in_a_pause_for_after_it() -> None
         assert ref() is not None  # a cycle: reference counting alone cannot free it
     gc.collect()
     assert ref() is None
+
+
+class Settling:
+    """A stand-in recording what ``settle_heap`` asks of the collector, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.threshold: tuple[int, ...] = (700, 10, 10)
+
+    def collect(self) -> int:
+        self.calls.append("collect")
+        return 0
+
+    def freeze(self) -> None:
+        self.calls.append("freeze")
+
+    def get_threshold(self) -> tuple[int, ...]:
+        return self.threshold
+
+    def set_threshold(self, *threshold: int) -> None:
+        self.calls.append("set_threshold")
+        self.threshold = threshold
+
+
+def test_settle_heap_collects_then_freezes_and_spaces_young_collections() -> None:
+    collector = Settling()
+    settle_heap(collector, young=12_345)
+    assert collector.calls == ["collect", "freeze", "set_threshold"]  # garbage never frozen
+    assert collector.threshold == (12_345, 10, 10)  # the older generations keep theirs
+
+
+def test_settle_heap_on_the_real_collector_freezes_what_exists() -> None:
+    before_threshold, before_frozen = gc.get_threshold(), gc.get_freeze_count()
+    survivor: list[object] = [[] for _ in range(100)]
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() >= before_frozen + len(survivor)
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+        assert gc.get_threshold()[1:] == before_threshold[1:]
+    finally:
+        gc.unfreeze()  # this test process goes on collecting as before
+        gc.set_threshold(*before_threshold)
