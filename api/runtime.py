@@ -38,6 +38,7 @@ from projections.queries import DefinitionQueries, Generation, Page, TaskQueries
 from projections.runner import ProjectionRunner, ProjectionStopped
 from projections.schema import Projection
 from projections.tasks import TaskProjection, timestamp_text
+from workers.publisher import JetStreamPublisher
 from workers.relay import Relay
 from workers.streams import EventsRetention, ensure_streams
 
@@ -70,6 +71,7 @@ class Runtime:
         self._definitions: DefinitionQueries | None = None
         self._nc: Client | None = None
         self._relay: Relay | None = None
+        self._publisher: JetStreamPublisher | None = None
         self._consumer: ResultsConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -107,7 +109,8 @@ class Runtime:
         self._nc = await nats.connect(nats_url, name="taskexec-serve", max_reconnect_attempts=-1)
         retention = EventsRetention(self.settings.events_max_age_s, self.settings.events_max_bytes)
         await ensure_streams(self._nc.jetstream(), self.settings.work_ack_wait_s, retention)
-        self._relay = Relay(Outbox(self.service), self._nc.jetstream())
+        self._publisher = JetStreamPublisher(self._nc)
+        self._relay = Relay(Outbox(self.service), self._publisher)
         self._consumer = ResultsConsumer(self.service, self._nc, on_recorded=self._after_write)
         self._tasks = [
             asyncio.create_task(self._relay.run(), name="relay"),
@@ -128,6 +131,10 @@ class Runtime:
             for task in pending:
                 task.cancel()
             self._tasks = []
+        if self._publisher is not None:
+            with contextlib.suppress(Exception):
+                await self._publisher.close()
+            self._publisher = None
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.drain()

@@ -12,16 +12,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Protocol
-
-from nats.js import JetStreamContext
+from collections.abc import Sequence
+from typing import Protocol
 
 from workers.protocol import Outgoing
-from workers.streams import headers
 
 log = logging.getLogger(__name__)
 
-PUBLISH_TIMEOUT_S = 10.0
 RECORD_EVERY_S = 0.5  # far inside JetStream's duplicate window
 
 
@@ -40,14 +37,21 @@ class OutboxPort(Protocol):
     def mark_published(self, position: int) -> None: ...
 
 
+class PublisherPort(Protocol):
+    """Publishes a batch, returning once JetStream has stored every message (raises
+    otherwise): workers.publisher.JetStreamPublisher."""
+
+    async def publish(self, messages: Sequence[Outgoing]) -> None: ...
+
+
 class Relay:
     """Copies new store events to NATS until stopped."""
 
     def __init__(
-        self, outbox: OutboxPort, js: JetStreamContext, poll_interval: float = 0.05
+        self, outbox: OutboxPort, publisher: PublisherPort, poll_interval: float = 0.05
     ) -> None:
         self._outbox = outbox
-        self._js = js
+        self._publisher = publisher
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -101,18 +105,6 @@ class Relay:
         self._recorded_at = time.monotonic()
 
     async def _publish(self, messages: list[Outgoing]) -> None:
-        """Publish the whole batch pipelined, then wait for every ack: one round trip per
-        batch, not per message. One connection keeps the order within each stream."""
-        acks: list[asyncio.Future[Any]] = []
-        try:
-            for message in messages:
-                acks.append(
-                    await self._js.publish_async(
-                        message.subject, message.body, headers=headers(message.msg_id)
-                    )
-                )
-            # An ack future may never resolve on some server errors: always bound it.
-            await asyncio.wait_for(asyncio.gather(*acks), PUBLISH_TIMEOUT_S)
-        finally:
-            for ack in acks:  # frees the client's in-flight slots of those never answered
-                ack.cancel()
+        """The whole batch pipelined, then every ack: one round trip per batch, not per
+        message. One connection keeps the order within each stream."""
+        await self._publisher.publish(messages)

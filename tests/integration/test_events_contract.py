@@ -35,6 +35,7 @@ from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
 from workers.executor import Worker
 from workers.nats_server import EmbeddedNatsServer
 from workers.protocol import EVENTS_STREAM
+from workers.publisher import JetStreamPublisher
 from workers.relay import Relay
 from workers.streams import DUPLICATE_WINDOW_S, EVENTS_MAX_AGE_S, ensure_streams
 
@@ -479,7 +480,7 @@ async def test_events_recorded_while_nats_refuses_them_are_published_afterwards(
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
     await ensure_streams(js)
-    relay = Relay(Outbox(runtime.service), js, poll_interval=0.02)
+    relay = Relay(Outbox(runtime.service), JetStreamPublisher(nc), poll_interval=0.02)
     relaying = asyncio.create_task(relay.run())
 
     def submit() -> UUID:

@@ -22,6 +22,7 @@ from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
 from workers.executor import Worker
 from workers.nats_server import EmbeddedNatsServer
 from workers.protocol import EVENTS_STREAM, WORK_STREAM, cloud_event_decoder
+from workers.publisher import JetStreamPublisher
 from workers.relay import Relay
 from workers.streams import ensure_streams
 
@@ -151,7 +152,9 @@ async def test_relay_publishes_events_and_work_and_a_replay_is_deduplicated(
             runtime.submit, command("calculate-order-total", EXAMPLE_INPUT)
         )
         outbox = Outbox(runtime.service)
-        await _relay_until(Relay(outbox, js), lambda: outbox.position() >= outcome.position)
+        await _relay_until(
+            Relay(outbox, JetStreamPublisher(nc)), lambda: outbox.position() >= outcome.position
+        )
 
         events = await js.stream_info(EVENTS_STREAM)
         work = await js.stream_info(WORK_STREAM)
@@ -177,7 +180,7 @@ async def test_relay_publishes_events_and_work_and_a_replay_is_deduplicated(
 
         forgetful = Forgetful(runtime.service)
         forgetful.done = False
-        await _relay_until(Relay(forgetful, js), lambda: forgetful.done)
+        await _relay_until(Relay(forgetful, JetStreamPublisher(nc)), lambda: forgetful.done)
         events = await js.stream_info(EVENTS_STREAM)
         work = await js.stream_info(WORK_STREAM)
         assert (events.state.messages, work.state.messages) == (1, 1)
