@@ -39,15 +39,16 @@ def order(**overrides: Any) -> SubmitTask:
 
 @pytest.fixture
 def counting(service: TaskService, monkeypatch: pytest.MonkeyPatch) -> TaskService:
-    """The service, counting its saves (each save is one transaction) in ``saves``."""
-    real_save = service.save
+    """The service, counting what it records (each ``events.put`` is one transaction) in
+    ``saves``."""
+    real_put = service.events.put
     service.saves = 0  # type: ignore[attr-defined]
 
-    def save(*args: Any, **kwargs: Any) -> Any:
+    def put(*args: Any, **kwargs: Any) -> Any:
         service.saves += 1  # type: ignore[attr-defined]
-        return real_save(*args, **kwargs)
+        return real_put(*args, **kwargs)
 
-    monkeypatch.setattr(service, "save", save)
+    monkeypatch.setattr(service.events, "put", put)
     return service
 
 
