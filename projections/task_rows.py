@@ -117,6 +117,16 @@ def uuid_text(number: int) -> str:
     return f"{hex[:8]}-{hex[8:12]}-{hex[12:16]}-{hex[16:20]}-{hex[20:]}"
 
 
+def free_text(value: str | None) -> str | None:
+    """Free text (a workflow id, a worker's name, a cancel reason) as the read model keeps
+    it: PostgreSQL's text cannot hold U+0000, and one such character, sent by any caller
+    allowed to cancel, made the batch fail and stopped the projection. It becomes U+FFFD
+    on both backends; the event store keeps the text as it came."""
+    if value is not None and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
+
+
 def json_text(value: Any) -> str:
     return _json.encode(value).decode()
 
@@ -135,7 +145,7 @@ def submitted(task_id: str, e: Any) -> Row:
         e.definition_id,
         e.definition_version,
         e.definition_revision,
-        e.workflow_instance_id,
+        free_text(e.workflow_instance_id),
         e.timeout_ms,
         "PENDING",
         e.task_type,
@@ -169,7 +179,7 @@ def _started(row: Row, e: Any) -> None:
     row[ATTEMPTS] = e.attempt
     row[START] = at
     row[END] = None
-    row[WORKER] = e.worker
+    row[WORKER] = free_text(e.worker)
     row[NEXT] = None
     row[LEASE] = deadline
     row[UPDATED] = at
@@ -212,7 +222,7 @@ def _timed_out(row: Row, e: Any) -> None:
 
 
 def _cancelled(row: Row, e: Any) -> None:
-    reason = e.reason
+    reason = free_text(e.reason)
     _ended(row, e, "CANCELLED")
     row[CANCEL] = reason
 

@@ -56,6 +56,7 @@ from domain.task import Task
 from projections.db import Cursor, Database
 from projections.queries import Generation
 from projections.schema import read_position
+from projections.task_rows import free_text
 from projections.tasks import json_text, timestamp_text
 
 Progress = Callable[[int, int], None]
@@ -573,6 +574,8 @@ def _plain(value: Any) -> Any:
         return value.value
     if isinstance(value, datetime):
         return _time_text(value)
+    if isinstance(value, str):
+        return free_text(value)
     return value
 
 

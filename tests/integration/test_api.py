@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from litestar.testing import TestClient
@@ -206,3 +207,33 @@ def test_on_started_runs_once_everything_is_open(
         assert seen == [(True, True)]  # definitions applied, NATS connected
         assert client.get("/health").status_code == 200
     assert len(seen) == 1
+
+
+def test_a_nul_character_in_free_text_does_not_stop_the_read_models(
+    runtime: Runtime, client: TestClient[Any]
+) -> None:
+    """U+0000 in a workflow id or a cancel reason (any caller may send one): PostgreSQL's
+    text cannot hold it, and the batch holding it used to fail and stop the projection.
+    The read model keeps U+FFFD instead, on both backends; the store keeps what came."""
+    from projections.db import Database
+    from projections.verify import Verifier
+
+    created = client.post(TASKS, json={**EXAMPLE, "workflowInstanceId": "wf\u0000a"})
+    assert created.status_code == 201, created.text
+    task_id = created.json()["id"]
+    cancelled = client.post(f"{TASKS}/{task_id}/cancel", json={"reason": "oops\u0000"})
+    assert cancelled.status_code == 200, cancelled.text
+    after = client.post(TASKS, json=EXAMPLE)  # the projection goes on
+    assert after.status_code == 201
+    assert runtime.runner.error is None
+    assert client.get(f"{TASKS}/{after.json()['id']}").status_code == 200
+    listed = client.get(TASKS, params={"workflowInstanceId": "wf\ufffda"}).json()
+    assert [t["id"] for t in listed["items"]] == [task_id]
+    stored = runtime.service.load(UUID(task_id))
+    assert (stored.workflow_instance_id, stored.cancel_reason) == ("wf\u0000a", "oops\u0000")
+    db = Database(runtime.db_config)
+    try:
+        report = Verifier(runtime.service, db).run()
+    finally:
+        db.close()
+    assert report.ok, [str(p) for p in report.problems]
