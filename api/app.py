@@ -19,7 +19,13 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_503_SERVIC
 from api.audit import ROUTES as AUDIT_ROUTES
 from api.errors import ERROR, EXCEPTION_HANDLERS
 from api.gate import BULK_PATH, Gate
-from api.guards import AUTH_ERRORS, SECURITY_SCHEMES, current_principal, protected
+from api.guards import (
+    AUTH_ERRORS,
+    SECURITY_SCHEMES,
+    check_permission,
+    current_principal,
+    protected,
+)
 from api.manual import ROUTES as MANUAL_ROUTES
 from api.paths import parse_task_id
 from api.principal import Principal
@@ -241,6 +247,7 @@ def create_app(
             "principal": Provide(current_principal, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=check_permission,  # each route's permission (api/guards.py)
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="Task Execution Service",

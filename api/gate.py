@@ -13,8 +13,8 @@ balancers' probes), before any routing, body parsing or database read:
 3. over budget: 429 ``RATE_LIMITED`` with ``Retry-After``;
 4. not authenticated and not an open path (``/health``, ``/schema…``): 401
    ``UNAUTHORIZED`` with ``WWW-Authenticate``;
-5. else the request goes on, with ``scope["user"]`` set to the Principal (route guards check
-   permissions, api/guards.py).
+5. else the request goes on, with ``scope["user"]`` set to the Principal (each route's
+   permission is checked before its body is read, api/guards.py).
 
 It sits outside the router so that its headers reach every response, router-level 404 and
 405 included: it adds ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` to whatever

@@ -1,9 +1,12 @@
 """Reading and writing task rows in batches, in each database's cheapest way.
 
-- PostgreSQL: new rows by ``COPY`` in the binary format (in a small, pipelined batch by
-  one INSERT from arrays, as COPY cannot be pipelined); changed rows by one UPDATE per
+- PostgreSQL: new rows by ``COPY`` in the binary format; changed rows by one UPDATE per
   batch with one array per column (``unnest``), also binary, instead of a statement per
-  row (pipelined ``executemany`` spent most of catch-up in the driver).
+  row (pipelined ``executemany`` spent most of catch-up in the driver). A small batch (the
+  live one, pipelined: no COPY there) sends its rows as one JSON document instead
+  (``json_populate_recordset`` over the table's own row type): psycopg dumps arrays in
+  Python, element by element, which cost a tenth of a live batch for 22 one-row arrays;
+  msgspec encodes the rows in C (live batch 2.3 -> 1.8 ms CPU, median of 150).
 - SQLite: ``executemany`` per shape of row. Python 3.11's sqlite3 looks up adapters for
   every ``None`` it binds (two failed attribute look-ups, one formatting an exception
   message: about a sixth of the cost of writing a row, callgrind). So rows are grouped
@@ -17,6 +20,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
+
+import msgspec
 
 from projections.db import Cursor
 from projections.task_rows import COLUMNS, ID, MUTABLE, NULLABLE, Row, Rows
@@ -33,6 +38,9 @@ _ALL = tuple(range(len(COLUMNS)))
 _SET_THEN_ID = (*range(_FIRST_MUTABLE, len(COLUMNS)), ID)  # an UPDATE's parameters
 _NULLABLE = frozenset(COLUMNS.index(c) for c in NULLABLE)
 _NAMES = ", ".join(COLUMNS)
+_UPDATE_NAMES = ("id", *MUTABLE)
+_updated = itemgetter(ID, *range(_FIRST_MUTABLE, len(COLUMNS)))
+_encode = msgspec.json.Encoder().encode
 Shape = tuple[bool, ...]  # per nullable column: is it NULL
 
 
@@ -58,11 +66,9 @@ def insert(cur: Cursor, view: str, rows: list[Row]) -> None:
     if not rows:
         return
     if cur.postgres and cur.pipelined:  # a small batch: no COPY in pipeline mode
-        arrays = list(zip(*rows, strict=True))
         cur.execute(
-            f"INSERT INTO {view} ({_NAMES}) SELECT {_NAMES} FROM {_unnest(COLUMNS)}",
-            [list(column) for column in arrays],
-            binary=True,
+            f"INSERT INTO {view} ({_NAMES}) SELECT {_NAMES} FROM {_records(view)}",
+            (_json([dict(zip(COLUMNS, row, strict=True)) for row in rows]),),
         )
         return
     if cur.postgres:
@@ -76,6 +82,13 @@ def update(cur: Cursor, view: str, rows: list[Row]) -> None:
     """Write the mutable columns of existing rows."""
     if not rows:
         return
+    if cur.postgres and cur.pipelined:
+        assignments = ", ".join(f"{c} = v.{c}" for c in MUTABLE)
+        cur.execute(
+            f"UPDATE {view} AS t SET {assignments} FROM {_records(view)} WHERE t.id = v.id",
+            (_json([dict(zip(_UPDATE_NAMES, _updated(row), strict=True)) for row in rows]),),
+        )
+        return
     if cur.postgres:
         columns = ("id", *MUTABLE)
         assignments = ", ".join(f"{c} = v.{c}" for c in MUTABLE)
@@ -88,6 +101,31 @@ def update(cur: Cursor, view: str, rows: list[Row]) -> None:
         return
     for shape, values in _by_shape(rows, _SET_THEN_ID).items():
         cur.executemany(_sqlite_update(view, shape), values)
+
+
+def add_counts(cur: Cursor, counts: str, changes: list[tuple[str, str, int]]) -> None:
+    """Add ``n`` to the count of each (status, type): one statement on PostgreSQL."""
+    if not changes:
+        return
+    upsert = f"ON CONFLICT (status, type) DO UPDATE SET n = {counts}.n + excluded.n"
+    if cur.postgres:
+        rows = [{"status": status, "type": type_, "n": n} for status, type_, n in changes]
+        cur.execute(
+            f"INSERT INTO {counts} (status, type, n) SELECT status, type, n "
+            f"FROM {_records(counts)} {upsert}",
+            (_json(rows),),
+        )
+        return
+    cur.executemany(f"INSERT INTO {counts} (status, type, n) VALUES (?, ?, ?) {upsert}", changes)
+
+
+def _records(table: str) -> str:
+    """Rows of ``table``'s type from a JSON array of objects keyed by column (``?``)."""
+    return f"json_populate_recordset(NULL::{table}, ?::json) AS v"
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    return _encode(rows).decode()
 
 
 def _unnest(columns: tuple[str, ...]) -> str:

@@ -149,12 +149,7 @@ class TaskProjection:
         for row in rows.values():
             delta[(row[STATUS], row[TYPE])] += 1
         changes = [(status, type_, n) for (status, type_), n in delta.items() if n]
-        if changes:
-            cur.executemany(
-                f"INSERT INTO {counts} (status, type, n) VALUES (?, ?, ?) "
-                f"ON CONFLICT (status, type) DO UPDATE SET n = {counts}.n + excluded.n",
-                changes,
-            )
+        task_sql.add_counts(cur, counts, changes)
 
 
 _HANDLERS: dict[type[Any], Handler | None] = {Task.Submitted: _SUBMITTED, **CHANGES}
