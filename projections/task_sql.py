@@ -39,6 +39,7 @@ _SET_THEN_ID = (*range(_FIRST_MUTABLE, len(COLUMNS)), ID)  # an UPDATE's paramet
 _NULLABLE = frozenset(COLUMNS.index(c) for c in NULLABLE)
 _NAMES = ", ".join(COLUMNS)
 _UPDATE_NAMES = ("id", *MUTABLE)
+_ASSIGNMENTS = ", ".join(f"{c} = v.{c}" for c in MUTABLE)  # an UPDATE … FROM … AS v
 _updated = itemgetter(ID, *range(_FIRST_MUTABLE, len(COLUMNS)))
 _encode = msgspec.json.Encoder().encode
 Shape = tuple[bool, ...]  # per nullable column: is it NULL
@@ -83,18 +84,16 @@ def update(cur: Cursor, view: str, rows: list[Row]) -> None:
     if not rows:
         return
     if cur.postgres and cur.pipelined:
-        assignments = ", ".join(f"{c} = v.{c}" for c in MUTABLE)
         cur.execute(
-            f"UPDATE {view} AS t SET {assignments} FROM {_records(view)} WHERE t.id = v.id",
+            f"UPDATE {view} AS t SET {_ASSIGNMENTS} FROM {_records(view)} WHERE t.id = v.id",
             (_json([dict(zip(_UPDATE_NAMES, _updated(row), strict=True)) for row in rows]),),
         )
         return
     if cur.postgres:
         columns = ("id", *MUTABLE)
-        assignments = ", ".join(f"{c} = v.{c}" for c in MUTABLE)
         arrays = list(zip(*rows, strict=True))
         cur.execute(
-            f"UPDATE {view} AS t SET {assignments} FROM {_unnest(columns)} WHERE t.id = v.id",
+            f"UPDATE {view} AS t SET {_ASSIGNMENTS} FROM {_unnest(columns)} WHERE t.id = v.id",
             [list(arrays[ID]), *(list(column) for column in arrays[_FIRST_MUTABLE:])],
             binary=True,
         )
