@@ -93,7 +93,9 @@ class Relay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
             return
-        await self._publish(batch.messages)
+        # The whole batch pipelined, then every ack (one round trip per batch); one
+        # connection keeps the order within each stream.
+        await self._publisher.publish(batch.messages)
         self._position = batch.last_position
         if time.monotonic() - self._recorded_at >= RECORD_EVERY_S:
             await self._record()
@@ -103,8 +105,3 @@ class Relay:
             await asyncio.to_thread(self._outbox.mark_published, self._position)
             self._recorded = self._position
         self._recorded_at = time.monotonic()
-
-    async def _publish(self, messages: list[Outgoing]) -> None:
-        """The whole batch pipelined, then every ack: one round trip per batch, not per
-        message. One connection keeps the order within each stream."""
-        await self._publisher.publish(messages)
