@@ -1,14 +1,15 @@
 """Before and after, side by side in one run: our end-to-end figures on two checkouts,
 alternating, so that both see the same machine (issue 7: measure before and after).
 
-    python -m bench ab [--baseline REV] [--rounds 3] [--tasks 5000] [--rates 200]
+    python -m bench ab [--baseline REV] [--rounds 3] [--tasks 5000] [--rates 200] [--idle 100]
 
 ``REV`` (default ``HEAD``) is checked out into a temporary worktree; the other side is
 this working tree, uncommitted changes included. Each round starts both stacks afresh
 (serve + worker + nats-server + a new PostgreSQL schema), in alternating order, and
 measures: end-to-end throughput with one task per request, CPU per task of serve, of
 the worker and of the whole machine (everything: PostgreSQL, nats-server, this client),
-and submit latency at fixed offered rates. The client is this tree's for both sides.
+submit latency at fixed offered rates, and idle submit -> COMPLETED latency (one task
+at a time, seen as its ``completed`` event on NATS). The client is this tree's for both sides.
 Printed: medians per side and after/before ratios. Nothing is asserted.
 """
 
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.common import DEFAULT_PG, percentile
-from bench.e2e import submit_latency, throughput
+from bench.e2e import idle_latency, submit_latency, throughput
 from bench.stack import ROOT, Stack
 
 
@@ -70,6 +71,10 @@ def one_round(root: Path, args: argparse.Namespace) -> dict[str, float]:
             ms = [s * 1e3 for s in latencies]
             figures[f"submit p50 @{rate:g}/s ms"] = statistics.median(ms)
             figures[f"submit p99 @{rate:g}/s ms"] = percentile(ms, 99)
+        if args.idle:
+            ms = [s * 1e3 for s in asyncio.run(idle_latency(stack, args.idle))]
+            figures["idle p50 ms"] = statistics.median(ms)
+            figures["idle p99 ms"] = percentile(ms, 99)
     return figures
 
 
@@ -82,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         "--rates", type=lambda s: [float(r) for r in s.split(",") if r], default=[200.0]
     )
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--idle", type=int, default=100, help="idle samples (0: none)")
     parser.add_argument("--database-url", default=DEFAULT_PG)
     args = parser.parse_args(argv)
     samples: dict[str, list[dict[str, float]]] = {"before": [], "after": []}

@@ -44,6 +44,7 @@ class RecordReport:
     error_type: str = ""
     error_message: str = ""
     retryable: bool = True
+    started_at: datetime | None = None  # set: the attempt's start, not reported apart
 
 
 @dataclass(frozen=True)

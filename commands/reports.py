@@ -8,12 +8,14 @@ the task was submitted against, not whatever the definition says today.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from commands.catalog import Violation
 from commands.messages import RecordReport
+from domain.errors import StaleResult
 from domain.task import OUTPUT_VALIDATION_ERROR, Task
 from domain.values import Actor
 
@@ -25,6 +27,14 @@ OutputCheck = Callable[[Task, Any], list[Violation]]
 def apply_report(task: Task, report: RecordReport, check_output: OutputCheck) -> None:
     """Apply one worker report; StaleResult (from the aggregate) means: change nothing."""
     worker = Actor(id=report.worker, kind="worker")
+    if report.started_at is not None and report.kind != "started":
+        # The start, reported with the end. Already recorded (this worker ran this very
+        # attempt before, redelivered): then only the end counts; and if the task no
+        # longer runs this attempt, the end is refused below as stale as well.
+        with contextlib.suppress(StaleResult):
+            task.start(
+                attempt=report.attempt, worker=report.worker, at=report.started_at, actor=worker
+            )
     if report.kind == "started":
         task.start(attempt=report.attempt, worker=report.worker, at=report.at, actor=worker)
     elif report.kind == "completed":

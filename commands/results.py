@@ -26,17 +26,22 @@ from workers.pull import Puller
 log = logging.getLogger(__name__)
 
 
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def to_record(report: Report) -> RecordReport:
     return RecordReport(
         task_id=UUID(report.task_id),
         attempt=report.attempt,
         kind=report.kind,
         worker=report.worker,
-        at=datetime.fromisoformat(report.at.replace("Z", "+00:00")),
+        at=_instant(report.at),
         output=report.output,
         error_type=report.error_type,
         error_message=report.error_message,
         retryable=report.retryable,
+        started_at=_instant(report.started_at) if report.started_at is not None else None,
     )
 
 

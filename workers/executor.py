@@ -13,7 +13,9 @@
 - Running: a cancel broadcast (``tasks.events.cancelled``) stops the attempt (see
   workers/attempt.py); ``in_progress`` every ack_wait/3 keeps the lease of long handlers.
 - Reports go to ``tasks.results`` before the work is acked: a crash in between runs the
-  attempt again (handlers run at least once).
+  attempt again (handlers run at least once). An attempt that ends within
+  ``QUICK_REPORT_S`` sends one report (its end, carrying its start); a longer one sends a
+  started report at that point and its end later.
 - ``stop()`` (SIGTERM): stop fetching, let attempts finish within ``grace_s``, then stop
   them and hand their work back (``nak``) for another worker.
 """
@@ -62,6 +64,10 @@ REPORT_ACK_TIMEOUT_S = 10.0
 FULL_PROBE_INTERVAL_S = 1.0
 ANNOUNCED_GRACE_S = 0.05  # a queue announced this recently is probed again soon
 REPROBE_DELAY_S = 0.002
+# An attempt that ends within this long of its start sends one report, not a started
+# report and then its end: half the report traffic for quick tasks, and one trip through
+# the results consumer instead of two. A longer attempt shows RUNNING this much later.
+QUICK_REPORT_S = 0.05
 
 
 def default_worker_id() -> str:
@@ -84,6 +90,7 @@ class Worker:
         grace_s: float = 30.0,
         starvation_s: float = 60.0,
         ack_wait_s: float = WORK_ACK_WAIT_S,
+        quick_report_s: float = QUICK_REPORT_S,
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream()
@@ -94,6 +101,7 @@ class Worker:
         self._grace_s = grace_s
         self._starvation_s = starvation_s
         self._ack_wait_s = ack_wait_s
+        self._quick_report_s = quick_report_s
         self._pullers: dict[str, Puller] = {}
         self._cancelled: KeyValue | None = None
         self._wake = asyncio.Event()
@@ -247,17 +255,26 @@ class Worker:
         if await self._is_cancelled(item.task_id):
             await msg.ack()  # cancelled before it started: nothing to run or report
             return
+        # An attempt that ends within quick_report_s is reported once: its end, with
+        # the moment it started. A longer one reports its start when that time is up.
         # Reports are published pipelined; the work is acked only once JetStream has
-        # stored both, so a crash before that runs the attempt again (at least once).
-        acks = [await self._report(item, Result("started"))]
+        # stored them, so a crash before that runs the attempt again (at least once).
+        started_at = now_text()
+        running = asyncio.ensure_future(attempt.run())
         keep_lease = asyncio.create_task(_keep_lease(msg, self._ack_wait_s / 3))
+        acks: list[asyncio.Future[Any]] = []
         try:
-            result = await attempt.run()
+            await asyncio.wait({running}, timeout=self._quick_report_s)
+            if not running.done():
+                acks.append(await self._report(item, Result("started"), at=started_at))
+            result = await running
             if result is not None:
-                acks.append(await self._report(item, result))
+                start = None if acks else started_at
+                acks.append(await self._report(item, result, started_at=start))
             await _stored(acks)
         finally:
             keep_lease.cancel()
+            running.cancel()  # stopped from outside (a drain): the attempt stops too
         await msg.ack()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -276,18 +293,26 @@ class Worker:
                 log.info("cancelling attempt %d of %s", attempt.item.attempt, event.subject)
                 attempt.cancel(force=bool(event.data.get("force")))
 
-    async def _report(self, item: WorkItem, result: Result) -> asyncio.Future[Any]:
-        """Publish a report; the returned future is JetStream's ack of it."""
+    async def _report(
+        self,
+        item: WorkItem,
+        result: Result,
+        at: str | None = None,
+        started_at: str | None = None,
+    ) -> asyncio.Future[Any]:
+        """Publish a report (of now, unless ``at``); the returned future is JetStream's
+        ack of it. ``started_at``: the attempt's start, not reported on its own."""
         report = Report(
             task_id=item.task_id,
             attempt=item.attempt,
             kind=result.kind,
             worker=self.worker_id,
-            at=now_text(),
+            at=at or now_text(),
             output=result.output,
             error_type=result.error_type,
             error_message=result.error_message,
             retryable=result.retryable,
+            started_at=started_at,
         )
         try:
             body = encoder.encode(report)

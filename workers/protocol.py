@@ -54,7 +54,12 @@ class WorkItem(msgspec.Struct, rename="camel", frozen=True):
 
 
 class Report(msgspec.Struct, rename="camel", frozen=True):
-    """A worker's report on one attempt: started, completed or failed."""
+    """A worker's report on one attempt: started, completed or failed.
+
+    ``started_at`` (on a completed or failed report): the attempt also began then, and
+    no started report was sent for it. An attempt that ends within moments of its start
+    is reported once, not twice (workers/executor.py); the service records both events.
+    """
 
     task_id: str
     attempt: int
@@ -65,6 +70,7 @@ class Report(msgspec.Struct, rename="camel", frozen=True):
     error_type: str = ""
     error_message: str = ""
     retryable: bool = True
+    started_at: str | None = None  # RFC 3339, UTC
 
     @property
     def msg_id(self) -> str:

@@ -25,6 +25,7 @@ from domain.task import Task
 from domain.values import ANONYMOUS, Priority
 from workers.executor import Worker
 from workers.nats_server import EmbeddedNatsServer
+from workers.protocol import RESULTS_SUBJECT
 
 HANDLERS = textwrap.dedent(
     """
@@ -208,6 +209,49 @@ async def test_failures_are_retried_with_backoff_until_success(stack: Stack) -> 
         due = datetime.fromisoformat(retry.retry_at)
         assert (due - retry.timestamp).total_seconds() * 1000 == pytest.approx(delay_ms, abs=1)
         assert next_start.timestamp >= due
+
+
+async def test_a_quick_attempt_is_reported_once_a_longer_one_twice(stack: Stack) -> None:
+    nc = await nats.connect(stack.nats_url)
+    reports: list[dict[str, Any]] = []
+
+    async def seen(msg: Any) -> None:
+        reports.append(json.loads(msg.data))
+
+    await nc.subscribe(RESULTS_SUBJECT, cb=seen)
+    await nc.flush()
+    await stack.start_worker(worker_id="w", quick_report_s=0.1)
+    try:
+        quick_id = await stack.submit("quick", {"n": 1})
+        await stack.until(quick_id, {"COMPLETED"})
+        slow_id = await stack.submit("sleepy", {"seconds": 0.4, "marker": "unused"})
+        running = await stack.until(slow_id, {"RUNNING", "COMPLETED"})
+        await stack.until(slow_id, {"COMPLETED"})
+    finally:
+        await nc.close()
+    assert running["status"] == "RUNNING"  # its start was reported before its end
+
+    # The quick one: one report, its end carrying its start; both events recorded.
+    (only,) = [r for r in reports if r["taskId"] == str(quick_id)]
+    assert only["kind"] == "completed" and only["startedAt"] is not None
+    started, completed = stack.events(quick_id)[1:]
+    assert isinstance(started, Task.Started) and isinstance(completed, Task.Completed)
+    assert started.timestamp == _instant(only["startedAt"])
+    assert completed.timestamp == _instant(only["at"]) >= started.timestamp
+    assert started.worker == "w"
+
+    # The longer one: a started report (with the real start time), then its end alone.
+    first, second = [r for r in reports if r["taskId"] == str(slow_id)]
+    assert (first["kind"], second["kind"]) == ("started", "completed")
+    assert first["startedAt"] is None and second["startedAt"] is None
+    slow_started = stack.events(slow_id)[1]
+    assert isinstance(slow_started, Task.Started)
+    assert slow_started.timestamp == _instant(first["at"])
+    assert (_instant(second["at"]) - _instant(first["at"])).total_seconds() >= 0.4
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def test_an_attempt_past_its_timeout_is_stopped_and_the_last_one_times_out(
