@@ -93,7 +93,7 @@ class Runtime:
         self._queries = TaskQueries(self._db, generation)
         self._definitions = DefinitionQueries(self._db, generation)
         self._runner = ProjectionRunner(
-            self._service.read_log,
+            self._service.follow_log,
             read_models(),
             self._db,
             listen_channel=getattr(self._service.recorder, "channel_name", None),

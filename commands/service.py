@@ -14,7 +14,13 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking, Transcoder
+from eventsourcing.persistence import (
+    EventStore,
+    IntegrityError,
+    ProcessRecorder,
+    Tracking,
+    Transcoder,
+)
 
 from commands.batch import BatchCommand, cancel_task, decide, ids_to_load
 from commands.catalog import DefinitionCatalog, SchemaValidator, Violation, as_details
@@ -24,6 +30,7 @@ from commands.ids import RandomIds
 from commands.log_reader import LogReader
 from commands.messages import CancelTask, FinishManually, Outcome, RecordReport, SubmitTask
 from commands.persistence import APPLICATION_NAME
+from commands.recent import RecentEvents, RememberingEventStore
 from commands.reports import apply_report
 from commands.transcoder import PayloadSafeTranscoder
 from domain import apikey as _apikey  # noqa: F401  (registers the API-key topics for decoding)
@@ -71,6 +78,11 @@ class TaskService(Application[UUID]):
 
     def construct_transcoder(self) -> Transcoder:
         return PayloadSafeTranscoder()
+
+    def construct_event_store(self) -> EventStore[UUID]:
+        # What this process records stays in memory a while for its own log readers.
+        self.recent = RecentEvents()
+        return RememberingEventStore(self.mapper, self.recorder, self.recent)
 
     def construct_recorder(self) -> ProcessRecorder:
         # A process recorder records tracking rows with events in one transaction,
@@ -355,6 +367,16 @@ class TaskService(Application[UUID]):
 
         Decoded as the library decodes them, without its per-event overhead (see
         commands/log_reader.py: this is most of the cost of a projection catch-up)."""
+        return self._log_reader.read(after, limit)
+
+    def follow_log(self, after: int, limit: int) -> list[tuple[int, Any]]:
+        """For readers that follow the log's head (the relay, the live projection): what
+        ``read_log`` returns, or a shorter start of it, taken from memory when this
+        process recorded those events itself (commands/recent.py). Empty only when
+        ``read_log`` is; a reader calls again from where the page ended."""
+        recent = self.recent.after(after, limit)
+        if recent is not None:
+            return recent
         return self._log_reader.read(after, limit)
 
     def load(self, task_id: UUID) -> Task:
