@@ -22,12 +22,23 @@ WRITER_CACHE_KIB = 32 * 1024  # SQLite: the read-model writer's page cache
 
 
 class Cursor:
-    """Executes portable SQL; rows are dicts."""
+    """Executes portable SQL; rows are dicts.
 
-    def __init__(self, raw: Any, postgres: bool, pipeline: Any = None) -> None:
+    Pipelined, every statement runs on a psycopg cursor of its own: a psycopg cursor in
+    pipeline mode keeps the results of all its statements that had not arrived when the
+    next one was sent, and a fetch reads the first of them, not the last (psycopg 3.3.9;
+    psycopg/psycopg#604). A fetch after a statement whose answer is not read (a DDL, a
+    check that fails the transaction) could read that statement's result instead, or
+    raise "the last operation didn't produce records".
+    """
+
+    def __init__(
+        self, raw: Any, postgres: bool, pipeline: Any = None, connection: Any = None
+    ) -> None:
         self._raw = raw
         self._postgres = postgres
         self._pipeline = pipeline
+        self._connection = connection
 
     @property
     def postgres(self) -> bool:
@@ -50,6 +61,8 @@ class Cursor:
     def execute(self, sql: str, params: Sequence[Any] = (), binary: bool = False) -> Cursor:
         """``binary`` (PostgreSQL): send and receive in the binary format, much cheaper for
         large array parameters."""
+        if self._pipeline is not None:
+            self._raw = self._connection.cursor()
         if self._postgres and binary:
             self._raw.execute(sql.replace("?", "%b"), params, binary=True)
         else:
@@ -81,11 +94,11 @@ class Cursor:
     ) -> list[tuple[Any, ...]]:
         """Rows as tuples, in the order of the columns selected: for reads of many rows,
         where a dict per row costs more than the query."""
-        raw = self._raw
+        self.execute(sql, params, binary)
+        raw = self._raw  # (pipelined: the statement's own cursor)
         factory = raw.row_factory
-        raw.row_factory = tuple_row if self._postgres else None
+        raw.row_factory = tuple_row if self._postgres else None  # applies to the fetch
         try:
-            self.execute(sql, params, binary)
             rows: list[tuple[Any, ...]] = raw.fetchall()
         finally:
             raw.row_factory = factory
@@ -150,7 +163,7 @@ class Database:
             with self._pool.connection() as conn:
                 pipeline = conn.pipeline() if pipelined else contextlib.nullcontext()
                 with pipeline as pipe, conn.transaction(), conn.cursor() as cur:
-                    yield Cursor(cur, postgres=True, pipeline=pipe)
+                    yield Cursor(cur, postgres=True, pipeline=pipe, connection=conn)
             return
         conn = self._sqlite()
         if not getattr(self._local, "writes", False):

@@ -37,6 +37,12 @@ class DefinitionProjection:
             f"CREATE INDEX IF NOT EXISTS ix_definition_type_g{generation} ON {view} (type, id)",
         ]
 
+    def remember(self) -> None:
+        """Nothing is kept: definitions change rarely."""
+
+    def forget(self) -> None:
+        """Nothing is kept."""
+
     def apply(self, cur: Cursor, events: list[tuple[int, Any]], generation: int) -> None:
         (view,) = self.tables(generation)
         for position, event in events:

@@ -5,8 +5,13 @@ each batch to every projection, with the new position, in one transaction.
   commits by other processes, and a poll as the safety net (the only way on SQLite).
 - PostgreSQL: one active runner per database (a session advisory lock); the others stand
   by, follow the recorded position for their waiters, and take over if the active one
-  goes. Each batch also takes a transaction-level lock and re-reads the generation and
+  goes. Each batch also takes a transaction-level lock and checks the generation and
   position, so a rebuild's switch and a runner's batch never interleave.
+- A live batch on PostgreSQL after one of this runner's own is checked without waiting:
+  a statement that fails the transaction unless generation and position are still the
+  ones it wrote (then the batch runs again the long way), and the task projection uses
+  the rows it kept from its own batches (projections/tasks.py). Such a batch is one
+  round trip, at its COMMIT, instead of four.
 - A batch that cannot be applied rolls back and stops the runner with a logged error
   naming the notification id; reads keep answering from the rows already there.
 """
@@ -37,7 +42,9 @@ from projections.schema import (
     active_generation,
     create_generation,
     ensure_meta,
+    expect_generation_and_position,
     generation_and_position,
+    moved,
     read_position,
     write_position,
 )
@@ -92,6 +99,9 @@ class ProjectionRunner:
         self._changed = threading.Condition()
         self._position = 0
         self._generation = 0
+        # True when generation and position are what this runner's last batch wrote and
+        # the projections keep what it wrote: the next batch may skip reading them.
+        self._own = False
         self._threads: list[threading.Thread] = []
         self._active_conn: psycopg.Connection[Any] | None = None
         self._waiters: list[tuple[int, int, Future[None]]] = []  # a heap by position
@@ -122,6 +132,7 @@ class ProjectionRunner:
             self._generation = active_generation(cur)
             create_generation(cur, self._projections, self._generation)
             self._position = read_position(cur, self._generation)
+        self._forget()
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -196,31 +207,61 @@ class ProjectionRunner:
         # statements cost a few round trips. A large one (catching up) uses COPY, which
         # pipeline mode does not allow.
         pipelined = self._db.postgres and len(events) <= PIPELINED_BATCH
-        with self._db.transaction(pipelined=pipelined) as cur:
-            if self._db.postgres:
-                # Read models are derived from the event store, and rows and position
-                # commit together: a crash may lose the last batches, never half of
-                # one, and they are applied again. So no waiting for the WAL flush.
-                cur.execute(
-                    "SELECT set_config('synchronous_commit', 'off', true), "
-                    "pg_advisory_xact_lock(?)",
-                    (write_lock(self._db.config),),
-                )
-            generation, position = generation_and_position(cur)
-            if generation != self._generation:  # a rebuild switched generations
-                create_generation(cur, self._projections, generation)
-            if position != self._position:  # someone else moved it: read from there
-                events = self._read_log(position, self._batch_size)
-            if events:
-                try:
+        checked_at_commit = pipelined and self._own
+        try:
+            generation, position, applied = self._write(events, pipelined, checked_at_commit)
+        except Exception as exc:
+            self._forget()
+            if checked_at_commit and moved(exc):  # another runner wrote, or a rebuild
+                return self._run_batch()  # switched: again, reading where things are
+            raise
+        self._advance(generation, position)
+        for projection in self._projections:
+            projection.remember()
+        self._own = True
+        return applied
+
+    def _write(
+        self, events: list[tuple[int, Any]], pipelined: bool, checked_at_commit: bool
+    ) -> tuple[int, int, int]:
+        """One batch in one transaction: (generation, position, events applied)."""
+        first = events[0][0]
+        try:
+            with self._db.transaction(pipelined=pipelined) as cur:
+                if self._db.postgres:
+                    # Read models are derived from the event store, and rows and position
+                    # commit together: a crash may lose the last batches, never half of
+                    # one, and they are applied again. So no waiting for the WAL flush.
+                    cur.execute(
+                        "SELECT set_config('synchronous_commit', 'off', true), "
+                        "pg_advisory_xact_lock(?)",
+                        (write_lock(self._db.config),),
+                    )
+                if checked_at_commit:
+                    generation, position = self._generation, self._position
+                    expect_generation_and_position(cur, generation, position)
+                else:
+                    generation, position = generation_and_position(cur)
+                    if (generation, position) != (self._generation, self._position):
+                        self._forget()  # someone else wrote: nothing kept can be trusted
+                    if generation != self._generation:  # a rebuild switched generations
+                        create_generation(cur, self._projections, generation)
+                    if position != self._position:  # someone else moved it: from there
+                        events = self._read_log(position, self._batch_size)
+                        first = events[0][0] if events else first
+                if events:
                     for projection in self._projections:
                         projection.apply(cur, events, generation)
-                    write_position(cur, generation, events[-1][0])
-                except psycopg.Error as exc:  # pipelined: a write's error shows at the sync
-                    raise ApplyError(events[0][0], exc) from exc
-                position = events[-1][0]
-        self._advance(generation, position)
-        return len(events)
+                    write_position(cur, generation, events[-1][0], check=not checked_at_commit)
+                    position = events[-1][0]
+        except psycopg.Error as exc:  # pipelined: a write's error shows at a sync, or COMMIT
+            raise ApplyError(first, exc) from exc
+        return generation, position, len(events)
+
+    def _forget(self) -> None:
+        self._own = False
+        for projection in self._projections:
+            projection.forget()
 
     def _advance(self, generation: int, position: int) -> None:
         with self._changed:
@@ -262,6 +303,7 @@ class ProjectionRunner:
 
     def _follow(self) -> None:
         """Standby: keep the recorded position for waiters, written by the active runner."""
+        self._forget()
         try:
             with self._db.read() as cur:
                 generation = active_generation(cur)
@@ -287,6 +329,7 @@ class ProjectionRunner:
         return False
 
     def _release_active(self) -> None:
+        self._forget()  # another runner may write from now on
         if self._active_conn is not None:
             with contextlib.suppress(psycopg.Error):
                 self._active_conn.close()

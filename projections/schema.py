@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import psycopg
+
 from projections.db import Cursor
 
 META_DDL = [
@@ -33,6 +35,12 @@ class Projection(Protocol):
 
     def apply(self, cur: Cursor, events: list[tuple[int, Any]], generation: int) -> None:
         """Apply a batch in order; raise ApplyError naming the position that failed."""
+
+    def remember(self) -> None:
+        """The last batch applied is committed (a projection may keep what it wrote)."""
+
+    def forget(self) -> None:
+        """What was kept may be stale now: another writer, a rollback, a new generation."""
 
 
 class ApplyError(Exception):
@@ -85,14 +93,38 @@ def generation_and_position(cur: Cursor) -> tuple[int, int]:
     return int(row["generation"]), int(row["position"] or 0)
 
 
-def write_position(cur: Cursor, generation: int, position: int) -> None:
+def expect_generation_and_position(cur: Cursor, generation: int, position: int) -> None:
+    """Fail the transaction unless ``generation`` is the active one and at ``position``:
+    the check of a pipelined batch without waiting mid-transaction for an answer. The
+    statement divides by the number of rows that match, so a mismatch is a division by
+    zero (``moved``), raised at the transaction's next sync, and every statement after
+    it is skipped. (A count in a sub-SELECT is computed when the statement runs; a
+    constant ``1/0`` could be folded while planning, whatever the condition says.)"""
+    cur.execute(
+        "SELECT 1 / (SELECT count(*)::int FROM read_model_generation g"
+        " JOIN projection_position p ON p.name = 'read_model_g' || g.generation"
+        " WHERE g.id = 1 AND g.generation = ? AND p.position = ?) AS unchanged",
+        (generation, position),
+    )
+
+
+def moved(exc: BaseException) -> bool:
+    """Did ``expect_generation_and_position`` fail the transaction (directly, or as the
+    cause of an ApplyError: the error shows at whichever statement synced first)?"""
+    cause = exc.cause if isinstance(exc, ApplyError) else exc
+    return isinstance(cause, psycopg.errors.DivisionByZero)
+
+
+def write_position(cur: Cursor, generation: int, position: int, check: bool = True) -> None:
+    """``check``: make sure the position moved forward (a round trip in a pipelined
+    batch; a batch checked by ``expect_generation_and_position`` needs none)."""
     cur.execute(
         "INSERT INTO projection_position (name, position) VALUES (?, ?) "
         "ON CONFLICT (name) DO UPDATE SET position = excluded.position "
         "WHERE projection_position.position < excluded.position",
         (position_name(generation), position),
     )
-    if cur.rowcount != 1:
+    if check and cur.rowcount != 1:
         raise RuntimeError(f"position {position} of generation {generation} was already recorded")
 
 

@@ -5,10 +5,17 @@ in earlier batches; each task's events collapse into its final row, see
 projections/task_rows.py), then written with one INSERT (COPY) for the new tasks, one
 UPDATE for the others and one counter upsert (projections/task_sql.py): the cost per
 batch, not per event, is what bounds catch-up and rebuild speed.
+
+The rows a live batch changes were mostly written by the batch before (a task's
+Submitted, then its Started and Completed a few milliseconds later), so the projection
+keeps the rows of unfinished tasks it wrote, as committed (``remember``), and reads only
+the others. The runner says when those may be stale (``forget``): a row is kept only
+while every change to the table since was this runner's own.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from typing import Any
 from uuid import UUID
@@ -20,10 +27,12 @@ from projections.schema import ApplyError
 from projections.task_rows import (
     CHANGES,
     COLUMNS,
+    ID,
     STATUS,
     TYPE,
     Handler,
     Row,
+    Rows,
     finish,
     json_text,
     submitted,
@@ -32,6 +41,9 @@ from projections.task_rows import (
 )
 
 __all__ = ["COLUMNS", "TaskProjection", "json_text", "timestamp_text"]
+
+KEPT_ROWS = 5_000  # unfinished tasks' rows: a few seconds of full load
+FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})  # never change again
 
 
 def _SUBMITTED(row: Row, event: Any) -> None:
@@ -42,6 +54,38 @@ class TaskProjection:
     """``task_view_g<N>`` and ``task_counts_g<N>``."""
 
     name = "tasks"
+
+    def __init__(self) -> None:
+        self._kept: Rows = {}  # id -> row as committed, oldest first
+        self._kept_generation = 0
+        self._written: tuple[int, list[Row]] = (0, [])  # the last batch's rows
+
+    def remember(self) -> None:
+        generation, rows = self._written
+        self._written = (0, [])
+        kept = self._kept
+        if generation != self._kept_generation:
+            kept.clear()
+            self._kept_generation = generation
+        for row in rows:
+            task_id = row[ID]
+            kept.pop(task_id, None)  # re-added last: the most recent
+            if row[STATUS] not in FINISHED:
+                kept[task_id] = row
+        for task_id in list(itertools.islice(kept, max(0, len(kept) - KEPT_ROWS))):
+            del kept[task_id]
+
+    def forget(self) -> None:
+        self._kept.clear()
+        self._written = (0, [])
+
+    def _recall(self, generation: int, ids: set[str]) -> Rows:
+        """Copies of the kept rows among ``ids`` (a batch changes its rows in place, and
+        may roll back)."""
+        kept = self._kept
+        if generation != self._kept_generation or not kept:
+            return {}
+        return {task_id: list(kept[task_id]) for task_id in ids if task_id in kept}
 
     def tables(self, generation: int) -> list[str]:
         return [f"task_view_g{generation}", f"task_counts_g{generation}"]
@@ -93,6 +137,7 @@ class TaskProjection:
 
     def apply(self, cur: Cursor, events: list[tuple[int, Any]], generation: int) -> None:
         view, counts = self.tables(generation)
+        self._written = (generation, [])
         relevant: list[tuple[int, Any]] = []
         handlers: list[Handler] = []
         task_ids: list[str] = []
@@ -118,9 +163,12 @@ class TaskProjection:
         if not relevant:
             return
         touched = set(task_ids)
-        # Only the tasks submitted before this batch need reading. (A duplicate Submitted
-        # still fails: at the event when its row was read or made here, else at the INSERT.)
-        rows = task_sql.load(cur, view, touched - new)
+        # Only the tasks submitted before this batch need reading, and only those not
+        # kept. (A duplicate Submitted still fails: at the event when its row was read
+        # or made here, else at the INSERT.)
+        earlier = touched - new
+        rows = self._recall(generation, earlier)
+        rows.update(task_sql.load(cur, view, earlier - rows.keys()))
         before = {task_id: (row[STATUS], row[TYPE]) for task_id, row in rows.items()}
         created: list[Row] = []
         for (position, event), handler, task_id in zip(relevant, handlers, task_ids, strict=True):
@@ -138,11 +186,13 @@ class TaskProjection:
             except Exception as exc:
                 raise ApplyError(position, exc) from exc
         changed = [finish(rows[task_id]) for task_id in before]  # the rows read above
+        created = [finish(row) for row in created]
         try:
-            task_sql.insert(cur, view, [finish(row) for row in created])
+            task_sql.insert(cur, view, created)
             task_sql.update(cur, view, changed)
         except Exception as exc:  # e.g. a task submitted twice: name where the batch began
             raise ApplyError(relevant[0][0], exc) from exc
+        self._written = (generation, changed + created)
         delta: Counter[tuple[str, str]] = Counter()
         for key in before.values():
             delta[key] -= 1

@@ -10,6 +10,7 @@ import pytest
 
 from api.runtime import read_models
 from commands.messages import SubmitTask
+from commands.persistence import DatabaseConfig
 from commands.service import TaskService
 from domain.task import Task
 from domain.values import ANONYMOUS
@@ -47,3 +48,25 @@ def test_a_write_the_database_refuses_stops_the_projection_naming_the_batch(
         rows = cur.execute("SELECT COUNT(*) AS n FROM task_view_g1").fetchone()
     assert rows is not None and rows["n"] == 1
     assert outcome.position <= head
+
+
+def test_a_fetch_in_a_pipelined_transaction_reads_its_own_statement(postgres_url: str) -> None:
+    # psycopg keeps, per cursor, the results that had not arrived when the next statement
+    # was sent, and a fetch reads the first of them: after statements whose answers are
+    # never read (the batch's lock, a generation's DDL after a rebuild) the rows a batch
+    # loaded were silently those of its first statement (two times in three, here).
+    # Each statement has its own cursor now. Repeated: the old way failed by timing.
+    db = Database(DatabaseConfig.from_url(postgres_url))
+    try:
+        for n in range(20):
+            with db.transaction(pipelined=True) as cur:
+                cur.execute("SELECT 1 AS first")
+                cur.execute("CREATE TEMP TABLE IF NOT EXISTS pipelined_t (i int)")
+                cur.execute("CREATE INDEX IF NOT EXISTS pipelined_i ON pipelined_t (i)")
+                assert cur.select_tuples("SELECT ?::int AS n", (n,), binary=True) == [(n,)]
+                cur.execute("CREATE INDEX IF NOT EXISTS pipelined_i ON pipelined_t (i)")
+                assert cur.execute("SELECT ?::int AS m", (n,)).fetchone() == {"m": n}
+                cur.execute("INSERT INTO pipelined_t VALUES (1), (2)")
+                assert cur.rowcount == 2
+    finally:
+        db.close()

@@ -1,0 +1,133 @@
+"""The rows the task projection keeps from its own batches, and the check that lets a
+live batch skip reading generation and position (projections/runner.py, tasks.py), on
+SQLite and PostgreSQL: what is kept is used only while every write since was this
+runner's own."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from api.runtime import read_models
+from commands.messages import RecordReport, SubmitTask
+from commands.service import TaskService
+from domain.values import ANONYMOUS
+from projections import runner as runner_module
+from projections import schema
+from projections.db import Database
+from projections.queries import TaskQueries
+from projections.rebuild import Rebuilder
+from projections.runner import ProjectionRunner
+from projections.tasks import TaskProjection
+from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
+
+STARTED = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+ENDED = datetime(2030, 1, 1, 12, 0, 1, tzinfo=UTC)
+
+
+def submit(service: TaskService) -> str:
+    command = SubmitTask("calculate-order-total", EXAMPLE_INPUT, ANONYMOUS)
+    return str(service.submit(command).task_id)
+
+
+def report(task_id: str, kind: str, **fields: Any) -> RecordReport:
+    at = STARTED if kind == "started" else ENDED
+    return RecordReport(UUID(task_id), 1, kind, "pod-b", at, **fields)
+
+
+@pytest.fixture
+def moves(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Every verdict of the runner on a failed batch: was it the check of a batch
+    checked at its commit (True: the batch runs again the long way)?"""
+    verdicts: list[bool] = []
+    real = schema.moved
+
+    def spy(exc: BaseException) -> bool:
+        verdicts.append(real(exc))
+        return verdicts[-1]
+
+    monkeypatch.setattr(runner_module, "moved", spy)
+    return verdicts
+
+
+def kept(runner: ProjectionRunner) -> dict[str, Any]:
+    (tasks,) = [p for p in runner._projections if isinstance(p, TaskProjection)]
+    return tasks._kept
+
+
+def test_a_batch_after_another_runner_wrote_reads_the_rows_it_wrote(
+    service: TaskService, read_db: Database, moves: list[bool]
+) -> None:
+    # Runner A applies a submit and keeps the PENDING row; runner B (a replica that took
+    # over for a moment, say) applies the start; then A applies the completion. A must
+    # build on B's row (start time, worker), not on the PENDING row it kept.
+    a = ProjectionRunner(service.read_log, read_models(), read_db)
+    b = ProjectionRunner(service.read_log, read_models(), read_db)
+    a.prepare()
+    task_id = submit(service)
+    assert a.run_once() > 0
+    assert task_id in kept(a)
+
+    service.record_reports([report(task_id, "started")], 1)
+    b.prepare()  # from where A left the read model
+    assert b.run_once() == 1
+
+    service.record_reports([report(task_id, "completed", output=EXAMPLE_OUTPUT)], 2)
+    assert a.run_once() == 1
+    row = TaskQueries(read_db).get(task_id)
+    assert row is not None
+    assert row["status"] == "COMPLETED"
+    assert row["start_time"] == "2030-01-01T12:00:00.000000Z"
+    assert row["execution_environment"] == "pod-b"
+    assert row["version"] == 3
+    if read_db.postgres:  # found by the check at commit, then applied the long way
+        assert moves == [True]
+    assert task_id not in kept(a)  # finished: nothing to keep
+
+
+def test_a_rebuild_between_two_batches_sends_the_next_one_to_the_new_generation(
+    service: TaskService, read_db: Database, moves: list[bool]
+) -> None:
+    runner = ProjectionRunner(service.read_log, read_models(), read_db)
+    runner.prepare()
+    task_id = submit(service)
+    runner.run_once()
+    assert task_id in kept(runner)
+
+    head = service.recorder.max_notification_id() or 0
+    result = Rebuilder(service.read_log, lambda: head, read_models(), read_db).rebuild(drop_after=0)
+    assert result.new_generation == 2
+
+    service.record_reports([report(task_id, "started")], 1)
+    assert runner.run_once() == 1
+    with read_db.read() as cur:
+        row = cur.execute("SELECT status, version FROM task_view_g2 WHERE id = ?", (task_id,))
+        assert row.fetchone() == {"status": "RUNNING", "version": 2}
+    if read_db.postgres:
+        assert moves == [True]
+    # What it keeps now belongs to the new generation.
+    (tasks,) = [p for p in runner._projections if isinstance(p, TaskProjection)]
+    assert tasks._kept_generation == 2 and task_id in tasks._kept
+
+
+def test_a_batch_that_fails_keeps_nothing_of_it(
+    service: TaskService, read_db: Database, moves: list[bool]
+) -> None:
+    runner = ProjectionRunner(service.read_log, read_models(), read_db)
+    runner.prepare()
+    task_id = submit(service)
+    runner.run_once()
+    service.record_reports([report(task_id, "started")], 1)
+    with read_db.transaction() as cur:  # a row the batch's UPDATE cannot write
+        cur.execute("DROP TABLE task_counts_g1")
+    with pytest.raises(Exception, match="task_counts_g1"):
+        runner.run_once()
+    assert kept(runner) == {}
+    # A real failure, not the check: raised, not retried (only PostgreSQL has the check).
+    assert moves == ([False] if read_db.postgres else [])
+    with read_db.read() as cur:
+        row = cur.execute("SELECT status FROM task_view_g1 WHERE id = ?", (task_id,))
+        assert row.fetchone() == {"status": "PENDING"}  # the failed batch left nothing
