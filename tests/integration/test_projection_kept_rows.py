@@ -54,8 +54,22 @@ def moves(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
 
 def kept(runner: ProjectionRunner) -> dict[str, Any]:
+    return tasks_of(runner)._kept
+
+
+def tasks_of(runner: ProjectionRunner) -> TaskProjection:
     (tasks,) = [p for p in runner._projections if isinstance(p, TaskProjection)]
-    return tasks._kept
+    return tasks
+
+
+def running_with_one_task(service: TaskService, read_db: Database) -> tuple[ProjectionRunner, str]:
+    """A runner that has applied one submit (and keeps its row)."""
+    runner = ProjectionRunner(service.read_log, read_models(), read_db)
+    runner.prepare()
+    task_id = submit(service)
+    runner.run_once()
+    assert task_id in kept(runner)
+    return runner, task_id
 
 
 def test_a_batch_after_another_runner_wrote_reads_the_rows_it_wrote(
@@ -91,12 +105,7 @@ def test_a_batch_after_another_runner_wrote_reads_the_rows_it_wrote(
 def test_a_rebuild_between_two_batches_sends_the_next_one_to_the_new_generation(
     service: TaskService, read_db: Database, moves: list[bool]
 ) -> None:
-    runner = ProjectionRunner(service.read_log, read_models(), read_db)
-    runner.prepare()
-    task_id = submit(service)
-    runner.run_once()
-    assert task_id in kept(runner)
-
+    runner, task_id = running_with_one_task(service, read_db)
     head = service.recorder.max_notification_id() or 0
     result = Rebuilder(service.read_log, lambda: head, read_models(), read_db).rebuild(drop_after=0)
     assert result.new_generation == 2
@@ -109,17 +118,13 @@ def test_a_rebuild_between_two_batches_sends_the_next_one_to_the_new_generation(
     if read_db.postgres:
         assert moves == [True]
     # What it keeps now belongs to the new generation.
-    (tasks,) = [p for p in runner._projections if isinstance(p, TaskProjection)]
-    assert tasks._kept_generation == 2 and task_id in tasks._kept
+    assert tasks_of(runner)._kept_generation == 2 and task_id in kept(runner)
 
 
 def test_a_batch_that_fails_keeps_nothing_of_it(
     service: TaskService, read_db: Database, moves: list[bool]
 ) -> None:
-    runner = ProjectionRunner(service.read_log, read_models(), read_db)
-    runner.prepare()
-    task_id = submit(service)
-    runner.run_once()
+    runner, task_id = running_with_one_task(service, read_db)
     service.record_reports([report(task_id, "started")], 1)
     with read_db.transaction() as cur:  # a row the batch's UPDATE cannot write
         cur.execute("DROP TABLE task_counts_g1")
