@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.task import Task
+from domain.values import TaskStatus
 from projections import task_sql
 from projections.db import Cursor
 from projections.schema import ApplyError
@@ -43,7 +44,8 @@ from projections.task_rows import (
 __all__ = ["COLUMNS", "TaskProjection", "json_text", "timestamp_text"]
 
 KEPT_ROWS = 5_000  # unfinished tasks' rows: a few seconds of full load
-FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})  # never change again
+# A finished task never changes again: its row is not kept.
+FINISHED = frozenset(status.value for status in TaskStatus if status.is_terminal)
 
 
 def _SUBMITTED(row: Row, event: Any) -> None:
