@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
@@ -33,12 +34,18 @@ class Cursor:
     """
 
     def __init__(
-        self, raw: Any, postgres: bool, pipeline: Any = None, connection: Any = None
+        self,
+        raw: Any,
+        postgres: bool,
+        pipeline: Any = None,
+        connection: Any = None,
+        deferred: list[bytes] | None = None,
     ) -> None:
         self._raw = raw
         self._postgres = postgres
         self._pipeline = pipeline
         self._connection = connection
+        self._deferred = deferred
 
     @property
     def postgres(self) -> bool:
@@ -50,6 +57,16 @@ class Cursor:
         results, which arrive at the next fetch or ``sync()``; no COPY in this mode."""
         return self._pipeline is not None
 
+    @property
+    def copies(self) -> bool:
+        """PostgreSQL, neither pipelined nor deferred: ``copy_rows`` may be used."""
+        return self._postgres and self._pipeline is None and self._deferred is None
+
+    @property
+    def deferred(self) -> bool:
+        """Writes are sent at the end, all in one query (``Database.transaction``)."""
+        return self._deferred is not None
+
     def sync(self) -> None:
         """Wait for every statement sent so far (and raise the first error among them)."""
         if self._pipeline is not None:
@@ -60,16 +77,27 @@ class Cursor:
 
     def execute(self, sql: str, params: Sequence[Any] = (), binary: bool = False) -> Cursor:
         """``binary`` (PostgreSQL): send and receive in the binary format, much cheaper for
-        large array parameters."""
+        large array parameters. Deferred: the statement, its values bound here, is sent
+        with the others at the end, and has no result."""
+        if self._deferred is not None:
+            self._deferred.append(self._raw.mogrify(self._sql(sql), params).encode())
+            return self
         if self._pipeline is not None:
             self._raw = self._connection.cursor()
-        if self._postgres and binary:
-            self._raw.execute(sql.replace("?", "%b"), params, binary=True)
-        else:
-            self._raw.execute(self._sql(sql), params)
+        self._send(self._raw, sql, params, binary)
         return self
 
+    def _send(self, raw: Any, sql: str, params: Sequence[Any], binary: bool) -> None:
+        if self._postgres and binary:
+            raw.execute(sql.replace("?", "%b"), params, binary=True)
+        else:
+            raw.execute(self._sql(sql), params)
+
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self._deferred is not None:
+            for row in rows:
+                self.execute(sql, row)
+            return
         self._raw.executemany(self._sql(sql), rows)
 
     def copy_rows(
@@ -82,7 +110,7 @@ class Cursor:
         """PostgreSQL: ``COPY table (columns) FROM STDIN`` in the binary format, each
         column of the given type: the cheapest way to insert many rows (a tenth of the
         client's work of an ``INSERT … SELECT FROM unnest(…)``)."""
-        assert self._postgres, "COPY is PostgreSQL's"
+        assert self.copies, "COPY is PostgreSQL's, and not in a pipelined or deferred batch"
         statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
         with self._raw.copy(statement) as copy:
             copy.set_types(list(types))
@@ -93,9 +121,15 @@ class Cursor:
         self, sql: str, params: Sequence[Any] = (), binary: bool = False
     ) -> list[tuple[Any, ...]]:
         """Rows as tuples, in the order of the columns selected: for reads of many rows,
-        where a dict per row costs more than the query."""
-        self.execute(sql, params, binary)
-        raw = self._raw  # (pipelined: the statement's own cursor)
+        where a dict per row costs more than the query. Deferred: read at once, before
+        the transaction (whose writes are not sent yet): what the caller's check at the
+        end is there for."""
+        if self._deferred is not None:
+            raw = self._connection.cursor()
+            self._send(raw, sql, params, binary)
+        else:
+            self.execute(sql, params, binary)
+            raw = self._raw  # (pipelined: the statement's own cursor)
         factory = raw.row_factory
         raw.row_factory = tuple_row if self._postgres else None  # applies to the fetch
         try:
@@ -104,17 +138,24 @@ class Cursor:
             raw.row_factory = factory
         return rows
 
+    def _results(self) -> None:
+        if self._deferred is not None:
+            raise RuntimeError("a deferred transaction's statements have no results")
+
     def fetchone(self) -> dict[str, Any] | None:
+        self._results()
         row = self._raw.fetchone()
         return dict(row) if row is not None else None
 
     def fetchall(self) -> list[dict[str, Any]]:
+        self._results()
         return [dict(row) for row in self._raw.fetchall()]
 
     @property
     def rowcount(self) -> int:
         """Rows the last statement touched (pipelined: once everything sent has run, so
         an error of any statement before it is raised here)."""
+        self._results()
         self.sync()
         return int(self._raw.rowcount)
 
@@ -154,11 +195,22 @@ class Database:
         return conn
 
     @contextmanager
-    def transaction(self, pipelined: bool = False) -> Iterator[Cursor]:
+    def transaction(self, pipelined: bool = False, deferred: bool = False) -> Iterator[Cursor]:
         """One read-write transaction: committed on success, rolled back on error.
 
         ``pipelined`` (PostgreSQL): in pipeline mode, from BEGIN to COMMIT, so that a
-        transaction of many small statements costs a few round trips, not one each."""
+        transaction of many small statements costs a few round trips, not one each.
+
+        ``deferred`` (PostgreSQL): the statements, their values bound by the client, are
+        sent at the end as one query string, which PostgreSQL runs as one implicit
+        transaction (the simple query protocol; a failing statement rolls it all back):
+        one round trip, and a third of the client's work of a pipelined one (no
+        per-statement cursor, result or sync). No results: reads (``select_tuples``)
+        run at once, before the transaction, so the caller must check at the end that
+        nothing it read has changed (projections/runner.py)."""
+        if self._pool is not None and deferred:
+            yield from self._deferred_transaction()
+            return
         if self._pool is not None:
             with self._pool.connection() as conn:
                 pipeline = conn.pipeline() if pipelined else contextlib.nullcontext()
@@ -178,6 +230,18 @@ class Database:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def _deferred_transaction(self) -> Iterator[Cursor]:
+        assert self._pool is not None
+        with self._pool.connection() as conn:
+            statements: list[bytes] = []
+            conn.autocommit = True  # no BEGIN of the driver's: the query is the transaction
+            try:
+                yield Cursor(psycopg.ClientCursor(conn), True, connection=conn, deferred=statements)
+                if statements:
+                    conn.execute(b";\n".join(statements), prepare=False)
+            finally:
+                conn.autocommit = False
 
     @contextmanager
     def read(self) -> Iterator[Cursor]:

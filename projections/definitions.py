@@ -87,5 +87,10 @@ def _revise(cur: Cursor, view: str, e: DefinitionRecord.Revised) -> None:
             str(e.document["id"]),
         ),
     )
-    if cur.rowcount != 1:
+    if cur.deferred:  # no rowcount: fails the transaction (then the batch runs again
+        cur.execute(  # the long way, which raises the LookupError below)
+            f"SELECT 1 / (SELECT count(*)::int FROM {view} WHERE id = ?) AS found",
+            (str(e.document["id"]),),
+        )
+    elif cur.rowcount != 1:
         raise LookupError(f"definition {e.document['id']} is missing from the read model")

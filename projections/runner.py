@@ -227,7 +227,9 @@ class ProjectionRunner:
         """One batch in one transaction: (generation, position, events applied)."""
         first = events[0][0]
         try:
-            with self._db.transaction(pipelined=pipelined) as cur:
+            with self._db.transaction(
+                pipelined=pipelined and not checked_at_commit, deferred=checked_at_commit
+            ) as cur:
                 if self._db.postgres:
                     # Read models are derived from the event store, and rows and position
                     # commit together: a crash may lose the last batches, never half of

@@ -109,8 +109,9 @@ def expect_generation_and_position(cur: Cursor, generation: int, position: int) 
 
 
 def moved(exc: BaseException) -> bool:
-    """Did ``expect_generation_and_position`` fail the transaction (directly, or as the
-    cause of an ApplyError: the error shows at whichever statement synced first)?"""
+    """Did a check at commit fail the transaction: ``expect_generation_and_position``, or
+    a projection's own check in a deferred batch (directly, or as the cause of an
+    ApplyError: the error shows at whichever statement synced first)?"""
     cause = exc.cause if isinstance(exc, ApplyError) else exc
     return isinstance(cause, psycopg.errors.DivisionByZero)
 

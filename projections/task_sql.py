@@ -66,7 +66,7 @@ def load(cur: Cursor, view: str, ids: set[str]) -> Rows:
 def insert(cur: Cursor, view: str, rows: list[Row]) -> None:
     if not rows:
         return
-    if cur.postgres and cur.pipelined:  # a small batch: no COPY in pipeline mode
+    if cur.postgres and not cur.copies:  # a small batch, pipelined or deferred: no COPY
         cur.execute(
             f"INSERT INTO {view} ({_NAMES}) SELECT {_NAMES} FROM {_records(view)}",
             (_json([dict(zip(COLUMNS, row, strict=True)) for row in rows]),),
@@ -83,7 +83,7 @@ def update(cur: Cursor, view: str, rows: list[Row]) -> None:
     """Write the mutable columns of existing rows."""
     if not rows:
         return
-    if cur.postgres and cur.pipelined:
+    if cur.postgres and not cur.copies:
         cur.execute(
             f"UPDATE {view} AS t SET {_ASSIGNMENTS} FROM {_records(view)} WHERE t.id = v.id",
             (_json([dict(zip(_UPDATE_NAMES, _updated(row), strict=True)) for row in rows]),),

@@ -14,6 +14,7 @@ import pytest
 from api.runtime import read_models
 from commands.messages import RecordReport, SubmitTask
 from commands.service import TaskService
+from domain.definition_record import DefinitionRecord
 from domain.values import ANONYMOUS
 from projections import runner as runner_module
 from projections import schema
@@ -21,11 +22,13 @@ from projections.db import Database
 from projections.queries import TaskQueries
 from projections.rebuild import Rebuilder
 from projections.runner import ProjectionRunner
+from projections.schema import ApplyError
 from projections.tasks import TaskProjection
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
 
 STARTED = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 ENDED = datetime(2030, 1, 1, 12, 0, 1, tzinfo=UTC)
+DOCUMENT = {"id": "not-registered", "name": "n", "type": "t", "version": "1.0.0"}
 
 
 def submit(service: TaskService) -> str:
@@ -136,3 +139,32 @@ def test_a_batch_that_fails_keeps_nothing_of_it(
     with read_db.read() as cur:
         row = cur.execute("SELECT status FROM task_view_g1 WHERE id = ?", (task_id,))
         assert row.fetchone() == {"status": "PENDING"}  # the failed batch left nothing
+
+
+def test_a_live_batch_revising_a_missing_definition_stops_naming_the_event(
+    service: TaskService, read_db: Database, moves: list[bool]
+) -> None:
+    # A deferred batch has no rowcount: the definition's UPDATE is followed by a check
+    # that fails the transaction; the batch then runs the long way, which names the event.
+    record = DefinitionRecord.register(
+        definition_id="not-registered", document=DOCUMENT, at=ENDED, actor=ANONYMOUS
+    )
+    record.revise(document={**DOCUMENT, "description": "b"}, at=ENDED, actor=ANONYMOUS)
+    revised = record.collect_events()[-1]
+    extra: list[tuple[int, Any]] = []  # after the real log: the revision
+
+    def read_log(after: int, limit: int) -> list[tuple[int, Any]]:
+        return (service.read_log(after, limit) + [e for e in extra if e[0] > after])[:limit]
+
+    runner = ProjectionRunner(read_log, read_models(), read_db)
+    runner.prepare()
+    submit(service)
+    runner.run_once()
+    head = runner.position
+    extra.append((head + 1, revised))
+    with pytest.raises(ApplyError, match=f"notification {head + 1}.*not-registered") as raised:
+        runner.run_once()
+    assert isinstance(raised.value.cause, LookupError)
+    assert moves == ([True] if read_db.postgres else [])  # checked at commit, then the long way
+    with read_db.read() as cur:
+        assert schema.read_position(cur, 1) == head
