@@ -1,15 +1,17 @@
 """Before and after, side by side in one run: our end-to-end figures on two checkouts,
 alternating, so that both see the same machine (issue 7: measure before and after).
 
-    python -m bench ab [--baseline REV] [--rounds 3] [--tasks 5000] [--rates 200] [--idle 100]
+    python -m bench ab [--baseline REV] [--rounds 3] [--tasks 5000] [--bulk 0] [--rates 200]
+        [--idle 100]
 
 ``REV`` (default ``HEAD``) is checked out into a temporary worktree; the other side is
 this working tree, uncommitted changes included. Each round starts both stacks afresh
 (serve + worker + nats-server + a new PostgreSQL schema), in alternating order, and
-measures: end-to-end throughput with one task per request, CPU per task of serve, of
-the worker and of the whole machine (everything: PostgreSQL, nats-server, this client),
-submit latency at fixed offered rates, and idle submit -> COMPLETED latency (one task
-at a time, seen as its ``completed`` event on NATS). The client is this tree's for both sides.
+measures: end-to-end throughput with one task per request (and, with ``--bulk N``, of
+N tasks in bulk requests), CPU per task of serve, of the worker and of the whole machine
+(everything: PostgreSQL, nats-server, this client), submit latency at fixed offered
+rates, and idle submit -> COMPLETED latency (one task at a time, seen as its
+``completed`` event on NATS). The client is this tree's for both sides.
 Printed: medians per side and after/before ratios. Nothing is asserted.
 """
 
@@ -22,11 +24,12 @@ import os
 import statistics
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 from bench.common import DEFAULT_PG, percentile
-from bench.e2e import idle_latency, submit_latency, throughput
+from bench.e2e import idle_latency, submit_latency, throughput, throughput_bulk
 from bench.stack import ROOT, Stack
 
 
@@ -60,12 +63,9 @@ def one_round(root: Path, args: argparse.Namespace) -> dict[str, float]:
     figures: dict[str, float] = {}
     with Stack(args.database_url, concurrency=32, root=root) as stack:
         asyncio.run(throughput(stack, 500))  # warm up: connections, caches
-        cpu, busy = stack.cpu(), machine_busy_seconds()
-        figures["tasks/s"] = asyncio.run(throughput(stack, args.tasks))
-        after, busy_after = stack.cpu(), machine_busy_seconds()
-        for process in ("api", "worker"):
-            figures[f"{process} CPU ms/task"] = (after[process] - cpu[process]) / args.tasks * 1e3
-        figures["machine CPU ms/task"] = (busy_after - busy) / args.tasks * 1e3
+        measured(stack, figures, "", args.tasks, throughput(stack, args.tasks))
+        if args.bulk:
+            measured(stack, figures, " (bulk)", args.bulk, throughput_bulk(stack, args.bulk))
         for rate in args.rates:
             latencies = asyncio.run(submit_latency(stack, rate, args.seconds))
             ms = [s * 1e3 for s in latencies]
@@ -78,6 +78,19 @@ def one_round(root: Path, args: argparse.Namespace) -> dict[str, float]:
     return figures
 
 
+def measured(
+    stack: Stack, figures: dict[str, float], label: str, tasks: int, run: Coroutine[Any, Any, float]
+) -> None:
+    """Throughput of ``run`` (``tasks`` tasks) and CPU per task of serve, the worker and
+    the whole machine, into ``figures``."""
+    cpu, busy = stack.cpu(), machine_busy_seconds()
+    figures[f"tasks/s{label}"] = asyncio.run(run)
+    after, busy_after = stack.cpu(), machine_busy_seconds()
+    for process in ("api", "worker"):
+        figures[f"{process} CPU ms/task{label}"] = (after[process] - cpu[process]) / tasks * 1e3
+    figures[f"machine CPU ms/task{label}"] = (busy_after - busy) / tasks * 1e3
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench ab", description=__doc__)
     parser.add_argument("--baseline", default="HEAD", help="git revision to compare with")
@@ -86,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--rates", type=lambda s: [float(r) for r in s.split(",") if r], default=[200.0]
     )
+    parser.add_argument("--bulk", type=int, default=0, help="bulk-submitted tasks (0: none)")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--idle", type=int, default=100, help="idle samples (0: none)")
     parser.add_argument("--database-url", default=DEFAULT_PG)
