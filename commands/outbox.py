@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from hashlib import sha1
 from typing import Any, cast
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
@@ -46,12 +47,21 @@ PUBLIC_TYPES: dict[type[Any], tuple[str, str]] = {
 
 
 def event_id(task_id: UUID, version: int) -> str:
-    """Stable id of a task's n-th event: the same on every relay, forever."""
-    return str(uuid5(task_id, str(version)))
+    """Stable id of a task's n-th event: the same on every relay, forever.
+
+    ``str(uuid5(task_id, str(version)))``, computed without the two UUID objects (a
+    third of the cost, three times per task in the relay).
+    """
+    digest = bytearray(sha1(task_id.bytes + str(version).encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    text = moment.isoformat(timespec="milliseconds")
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 @dataclass(frozen=True)

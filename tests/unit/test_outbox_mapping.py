@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid5
 
 import msgspec
 import pytest
 from eventsourcing.persistence import Mapper
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from commands.outbox import event_data, event_id, rfc3339, to_messages
 from commands.transcoder import PayloadSafeTranscoder
@@ -77,8 +79,18 @@ def test_event_id_is_stable_and_distinct_per_version():
     assert event_id(TASK_ID, 1) != event_id(UUID(int=1), 1)
 
 
+@settings(max_examples=300)
+@given(task_id=st.uuids(), version=st.integers(min_value=0, max_value=10**12))
+def test_event_id_is_the_uuid5_of_the_version(task_id: UUID, version: int):
+    assert event_id(task_id, version) == str(uuid5(task_id, str(version)))
+
+
 def test_rfc3339_uses_milliseconds_and_z():
     assert rfc3339(T0) == "2024-05-01T12:00:00.123Z"
+    # Another offset keeps its offset (events are recorded in UTC; this is the rule).
+    plus_two = T0.astimezone(timezone(timedelta(hours=2)))
+    assert rfc3339(plus_two) == "2024-05-01T14:00:00.123+02:00"
+    assert rfc3339(T0.replace(tzinfo=None)) == "2024-05-01T12:00:00.123"
 
 
 def test_submitted_gives_an_event_and_a_work_item():
