@@ -22,6 +22,7 @@ from eventsourcing.persistence import (
     Transcoder,
 )
 
+from commands import canonical
 from commands.batch import BatchCommand, cancel_task, decide, ids_to_load
 from commands.catalog import DefinitionCatalog, SchemaValidator, Violation, as_details
 from commands.errors import CommandError, Conflict, NotFound, ValidationFailed
@@ -70,6 +71,7 @@ class TaskService(Application[UUID]):
         new_id: Callable[[], UUID] | None = None,
     ) -> None:
         super().__init__(env)
+        canonical.install()  # new events' hashes: msgspec where it writes the same bytes
         self._log_reader = LogReader(self.recorder, self.mapper, UndecodableEvent)
         self.catalog = catalog
         self._output_validators: dict[tuple[str, int], SchemaValidator] = {}
