@@ -18,6 +18,7 @@ from eventsourcing.persistence import (
     EventStore,
     IntegrityError,
     ProcessRecorder,
+    Recording,
     Tracking,
     Transcoder,
 )
@@ -33,6 +34,7 @@ from commands.messages import CancelTask, FinishManually, Outcome, RecordReport,
 from commands.persistence import APPLICATION_NAME
 from commands.recent import RecentEvents, RememberingEventStore
 from commands.reports import apply_report
+from commands.task_cache import TaskCache
 from commands.transcoder import PayloadSafeTranscoder
 from domain import apikey as _apikey  # noqa: F401  (registers the API-key topics for decoding)
 from domain.definition import TaskDefinition
@@ -77,6 +79,7 @@ class TaskService(Application[UUID]):
         self._output_validators: dict[tuple[str, int], SchemaValidator] = {}
         self._clock = clock
         self._new_id = new_id or RandomIds()
+        self.task_cache = TaskCache()
 
     def construct_transcoder(self) -> Transcoder:
         return PayloadSafeTranscoder()
@@ -172,7 +175,7 @@ class TaskService(Application[UUID]):
             # per aggregate (tens of microseconds each on Python 3.11): no snapshots, no
             # cache, no notify hooks are configured.
             events = [event for task in aggregates for event in task.collect_events()]
-            for recording in self.events.put(events):
+            for recording in self._put(aggregates, events):
                 positions[recording.domain_event.originator_id] = recording.notification.id
         results: dict[int, Outcome | Exception] = dict(decision.answers)
         for index, task in decision.changed.items():
@@ -190,12 +193,16 @@ class TaskService(Application[UUID]):
         return [results[index] for index in range(len(cmds))]
 
     def load_many(self, ids: Collection[UUID]) -> dict[UUID, Task]:
-        """The tasks among ``ids`` that exist, read with one query (not one per task)."""
+        """The tasks among ``ids`` that exist: kept ones from the cache (copies), the others
+        read with one query (not one per task)."""
         if not ids:
             return {}
-        tasks: dict[UUID, Task] = {}
+        tasks = self.task_cache.take(ids)
+        missing = [task_id for task_id in ids if task_id not in tasks]
+        if not missing:
+            return tasks
         to_domain_event = self.mapper.to_domain_event
-        for task_id, stored in select_events_many(self.recorder, ids).items():
+        for task_id, stored in select_events_many(self.recorder, missing).items():
             # What the library's project_aggregate does, without its per-event isinstance
             # check against a runtime Protocol (tens of microseconds each on Python 3.11).
             aggregate: Any = None
@@ -323,12 +330,28 @@ class TaskService(Application[UUID]):
                 log.info("stale report discarded: %s", exc)
         events: list[Any] = [event for task in tasks.values() for event in task.collect_events()]
         try:
-            self.events.put(events, tracking=Tracking(RESULTS_TRACKING, position))
+            self._put(list(tasks.values()), events, tracking=Tracking(RESULTS_TRACKING, position))
         except IntegrityError:
             if self.process_recorder.has_tracking_id(RESULTS_TRACKING, position):
                 return 0  # redelivered: applied before
             raise  # a task changed meanwhile (a cancel, say): the caller retries
         return len(events)
+
+    def _put(self, tasks: Sequence[Task], events: list[Any], **kwargs: Any) -> list[Any]:
+        """Record ``events`` (of ``tasks``, collected); keep the tasks in the cache if the
+        store took them, forget them if not (one of them may be stale)."""
+        try:
+            recordings = self.events.put(events, **kwargs)
+        except BaseException:
+            self.task_cache.forget(task.id for task in tasks)
+            raise
+        self.task_cache.remember(tasks)
+        return recordings
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """The library's save; a task saved this way is no longer kept in the cache."""
+        self.task_cache.forget(obj.id for obj in objs if isinstance(obj, Task))
+        return super().save(*objs, **kwargs)
 
     def register_definitions(self, definitions: Sequence[TaskDefinition]) -> dict[str, int]:
         """Record new and changed definitions in one transaction; unchanged ones record
