@@ -79,6 +79,8 @@ def breakdown(raw: Path) -> tuple[int, list[tuple[str, float]]]:
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # a frame's name with a line break in it: its tail
+            continue
         samples = int(count)
         total += samples
         counts[component(stack)] += samples
