@@ -339,9 +339,12 @@ class TaskService(Application[UUID]):
 
     def _put(self, tasks: Sequence[Task], events: list[Any], **kwargs: Any) -> list[Any]:
         """Record ``events`` (of ``tasks``, collected); keep the tasks in the cache if the
-        store took them, forget them if not (one of them may be stale)."""
+        store took them. A refusal may come from a stale kept task: the cache pauses."""
         try:
             recordings = self.events.put(events, **kwargs)
+        except IntegrityError:
+            self.task_cache.refused()
+            raise
         except BaseException:
             self.task_cache.forget(task.id for task in tasks)
             raise

@@ -10,7 +10,11 @@ A kept task may be stale: another process (or a save that bypassed the cache) re
 events after it. That is safe because versions are dense: an event made from a stale
 copy takes a version that is taken already, the store refuses the transaction
 (IntegrityError), and whoever saves then calls :meth:`TaskCache.forget` before trying
-again on fresh state. Finished tasks are dropped (nothing more happens to them). When
+again on fresh state. A refused save also turns the cache off for ``pause`` seconds:
+with several replicas writing the same tasks (their results consumers share the
+reports), kept copies would be stale so often that most batches would be refused once;
+one refusal a minute is what that costs instead. Finished tasks are dropped (nothing
+more happens to them). When
 full, a new task is kept only if the oldest one is older than ``max_age``: work is
 mostly taken in the order it was submitted, so the oldest entries are the next to be
 used, and evicting them to make room would miss on every task of a long backlog.
@@ -27,6 +31,7 @@ from domain.task import Task
 
 CAPACITY = 4096
 MAX_AGE_S = 60.0
+PAUSE_S = 60.0  # off for this long after a refused save
 
 
 def _copy(task: Task) -> Task:
@@ -43,10 +48,13 @@ class TaskCache:
         self,
         capacity: int = CAPACITY,
         max_age: float = MAX_AGE_S,
+        pause: float = PAUSE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._capacity = capacity
         self._max_age = max_age
+        self._pause = pause
+        self._off_until = float("-inf")
         self._clock = clock
         self._lock = threading.Lock()
         self._tasks: dict[UUID, tuple[float, Task]] = {}  # oldest first
@@ -60,6 +68,8 @@ class TaskCache:
         """Copies of the kept tasks among ``ids`` (the others must be loaded)."""
         found: dict[UUID, Task] = {}
         with self._lock:
+            if self._clock() < self._off_until:
+                return found
             tasks = self._tasks
             for task_id in ids:
                 kept = tasks.get(task_id)
@@ -75,6 +85,8 @@ class TaskCache:
         ones (unless a newer version is kept already), drop the finished ones."""
         now = self._clock()
         with self._lock:
+            if now < self._off_until:
+                return
             kept = self._tasks
             for task in tasks:
                 task_id = task.id
@@ -91,10 +103,17 @@ class TaskCache:
                 kept[task_id] = (now, task)
 
     def forget(self, ids: Iterable[UUID]) -> None:
-        """The store refused a save touching ``ids`` (or it went past the cache)."""
+        """A save of ``ids`` went past the cache: they are no longer what is kept."""
         with self._lock:
             for task_id in ids:
                 self._tasks.pop(task_id, None)
+
+    def refused(self) -> None:
+        """The store refused a save (a kept task may have been stale: another writer is
+        about): forget everything and keep nothing for ``pause`` seconds."""
+        with self._lock:
+            self._tasks.clear()
+            self._off_until = self._clock() + self._pause
 
     def _evict_one(self, now: float) -> bool:
         oldest = next(iter(self._tasks), None)

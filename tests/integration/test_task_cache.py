@@ -93,15 +93,33 @@ def test_a_save_past_the_cache_forgets_the_task(service: TaskService) -> None:
     assert stored.version == 3 and stored.status is not TaskStatus.COMPLETED
 
 
-def test_a_refused_save_forgets_the_tasks_it_touched(
+def test_a_refused_save_pauses_the_cache(service: TaskService, replica: TaskService) -> None:
+    """Replicas sharing the reports: one clash, then fresh reads for a while, not a clash
+    per batch."""
+    first, second = service.submit(order()), service.submit(order())
+    replica.record_reports([report(first, "started")], 1)  # the other replica's share
+    done = report(first, "completed", output=EXAMPLE_OUTPUT, started_at=datetime.now(UTC))
+    with pytest.raises(IntegrityError):  # the kept copy has not seen the start
+        service.record_reports([done], 2)
+    assert service.record_reports([done], 2) == 1  # the start is known now: the end alone
+    third = service.submit(order())
+    assert len(service.task_cache) == 0  # nothing kept meanwhile: no more stale copies
+    assert service.record_reports([report(second, "started"), report(third, "started")], 3) == 2
+    assert service.load(first.task_id).status is TaskStatus.COMPLETED
+
+
+def test_a_save_that_fails_otherwise_forgets_only_its_tasks(
     service: TaskService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    task = service.submit(order())
+    touched, other = service.submit(order()), service.submit(order())
+    real_put = service.events.put
 
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise IntegrityError("refused")
+    def lost(*args: object, **kwargs: object) -> None:
+        raise OSError("connection lost")
 
-    monkeypatch.setattr(service.events, "put", refuse)
-    with pytest.raises(IntegrityError):
-        service.record_reports([report(task, "started")], 1)
-    assert len(service.task_cache) == 0
+    monkeypatch.setattr(service.events, "put", lost)
+    with pytest.raises(OSError, match="connection lost"):
+        service.record_reports([report(touched, "started")], 1)
+    monkeypatch.setattr(service.events, "put", real_put)
+    assert set(service.task_cache.take([touched.task_id, other.task_id])) == {other.task_id}
+    assert service.record_reports([report(touched, "started")], 1) == 1

@@ -100,3 +100,17 @@ def test_remembering_a_kept_task_again_renews_its_age():
     third = committed()
     cache.remember([third])  # second is the oldest now (age 61): evicted
     assert set(cache.take([first.id, second.id, third.id])) == {first.id, third.id}
+
+
+def test_a_refused_save_empties_the_cache_and_pauses_it():
+    clock = Clock()
+    cache = TaskCache(pause=60.0, clock=clock)
+    kept, later = committed(), committed()
+    cache.remember([kept])
+    cache.refused()  # another writer is about
+    assert len(cache) == 0
+    cache.remember([later])
+    assert cache.take([kept.id, later.id]) == {} and len(cache) == 0
+    clock.now = 60.0
+    cache.remember([later])
+    assert set(cache.take([later.id])) == {later.id}
