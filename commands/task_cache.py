@@ -1,23 +1,24 @@
 """Unfinished tasks this process saved, kept in memory so that the next command or report
 on them does not read their events back and rebuild them.
 
-Each task's events are read and replayed once per batch that touches it: a submitted
-task is loaded again for its Started report and again for its Completed one. Kept here
-after a successful save, a task is handed out as a copy (the callers mutate what they
-get), so the kept state is always exactly what was committed.
+Without it, a task's events are read and replayed once per batch that touches it: a
+submitted task is loaded again for its Started report and again for its Completed one.
+Kept here after a successful save, a task is handed out as a copy (the callers mutate
+what they get), so the kept state is always exactly what was committed.
 
 A kept task may be stale: another process (or a save that bypassed the cache) recorded
 events after it. That is safe because versions are dense: an event made from a stale
 copy takes a version that is taken already, the store refuses the transaction
-(IntegrityError), and whoever saves then calls :meth:`TaskCache.forget` before trying
-again on fresh state. A refused save also turns the cache off for ``pause`` seconds:
+(IntegrityError), and the service then calls :meth:`TaskCache.refused` before trying
+again on fresh state. That empties the cache and turns it off for ``pause`` seconds:
 with several replicas writing the same tasks (their results consumers share the
 reports), kept copies would be stale so often that most batches would be refused once;
-one refusal a minute is what that costs instead. Finished tasks are dropped (nothing
-more happens to them). When
-full, a new task is kept only if the oldest one is older than ``max_age``: work is
-mostly taken in the order it was submitted, so the oldest entries are the next to be
-used, and evicting them to make room would miss on every task of a long backlog.
+one refusal a minute is what that costs instead. A save past the cache calls
+:meth:`TaskCache.forget` for its tasks. Finished tasks are dropped (nothing more happens
+to them). When full, a new task is kept only if the oldest one is older than
+``max_age``: work is mostly taken in the order it was submitted, so the oldest entries
+are the next to be used, and evicting them to make room would miss on every task of a
+long backlog.
 """
 
 from __future__ import annotations
