@@ -142,9 +142,16 @@ def json_form(value: Any) -> Any:
     A value made only of plain JSON types (the usual case: decoded from a request) is its
     own JSON form and is returned as it is, without the round trip through text.
     """
-    if _json_kind(value) != _NOT_PLAIN:
-        return value
-    return json.loads(_encoder.encode(value))
+    return _in_json_form(value)[0]
+
+
+def _in_json_form(value: Any) -> tuple[Any, int]:
+    """``value`` in its JSON form, and what ``_json_kind`` found in it (``_NOT_PLAIN``:
+    it took the round trip through text, and its floats were not looked at)."""
+    kind = _json_kind(value)
+    if kind == _NOT_PLAIN:
+        return json.loads(_encoder.encode(value)), kind
+    return value, kind
 
 
 def _json_kind(value: Any) -> int:
@@ -190,10 +197,7 @@ def topic_of(event_class: type[Any]) -> str:
 
 def seal(event: Any) -> str:
     """The hash of a newly created event (its fields taken in their JSON form)."""
-    fields = event_fields(vars(event))
-    kind = _json_kind(fields)
-    if kind == _NOT_PLAIN:
-        fields = json.loads(_encoder.encode(fields))
+    fields, kind = _in_json_form(event_fields(vars(event)))
     document = hashed_document(
         event.originator_id,
         event.originator_version,
