@@ -20,6 +20,7 @@ import nats
 from nats.aio.client import Client
 
 from api.gate import Security
+from api.read_fence import ReadFence
 from api.security import build_security, parse_rates
 from api.settings import Settings
 from commands.apikeys import ApiKeyService
@@ -67,6 +68,7 @@ class Runtime:
         self._commits: GroupCommit[BatchCommand, Outcome] | None = None
         self._db: Database | None = None
         self._runner: ProjectionRunner | None = None
+        self._fence: ReadFence | None = None
         self._queries: TaskQueries | None = None
         self._definitions: DefinitionQueries | None = None
         self._nc: Client | None = None
@@ -99,6 +101,12 @@ class Runtime:
             listen_channel=getattr(self._service.recorder, "channel_name", None),
         )
         self._runner.start()
+        service = self._service
+        self._fence = ReadFence(
+            self._runner,
+            lambda: service.recorder.max_notification_id() or 0,
+            READ_YOUR_WRITES_TIMEOUT_S,
+        )
         self._commits = GroupCommit(self._service.execute, on_committed=self._after_write)
         self._commits.start()
         # The definitions just recorded are readable before the first request is served.
@@ -195,13 +203,19 @@ class Runtime:
     # model); ``submit``/``cancel`` block, for threads (command line, tests).
 
     @property
+    def fence(self) -> ReadFence:
+        assert self._fence is not None, "Runtime.open() first"
+        return self._fence
+
+    @property
     def commits(self) -> GroupCommit[BatchCommand, Outcome]:
         assert self._commits is not None, "Runtime.open() first"
         return self._commits
 
     async def asubmit(self, cmd: SubmitTask) -> Outcome:
+        # Answered once durable; reads catch up instead (api/read_fence.py).
         outcome = await asyncio.wrap_future(self.commits.submit(cmd))
-        await self._settled(outcome.position)
+        self.fence.answering(outcome.position)
         return outcome
 
     async def acancel(self, cmd: CancelTask) -> Outcome:
@@ -211,7 +225,7 @@ class Runtime:
 
     def submit(self, cmd: SubmitTask) -> Outcome:
         outcome = self.commits.submit(cmd).result()
-        self._read_your_write(outcome.position)
+        self.fence.answering(outcome.position)
         return outcome
 
     def cancel(self, cmd: CancelTask) -> Outcome:
@@ -223,6 +237,9 @@ class Runtime:
         """A bulk request: already one transaction of its own, so it skips the queue."""
         results = self.service.submit_many(cmds)
         self._after_write()
+        # Unlike a single submit, a bulk request waits for its rows: 500 tasks at a time
+        # would otherwise run far ahead of the pipeline (measured: 0.87x the throughput,
+        # 1.16x serve's CPU per task), and it is one wait per request.
         self._settle([result for result in results if isinstance(result, Outcome)])
         return results
 
@@ -264,9 +281,14 @@ class Runtime:
                 log.exception("sweep of lost attempts failed; next one in %d s", SWEEP_INTERVAL_S)
 
     def get_task(self, task_id: UUID) -> dict[str, Any] | None:
-        return self.queries.get(str(task_id))
+        projected = self.fence.projected
+        row = self.queries.get(str(task_id))
+        if row is None and self.fence.after_miss(projected):  # submitted, not yet projected?
+            row = self.queries.get(str(task_id))
+        return row
 
     def list_tasks(self, **filters: Any) -> Page:
+        self.fence.before_list()
         return self.queries.list(**filters)
 
     def list_definitions(self, **filters: Any) -> Page:
