@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 
 from commands.messages import RecordReport
 from commands.service import TaskService
-from workers.protocol import RESULTS_CONSUMER, RESULTS_STREAM, Report, report_decoder
+from workers.protocol import RESULTS_CONSUMER, RESULTS_STREAM, Report, decode_reports
 from workers.pull import Puller
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class ResultsConsumer:
         for msg in msgs:
             last_sequence = max(last_sequence, msg.metadata.sequence.stream)
             try:
-                reports.append(to_record(report_decoder.decode(msg.data)))
+                reports.extend([to_record(report) for report in decode_reports(msg.data)])
             except (msgspec.DecodeError, ValueError) as exc:
                 log.error(
                     "undecodable report at stream sequence %s discarded: %s",

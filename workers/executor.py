@@ -29,22 +29,20 @@ import os
 import socket
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.errors import KeyNotFoundError, NotFoundError
-from nats.js.kv import KeyValue
+from nats.js.errors import NotFoundError
 
 from workers.attempt import Attempt, Result
+from workers.cancel_markers import CancelMarkers
 from workers.handlers import HandlerRegistry
 from workers.integration import IntegrationExecutor
 from workers.protocol import (
     CANCEL_BUCKET,
     CANCELLED_SUBJECT,
     PRIORITIES,
-    RESULTS_SUBJECT,
     WORK_STREAM,
     WORK_SUBJECT_PREFIX,
     Report,
@@ -56,7 +54,8 @@ from workers.protocol import (
     work_subject,
 )
 from workers.pull import Puller
-from workers.streams import WORK_ACK_WAIT_S, ensure_streams, headers
+from workers.report_batch import ReportBatcher
+from workers.streams import WORK_ACK_WAIT_S, ensure_streams
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,8 @@ class Worker:
         self._ack_wait_s = ack_wait_s
         self._quick_report_s = quick_report_s
         self._pullers: dict[str, Puller] = {}
-        self._cancelled: KeyValue | None = None
+        self._markers: CancelMarkers | None = None
+        self._reports: ReportBatcher | None = None
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._running: dict[asyncio.Task[None], tuple[Attempt, Msg]] = {}
@@ -117,7 +117,10 @@ class Worker:
     async def run(self) -> None:
         """Serve until ``stop()``; then let running attempts finish (``grace_s``)."""
         await ensure_streams(self._js, self._ack_wait_s)
-        self._cancelled = await self._js.key_value(CANCEL_BUCKET)
+        self._markers = CancelMarkers(self._nc, await self._js.key_value(CANCEL_BUCKET))
+        self._reports = ReportBatcher(
+            lambda subject, body, hdrs: self._js.publish_async(subject, body, headers=hdrs)
+        )
         for priority in PRIORITIES:
             self._pullers[priority] = Puller(self._nc, WORK_STREAM, work_consumer(priority))
             await self._pullers[priority].start()
@@ -137,6 +140,8 @@ class Worker:
             await self._serve()
         finally:
             await self._drain_running()
+            await self._reports.close()
+            await self._markers.close()
             for subscription in subscriptions:
                 await subscription.unsubscribe()
             for puller in self._pullers.values():
@@ -158,8 +163,7 @@ class Worker:
             if not msgs:
                 await _wait_any(self._wake, self._stopping, timeout=self._idle_timeout())
                 continue
-            for msg in msgs:
-                await self._begin(msg)
+            await self._begin(msgs)
 
     async def _probe(self, free: int) -> list[Msg]:
         """Pull from the first queue, in priority order, that has work. A queue that was
@@ -224,56 +228,75 @@ class Worker:
                 return str(priority)
         return None
 
-    async def _begin(self, msg: Msg) -> None:
+    async def _begin(self, msgs: list[Msg]) -> None:
+        """Start the attempts of pulled work: due ones whose task is not marked cancelled
+        (one lookup for the whole batch)."""
+        due: list[tuple[Msg, WorkItem]] = []
+        for msg in msgs:
+            item = await self._admit(msg)
+            if item is not None:
+                due.append((msg, item))
+        if not due:
+            return
+        assert self._markers is not None
+        try:
+            cancelled = await self._markers.marked([item.task_id for _, item in due])
+        except Exception as exc:  # unknown: start none of them; they come back later
+            log.warning("cancel markers unreadable (%r): %d attempts handed back", exc, len(due))
+            for msg, _ in due:
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=1.0)
+            return
+        for msg, item in due:
+            if item.task_id in cancelled:
+                await msg.ack()  # cancelled before it started: nothing to run or report
+                continue
+            attempt = Attempt(item, self.worker_id, self._registry, self._integration)
+            task = asyncio.create_task(self._run(attempt, msg))
+            self._running[task] = (attempt, msg)
+            task.add_done_callback(self._finished)
+
+    async def _admit(self, msg: Msg) -> WorkItem | None:
+        """The work item, if it can start now: a poison message is dropped, a retry that
+        is not due yet goes back to the queue until it is."""
         try:
             item = work_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
             log.error("poison work message discarded: %s", exc)
             await msg.term()
-            return
+            return None
         if item.not_before:
             due = datetime.fromisoformat(item.not_before)
             wait = (due - datetime.now(UTC)).total_seconds()
             if wait > 0.005:
                 await msg.nak(delay=wait)  # back to the queue until it is due
-                return
-        attempt = Attempt(item, self.worker_id, self._registry, self._integration)
-        task = asyncio.create_task(self._run(attempt, msg))
-        self._running[task] = (attempt, msg)
-        task.add_done_callback(self._finished)
-
-    async def _is_cancelled(self, task_id: str) -> bool:
-        assert self._cancelled is not None
-        try:
-            await self._cancelled.get(task_id)
-        except KeyNotFoundError:
-            return False
-        return True
+                return None
+        return item
 
     async def _run(self, attempt: Attempt, msg: Msg) -> None:
         item = attempt.item
-        if await self._is_cancelled(item.task_id):
-            await msg.ack()  # cancelled before it started: nothing to run or report
-            return
         # An attempt that ends within quick_report_s is reported once: its end, with
-        # the moment it started. A longer one reports its start when that time is up.
-        # Reports are published pipelined; the work is acked only once JetStream has
-        # stored them, so a crash before that runs the attempt again (at least once).
+        # the moment it started. A longer one reports its start when that time is up,
+        # and from then on keeps its lease. Reports go out gathered (report_batch.py);
+        # the work is acked only once JetStream has stored them, so a crash before that
+        # runs the attempt again (at least once).
         started_at = now_text()
         running = asyncio.ensure_future(attempt.run())
-        keep_lease = asyncio.create_task(_keep_lease(msg, self._ack_wait_s / 3))
-        acks: list[asyncio.Future[Any]] = []
+        keep_lease: asyncio.Task[None] | None = None
+        stored: list[asyncio.Future[None]] = []
         try:
             await asyncio.wait({running}, timeout=self._quick_report_s)
             if not running.done():
-                acks.append(await self._report(item, Result("started"), at=started_at))
+                keep_lease = asyncio.create_task(_keep_lease(msg, self._ack_wait_s / 3))
+                stored.append(self._report(item, Result("started"), at=started_at))
             result = await running
             if result is not None:
-                start = None if acks else started_at
-                acks.append(await self._report(item, result, started_at=start))
-            await _stored(acks)
+                start = None if stored else started_at
+                stored.append(self._report(item, result, started_at=start))
+            await _stored(stored)
         finally:
-            keep_lease.cancel()
+            if keep_lease is not None:
+                keep_lease.cancel()
             running.cancel()  # stopped from outside (a drain): the attempt stops too
         await msg.ack()
 
@@ -293,15 +316,16 @@ class Worker:
                 log.info("cancelling attempt %d of %s", attempt.item.attempt, event.subject)
                 attempt.cancel(force=bool(event.data.get("force")))
 
-    async def _report(
+    def _report(
         self,
         item: WorkItem,
         result: Result,
         at: str | None = None,
         started_at: str | None = None,
-    ) -> asyncio.Future[Any]:
-        """Publish a report (of now, unless ``at``); the returned future is JetStream's
-        ack of it. ``started_at``: the attempt's start, not reported on its own."""
+    ) -> asyncio.Future[None]:
+        """Send a report (of now, unless ``at``); the returned future resolves once
+        JetStream has stored it. ``started_at``: the attempt's start, not reported on
+        its own."""
         report = Report(
             task_id=item.task_id,
             attempt=item.attempt,
@@ -326,7 +350,8 @@ class Worker:
                 retryable=False,
             )
             body = encoder.encode(report)
-        return await self._js.publish_async(RESULTS_SUBJECT, body, headers=headers(report.msg_id))
+        assert self._reports is not None
+        return self._reports.send(report, body)
 
     async def _drain_running(self) -> None:
         """Graceful stop: attempts get ``grace_s`` to finish; the rest are handed back."""
@@ -341,9 +366,9 @@ class Worker:
                 await msg.nak()
 
 
-async def _stored(acks: list[asyncio.Future[Any]]) -> None:
-    """Wait for JetStream's acks of published reports (bounded: a future may never
-    resolve on some server errors)."""
+async def _stored(acks: list[asyncio.Future[None]]) -> None:
+    """Wait until JetStream has stored the reports (bounded, as a last resort: the
+    batcher bounds each publish itself)."""
     try:
         await asyncio.wait_for(asyncio.gather(*acks), REPORT_ACK_TIMEOUT_S)
     finally:

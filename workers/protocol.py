@@ -108,4 +108,14 @@ class Outgoing(msgspec.Struct, frozen=True):
 encoder = msgspec.json.Encoder()
 work_decoder = msgspec.json.Decoder(WorkItem)
 report_decoder = msgspec.json.Decoder(Report)
+_reports_decoder = msgspec.json.Decoder(list[Report])
 cloud_event_decoder = msgspec.json.Decoder(CloudEvent)
+
+
+def decode_reports(data: bytes) -> list[Report]:
+    """A message on ``tasks.results``: one report (a JSON object), or the reports a
+    worker made at one moment (a JSON array of them: workers/report_batch.py).
+    Raises msgspec.DecodeError (a ValueError) when it is neither."""
+    if data.lstrip()[:1] == b"[":
+        return _reports_decoder.decode(data)
+    return [report_decoder.decode(data)]

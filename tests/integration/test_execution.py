@@ -4,6 +4,7 @@ cancellation of running work, priorities, INTEGRATION and output validation."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import textwrap
@@ -17,6 +18,7 @@ from uuid import UUID
 
 import nats
 import pytest
+from nats.js.errors import KeyNotFoundError
 
 from api.runtime import Runtime
 from api.settings import Settings
@@ -58,6 +60,10 @@ HANDLERS = textwrap.dedent(
 
     def quick(payload, context):
         return {"n": payload.get("n", 0)}
+
+    def touch(payload, context):
+        pathlib.Path(payload["path"]).write_text("ran")
+        return {"ran": True}
     """
 )
 
@@ -105,6 +111,7 @@ DEFINITIONS = [
         outputSchema={"type": "object", "properties": {"total": {"type": "number"}}},
     ),
     definition("quick", "quick"),
+    definition("touch", "touch"),
 ]
 
 
@@ -215,8 +222,9 @@ async def test_a_quick_attempt_is_reported_once_a_longer_one_twice(stack: Stack)
     nc = await nats.connect(stack.nats_url)
     reports: list[dict[str, Any]] = []
 
-    async def seen(msg: Any) -> None:
-        reports.append(json.loads(msg.data))
+    async def seen(msg: Any) -> None:  # one report, or several gathered in one message
+        data = json.loads(msg.data)
+        reports.extend(data if isinstance(data, list) else [data])
 
     await nc.subscribe(RESULTS_SUBJECT, cb=seen)
     await nc.flush()
@@ -522,3 +530,59 @@ async def test_a_stopping_worker_hands_unfinished_work_back_at_once(
     row = await stack.until(task_id, {"COMPLETED"}, timeout=10)  # well before the 30 s ack wait
     assert row["execution_environment"] == "staying"
     assert row["attempts"] == 1
+
+
+async def test_a_task_cancelled_before_any_worker_took_it_never_runs(
+    stack: Stack, tmp_path: Path
+) -> None:
+    ids = [await stack.submit("touch", {"path": str(tmp_path / f"ran-{n}")}) for n in range(6)]
+    for task_id in ids[::2]:
+        await asyncio.to_thread(stack.runtime.cancel, CancelTask(task_id, ANONYMOUS))
+    nc = await nats.connect(stack.nats_url)
+    try:  # the relay has marked them before the worker looks (one lookup for the batch)
+        bucket = await nc.jetstream().key_value("TASK_CANCELLED")
+        for task_id in ids[::2]:
+            for _ in range(200):
+                with contextlib.suppress(KeyNotFoundError):
+                    await bucket.get(str(task_id))
+                    break
+                await asyncio.sleep(0.02)
+        await stack.start_worker(worker_id="w", concurrency=8)
+        for task_id in ids[1::2]:
+            await stack.until(task_id, {"COMPLETED"})
+        info = await nc.jetstream().consumer_info("TASK_WORK", "work-medium")
+        assert (info.num_pending, info.num_ack_pending) == (0, 0)  # taken off the queue
+    finally:
+        await nc.close()
+    ran = sorted(name for name in os.listdir(tmp_path) if name.startswith("ran-"))
+    assert ran == ["ran-1", "ran-3", "ran-5"]  # the handler never ran for the cancelled ones
+    for task_id in ids[::2]:
+        kinds = [type(e).__name__ for e in stack.events(task_id)]
+        assert kinds == ["Submitted", "Cancelled"]
+
+
+async def test_a_message_of_several_reports_records_each(stack: Stack) -> None:
+    ids = [await stack.submit("quick", {"n": n}) for n in range(3)]
+    at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    reports = [
+        {
+            "taskId": str(i),
+            "attempt": 1,
+            "kind": "completed",
+            "worker": "w",
+            "at": at,
+            "output": {"n": n},
+            "startedAt": at,
+        }
+        for n, i in enumerate(ids)
+    ]
+    nc = await nats.connect(stack.nats_url)
+    try:
+        await nc.jetstream().publish(RESULTS_SUBJECT, json.dumps(reports).encode())
+    finally:
+        await nc.close()
+    for n, task_id in enumerate(ids):
+        row = await stack.until(task_id, {"COMPLETED"})
+        assert row["output"] == {"n": n}
+        kinds = [type(e).__name__ for e in stack.events(task_id)]
+        assert kinds == ["Submitted", "Started", "Completed"]

@@ -1,0 +1,123 @@
+"""Unit tests of how a worker gathers its reports (workers/report_batch.py) and how the
+results consumer reads them back (workers/protocol.decode_reports). The publisher is a
+stand-in here; tests/integration/test_execution.py runs the real path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import msgspec
+import pytest
+
+from workers import report_batch
+from workers.protocol import RESULTS_SUBJECT, Report, decode_reports, encoder
+from workers.report_batch import ReportBatcher, batch_msg_id
+
+
+def report(n: int, kind: str = "completed", output: Any = None) -> Report:
+    return Report(
+        task_id=f"task-{n}",
+        attempt=1,
+        kind=kind,
+        worker="w",
+        at="2026-12-06T00:00:00Z",
+        output=output if output is not None else {"n": n},
+    )
+
+
+class FakeJetStream:
+    """Records what is published; answers each publish with an ack future it controls."""
+
+    def __init__(self, fail: Exception | None = None, answer: bool = True) -> None:
+        self.published: list[tuple[str, bytes, dict[str, Any]]] = []
+        self.fail = fail
+        self.answer = answer
+
+    async def publish(self, subject: str, body: bytes, headers: dict[str, Any]) -> Any:
+        self.published.append((subject, body, headers))
+        if self.fail is not None:
+            raise self.fail
+        ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.answer:
+            ack.set_result(object())
+        return ack
+
+
+def send(batcher: ReportBatcher, r: Report) -> asyncio.Future[None]:
+    return batcher.send(r, encoder.encode(r))
+
+
+async def test_reports_of_one_turn_go_as_one_message_and_come_back_whole() -> None:
+    js = FakeJetStream()
+    batcher = ReportBatcher(js.publish)
+    reports = [report(n) for n in range(3)]
+    stored = [send(batcher, r) for r in reports]
+    await asyncio.gather(*stored)
+    ((subject, body, headers),) = js.published
+    assert subject == RESULTS_SUBJECT
+    assert json.loads(body)[1]["taskId"] == "task-1"
+    assert decode_reports(body) == reports
+    assert headers == {"Nats-Msg-Id": batch_msg_id(reports)}
+    assert batch_msg_id(reports) == batch_msg_id(list(reports))  # stable: a repeat is dropped
+    assert batch_msg_id(reports) != batch_msg_id(reports[:2])
+
+
+async def test_a_lone_report_goes_as_the_single_object_it_always_was() -> None:
+    js = FakeJetStream()
+    batcher = ReportBatcher(js.publish)
+    await send(batcher, report(1))
+    await asyncio.sleep(0)
+    await send(batcher, report(2))  # a later turn: a message of its own
+    assert [json.loads(body)["taskId"] for _, body, _ in js.published] == ["task-1", "task-2"]
+    assert js.published[0][2] == {"Nats-Msg-Id": report(1).msg_id}
+    assert decode_reports(js.published[1][1]) == [report(2)]
+
+
+async def test_large_reports_are_spread_over_messages_the_server_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(report_batch, "MAX_BATCH_BYTES", 1300)
+    js = FakeJetStream()
+    batcher = ReportBatcher(js.publish)
+    reports = [report(n, output={"blob": "x" * 400}) for n in range(5)]
+    await asyncio.gather(*(send(batcher, r) for r in reports))
+    assert all(len(body) <= 1300 for _, body, _ in js.published)
+    assert len(js.published) == 3  # two per message, then the last alone
+    assert [r for _, body, _ in js.published for r in decode_reports(body)] == reports
+
+
+async def test_a_refused_message_fails_every_report_in_it() -> None:
+    js = FakeJetStream(fail=ConnectionError("gone"))
+    batcher = ReportBatcher(js.publish)
+    stored = [send(batcher, report(n)) for n in range(2)]
+    results = await asyncio.gather(*stored, return_exceptions=True)
+    assert [type(r) for r in results] == [ConnectionError, ConnectionError]
+
+
+async def test_an_ack_that_never_comes_fails_them_in_time() -> None:
+    js = FakeJetStream(answer=False)
+    batcher = ReportBatcher(js.publish, timeout_s=0.05)
+    stored = send(batcher, report(1))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(stored, 2)
+    await batcher.close()
+
+
+async def test_a_worker_going_away_cancels_what_waits_for_its_ack() -> None:
+    js = FakeJetStream(answer=False)
+    batcher = ReportBatcher(js.publish)
+    stored = send(batcher, report(1))
+    await asyncio.sleep(0.01)  # published, waiting for the ack
+    for task in list(batcher._flushing):
+        task.cancel()
+    await batcher.close()
+    assert stored.cancelled()
+
+
+def test_what_is_neither_a_report_nor_a_list_of_them_is_refused() -> None:
+    for data in (b"", b"{}", b"[{}]", b"[1]", b"not json", b'{"taskId": 1}'):
+        with pytest.raises(msgspec.DecodeError):
+            decode_reports(data)
+    assert decode_reports(b" [] ") == []
