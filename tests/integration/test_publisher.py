@@ -11,9 +11,11 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
 from nats.js.api import DiscardPolicy, StreamConfig
 from nats.js.errors import APIError, NoStreamResponseError
 
+from workers import nats_wire
 from workers.nats_server import EmbeddedNatsServer
 from workers.protocol import Outgoing
 from workers.publisher import JetStreamPublisher
@@ -29,13 +31,22 @@ async def nc(nats_server: EmbeddedNatsServer) -> AsyncIterator[Client]:
     await client.close()
 
 
+@pytest.fixture(params=[True, False], ids=["wire", "public"])
+def wire(request: pytest.FixtureRequest) -> bool:
+    """Every case both ways: frames and acks below nats-py (workers/nats_wire.py), and
+    nats-py's public calls (what runs where those internals are missing)."""
+    return bool(request.param)
+
+
 def message(subject: str, n: int) -> Outgoing:
     return Outgoing(subject=subject, body=f"m{n}".encode(), msg_id=f"{subject}-{n}")
 
 
-async def test_a_batch_returns_once_every_message_is_stored_in_order(nc: Client) -> None:
+async def test_a_batch_returns_once_every_message_is_stored_in_order(
+    nc: Client, wire: bool
+) -> None:
     js = nc.jetstream()
-    publisher = JetStreamPublisher(nc)
+    publisher = JetStreamPublisher(nc, wire=wire)
     batch = [message("a.x" if n % 3 else "b.y", n) for n in range(300)]
     await publisher.publish(batch)
     a, b = await js.stream_info("A"), await js.stream_info("B")
@@ -47,30 +58,50 @@ async def test_a_batch_returns_once_every_message_is_stored_in_order(nc: Client)
     a, b = await js.stream_info("A"), await js.stream_info("B")
     assert (a.state.messages, b.state.messages) == (200, 100)
     await publisher.publish([])  # nothing to send: nothing to wait for
+    assert publisher.wire is wire
+    sub = publisher._sub
+    assert sub is not None
+    assert (sub._id in nats_wire._taps.get(nc, {})) is wire  # acks came the way asked
     await publisher.close()
+    assert sub._id not in nats_wire._taps.get(nc, {})
 
 
-async def test_no_stream_for_a_subject_fails_the_batch_at_once(nc: Client) -> None:
-    publisher = JetStreamPublisher(nc, timeout_s=30)
+async def test_a_message_over_the_server_s_limit_is_refused_before_sending(
+    nc: Client, wire: bool
+) -> None:
+    publisher = JetStreamPublisher(nc, wire=wire)
+    too_big = Outgoing(subject="a.x", msg_id="big", body=b"x" * (nc.max_payload + 1))
+    with pytest.raises(MaxPayloadError):
+        await publisher.publish([message("a.x", 1), too_big])
+    await publisher.publish([message("a.x", 2)])  # the publisher goes on
+    js = nc.jetstream()
+    state = (await js.stream_info("A")).state
+    assert (await js.get_msg("A", state.last_seq)).data == b"m2"
+    stored = [(await js.get_msg("A", n)).data or b"" for n in range(1, 1 + state.messages)]
+    assert all(len(data) < 100 for data in stored)  # the large one never reached the stream
+
+
+async def test_no_stream_for_a_subject_fails_the_batch_at_once(nc: Client, wire: bool) -> None:
+    publisher = JetStreamPublisher(nc, timeout_s=30, wire=wire)
     with pytest.raises(NoStreamResponseError):
         await asyncio.wait_for(publisher.publish([message("a.x", 1), message("nowhere.z", 2)]), 10)
     await publisher.publish([message("a.x", 3)])  # the next batch is unaffected
     assert (await nc.jetstream().stream_info("A")).state.messages == 2
 
 
-async def test_a_stream_refusing_a_message_fails_the_batch(nc: Client) -> None:
+async def test_a_stream_refusing_a_message_fails_the_batch(nc: Client, wire: bool) -> None:
     js = nc.jetstream()
     await js.add_stream(
         StreamConfig(name="FULL", subjects=["full.>"], max_msgs=1, discard=DiscardPolicy.NEW)
     )
-    publisher = JetStreamPublisher(nc)
+    publisher = JetStreamPublisher(nc, wire=wire)
     with pytest.raises(APIError) as refused:
         await publisher.publish([message("full.x", 1), message("full.x", 2)])
     assert refused.value.code is not None
     assert (await js.stream_info("FULL")).state.messages == 1
 
 
-async def test_an_ack_of_a_batch_given_up_on_is_not_counted(nc: Client) -> None:
+async def test_an_ack_of_a_batch_given_up_on_is_not_counted(nc: Client, wire: bool) -> None:
     """A responder answers the first message late and the later ones never: the first
     batch times out, and its late ack arrives while the second batch (same publisher,
     same index 0) waits; counting it would complete the second batch."""
@@ -84,7 +115,7 @@ async def test_an_ack_of_a_batch_given_up_on_is_not_counted(nc: Client) -> None:
             await nc.publish(msg.reply, b'{"stream":"A","seq":1}')
 
     await nc.subscribe("slow.x", cb=late_once)
-    publisher = JetStreamPublisher(nc, timeout_s=0.1)
+    publisher = JetStreamPublisher(nc, timeout_s=0.1, wire=wire)
     with pytest.raises(TimeoutError):
         await publisher.publish([message("slow.x", 1)])
     publisher._timeout_s = 1.0  # the second batch waits past the first one's late ack
