@@ -25,6 +25,8 @@ from workers.pull import Puller
 
 log = logging.getLogger(__name__)
 
+MAX_REPORTS_PER_BATCH = 1000  # reports recorded in one transaction (as many as fit)
+
 
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -75,26 +77,28 @@ class ResultsConsumer:
             await self._puller.stop()
 
     async def _record(self, msgs: list[Msg]) -> None:
-        reports: list[RecordReport] = []
-        last_sequence = 0
-        for msg in msgs:
-            last_sequence = max(last_sequence, msg.metadata.sequence.stream)
-            try:
-                reports.extend([to_record(report) for report in decode_reports(msg.data)])
-            except (msgspec.DecodeError, ValueError) as exc:
-                log.error(
-                    "undecodable report at stream sequence %s discarded: %s",
-                    msg.metadata.sequence.stream,
-                    exc,
-                )
+        """Record the reports of ``msgs`` and ack them, at most MAX_REPORTS_PER_BATCH
+        reports to a transaction: a message may hold many reports (a worker gathers
+        them), and a backlog must not become one huge transaction."""
+        for chunk, reports, last_sequence in _chunks(msgs):
+            recorded = await self._apply(reports, last_sequence)
+            if recorded is None:
+                return  # stopping: the rest is redelivered
+            for msg in chunk:
+                await msg.ack()
+            if recorded:
+                self._on_recorded()
+
+    async def _apply(self, reports: list[RecordReport], last_sequence: int) -> int | None:
+        """The number of events recorded; None if stopped before it could be done."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                recorded = await asyncio.to_thread(
+                recorded: int = await asyncio.to_thread(
                     self._service.record_reports, reports, last_sequence
                 )
-                break
+                return recorded
             except IntegrityError:  # a task changed meanwhile (a cancel): fresh state, again
                 if attempt < 3:
                     continue
@@ -103,8 +107,30 @@ class ResultsConsumer:
                 log.exception("recording %d reports failed; retrying", len(reports))
             await asyncio.sleep(1.0)
             if self._stopping.is_set():
-                return
-        for msg in msgs:
-            await msg.ack()
-        if recorded:
-            self._on_recorded()
+                return None
+
+
+def _chunks(msgs: list[Msg]) -> list[tuple[list[Msg], list[RecordReport], int]]:
+    """Consecutive runs of ``msgs`` with their decoded reports (at most
+    MAX_REPORTS_PER_BATCH, unless one message alone holds more) and the stream sequence
+    of their last message. An undecodable message is logged and counts as empty."""
+    chunks: list[tuple[list[Msg], list[RecordReport], int]] = []
+    chunk: list[Msg] = []
+    reports: list[RecordReport] = []
+    last_sequence = 0
+    for msg in msgs:
+        sequence = msg.metadata.sequence.stream
+        try:
+            decoded = [to_record(report) for report in decode_reports(msg.data)]
+        except (msgspec.DecodeError, ValueError) as exc:
+            log.error("undecodable report at stream sequence %s discarded: %s", sequence, exc)
+            decoded = []
+        if chunk and len(reports) + len(decoded) > MAX_REPORTS_PER_BATCH:
+            chunks.append((chunk, reports, last_sequence))
+            chunk, reports = [], []
+        chunk.append(msg)
+        reports.extend(decoded)
+        last_sequence = max(last_sequence, sequence)
+    if chunk:
+        chunks.append((chunk, reports, last_sequence))
+    return chunks

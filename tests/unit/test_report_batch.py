@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import msgspec
 import pytest
 
+from commands import results
 from workers import report_batch
 from workers.protocol import RESULTS_SUBJECT, Report, decode_reports, encoder
 from workers.report_batch import ReportBatcher, batch_msg_id
@@ -121,3 +123,36 @@ def test_what_is_neither_a_report_nor_a_list_of_them_is_refused() -> None:
         with pytest.raises(msgspec.DecodeError):
             decode_reports(data)
     assert decode_reports(b" [] ") == []
+
+
+class PulledMsg:
+    """What the results consumer reads of a pulled message."""
+
+    def __init__(self, sequence: int, data: bytes) -> None:
+        self.data = data
+        self.metadata = type("Meta", (), {"sequence": type("Seq", (), {"stream": sequence})})
+
+
+def test_the_results_consumer_records_a_backlog_in_bounded_transactions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(results, "MAX_REPORTS_PER_BATCH", 4)
+
+    def real(n: int) -> Report:  # task ids the service can read
+        return msgspec.structs.replace(report(n), task_id=str(uuid.UUID(int=n)))
+
+    gathered = b"[" + b",".join(encoder.encode(real(n)) for n in range(3)) + b"]"
+    msgs = [
+        PulledMsg(10, gathered),  # 3
+        PulledMsg(11, encoder.encode(real(3))),  # 4: still fits
+        PulledMsg(12, b"garbage"),  # counts as empty (logged)
+        PulledMsg(13, gathered),  # would make 7: a new transaction
+        PulledMsg(14, gathered),  # 6 > 4: another; a message is never split
+    ]
+    chunks = results._chunks(msgs)  # type: ignore[arg-type]
+    assert [([m.metadata.sequence.stream for m in c], len(r), last) for c, r, last in chunks] == [
+        ([10, 11, 12], 4, 12),
+        ([13], 3, 13),
+        ([14], 3, 14),
+    ]
+    assert chunks[0][1][3].task_id == uuid.UUID(int=3)  # decoded as RecordReports
