@@ -9,11 +9,13 @@
   not probed again until work is announced on its subject, or a second has passed
   (redeliveries and delayed retries are not announced).
 - Before a start: a retry that is not due yet goes back with ``nak(delay)``; a task marked
-  in the TASK_CANCELLED key-value bucket is dropped without running.
+  in the TASK_CANCELLED key-value bucket is dropped without running (one lookup for a
+  whole pulled batch: workers/cancel_markers.py).
 - Running: a cancel broadcast (``tasks.events.cancelled``) stops the attempt (see
   workers/attempt.py); ``in_progress`` every ack_wait/3 keeps the lease of long handlers.
 - Reports go to ``tasks.results`` before the work is acked: a crash in between runs the
-  attempt again (handlers run at least once). An attempt that ends within
+  attempt again (handlers run at least once). Those made in one turn of the event loop
+  share a message (workers/report_batch.py). An attempt that ends within
   ``QUICK_REPORT_S`` sends one report (its end, carrying its start); a longer one sends a
   started report at that point and its end later.
 - ``stop()`` (SIGTERM): stop fetching, let attempts finish within ``grace_s``, then stop
