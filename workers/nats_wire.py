@@ -16,6 +16,7 @@ calls, and tests/integration/test_publisher.py runs every case both ways.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,6 +25,8 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
 from workers.protocol import Outgoing
+
+log = logging.getLogger(__name__)
 
 RawHandler = Callable[[bytes, bytes, "bytes | None"], None]
 
@@ -105,7 +108,10 @@ def tap(nc: Client, sub: Subscription, handler: RawHandler) -> bool:
                 return
             client.stats["in_msgs"] += 1
             client.stats["in_bytes"] += len(data)
-            handler(subject, data, headers)
+            try:
+                handler(subject, data, headers)
+            except Exception:  # never into the parser: that would drop the connection
+                log.exception("handling a message on %r failed", subject)
 
         client._process_msg = process_msg
     handlers[_sid(sub)] = handler

@@ -122,3 +122,24 @@ async def test_an_ack_of_a_batch_given_up_on_is_not_counted(nc: Client, wire: bo
     with pytest.raises(TimeoutError):
         await publisher.publish([message("slow.x", 2)])
     assert seen == 2
+
+
+async def test_a_tapped_handler_that_fails_leaves_the_connection_up(nc: Client) -> None:
+    tapped = await nc.subscribe("tap.x")
+    seen: list[bytes] = []
+
+    def boom(subject: bytes, data: bytes, headers: bytes | None) -> None:
+        seen.append(data)
+        raise ValueError("boom")
+
+    assert nats_wire.tap(nc, tapped, boom)
+    other = await nc.subscribe("tap.y")  # not tapped: nats-py's own way
+    await nc.publish("tap.x", b"1")
+    await nc.publish("tap.y", b"2")
+    assert (await other.next_msg(timeout=2)).data == b"2"
+    await nc.publish("tap.x", b"3")
+    await nc.flush()
+    assert seen == [b"1", b"3"] and nc.is_connected
+    nats_wire.untap(nc, tapped)
+    await nc.publish("tap.x", b"4")  # untapped: back to the subscription
+    assert (await tapped.next_msg(timeout=2)).data == b"4"
