@@ -97,7 +97,7 @@ class CancelMarkers:
                 json.dumps(body).encode(),
                 reply=f"{self._inbox}.{reply.number}",
             )
-            return await asyncio.wait_for(asyncio.shield(reply.done), self._timeout_s)
+            return await asyncio.wait_for(reply.done, self._timeout_s)
         finally:
             self._reply = None
 

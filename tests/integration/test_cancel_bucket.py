@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
@@ -38,6 +39,13 @@ async def test_workers_look_up_cancel_markers_with_direct_gets(
         await nc.close()
 
 
+@pytest.fixture
+async def nc(nats_server: EmbeddedNatsServer) -> AsyncIterator[Any]:
+    client = await nats.connect(nats_server.url)
+    yield client
+    await client.close()
+
+
 async def _markers_on(nc: Any, **options: Any) -> tuple[CancelMarkers, Any]:
     js = nc.jetstream()
     await ensure_streams(js)
@@ -45,54 +53,42 @@ async def _markers_on(nc: Any, **options: Any) -> tuple[CancelMarkers, Any]:
     return CancelMarkers(nc, bucket, **options), js
 
 
-async def test_one_lookup_answers_for_a_whole_batch(nats_server: EmbeddedNatsServer) -> None:
-    nc = await nats.connect(nats_server.url)
-    try:
-        markers, js = await _markers_on(nc)
-        ids = [f"t-{i}" for i in range(600)]  # more than one request's worth
-        for task_id in ids[::7]:
-            await js.publish(cancel_subject(task_id), b"{}")
-        bucket = await js.key_value(CANCEL_BUCKET)
-        await bucket.delete("t-7")  # a deleted marker does not count
-        await bucket.purge("t-14")  # nor a purged one
-        assert await markers.marked([]) == set()
-        assert await markers.marked(["t-1", "t-2"]) == set()
-        assert await markers.marked(ids) == set(ids[::7]) - {"t-7", "t-14"}
-        assert markers.batched  # nats-server >= 2.11 answers batched direct gets
-        await markers.close()
-    finally:
-        await nc.close()
+async def test_one_lookup_answers_for_a_whole_batch(nc: Any) -> None:
+    markers, js = await _markers_on(nc)
+    ids = [f"t-{i}" for i in range(600)]  # more than one request's worth
+    for task_id in ids[::7]:
+        await js.publish(cancel_subject(task_id), b"{}")
+    bucket = await js.key_value(CANCEL_BUCKET)
+    await bucket.delete("t-7")  # a deleted marker does not count
+    await bucket.purge("t-14")  # nor a purged one
+    assert await markers.marked([]) == set()
+    assert await markers.marked(["t-1", "t-2"]) == set()
+    assert await markers.marked(ids) == set(ids[::7]) - {"t-7", "t-14"}
+    assert markers.batched  # nats-server >= 2.11 answers batched direct gets
+    await markers.close()
 
 
-async def test_an_older_server_is_asked_one_key_at_a_time(nats_server: EmbeddedNatsServer) -> None:
-    nc = await nats.connect(nats_server.url)
-    try:
-        # nats-server 2.9 answers a multi_last request with "408 Empty Request".
-        async def old_server(msg: Any) -> None:
-            await nc.publish(msg.reply, b"", headers={"Status": "408"})
+async def test_an_older_server_is_asked_one_key_at_a_time(nc: Any) -> None:
+    # nats-server 2.9 answers a multi_last request with "408 Empty Request".
+    async def old_server(msg: Any) -> None:
+        await nc.publish(msg.reply, b"", headers={"Status": "408"})
 
-        await nc.subscribe("test.old.direct.get", cb=old_server)
-        markers, js = await _markers_on(nc, api_subject="test.old.direct.get")
-        await js.publish(cancel_subject("t-2"), b"{}")
-        assert await markers.marked(["t-1", "t-2", "t-3"]) == {"t-2"}
-        assert not markers.batched
-        assert await markers.marked(["t-2", "t-4"]) == {"t-2"}
-        await markers.close()
-    finally:
-        await nc.close()
+    await nc.subscribe("test.old.direct.get", cb=old_server)
+    markers, js = await _markers_on(nc, api_subject="test.old.direct.get")
+    await js.publish(cancel_subject("t-2"), b"{}")
+    assert await markers.marked(["t-1", "t-2", "t-3"]) == {"t-2"}
+    assert not markers.batched
+    assert await markers.marked(["t-2", "t-4"]) == {"t-2"}
+    await markers.close()
 
 
-async def test_no_answer_is_an_error_not_a_no(nats_server: EmbeddedNatsServer) -> None:
-    nc = await nats.connect(nats_server.url)
-    try:
-        await nc.subscribe("test.silent", cb=_ignore)
-        markers, _ = await _markers_on(nc, api_subject="test.silent", timeout_s=0.2)
-        with pytest.raises(TimeoutError):
-            await markers.marked(["t-1"])
-        assert markers.batched  # silence says nothing about the server's version
-        await markers.close()
-    finally:
-        await nc.close()
+async def test_no_answer_is_an_error_not_a_no(nc: Any) -> None:
+    await nc.subscribe("test.silent", cb=_ignore)
+    markers, _ = await _markers_on(nc, api_subject="test.silent", timeout_s=0.2)
+    with pytest.raises(TimeoutError):
+        await markers.marked(["t-1"])
+    assert markers.batched  # silence says nothing about the server's version
+    await markers.close()
 
 
 async def _ignore(msg: Any) -> None:
