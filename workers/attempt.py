@@ -18,7 +18,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from workers.handlers import HandlerRegistry, TaskContext
+from workers.handlers import Handler, HandlerRegistry, TaskContext
 from workers.integration import IntegrationError, IntegrationExecutor
 from workers.isolation import ChildProcess, HandlerFailed
 from workers.protocol import WorkItem
@@ -33,6 +33,17 @@ class Result:
     error_type: str = ""
     error_message: str = ""
     retryable: bool = True
+
+
+def failure(exc: Exception) -> Result:
+    """The failed report of an attempt that raised ``exc``."""
+    if isinstance(exc, IntegrationError):
+        return Result(
+            "failed", error_type=exc.error_type, error_message=str(exc), retryable=exc.retryable
+        )
+    if isinstance(exc, HandlerFailed):
+        return Result("failed", error_type=exc.error_type, error_message=str(exc))
+    return Result("failed", error_type=type(exc).__name__, error_message=str(exc))
 
 
 class Attempt:
@@ -78,30 +89,26 @@ class Attempt:
             if self._running.cancelled() and self.cancelled:
                 return None  # we stopped it: a forced cancel
             raise
-        except IntegrationError as exc:
-            return (
-                None
-                if self.cancelled
-                else Result(
-                    "failed",
-                    error_type=exc.error_type,
-                    error_message=str(exc),
-                    retryable=exc.retryable,
-                )
-            )
-        except HandlerFailed as exc:
-            return (
-                None
-                if self.cancelled
-                else Result("failed", error_type=exc.error_type, error_message=str(exc))
-            )
         except Exception as exc:  # the handler's failure is the attempt's failure
-            return (
-                None
-                if self.cancelled
-                else Result("failed", error_type=type(exc).__name__, error_message=str(exc))
-            )
+            return None if self.cancelled else failure(exc)
         return None if self.cancelled else Result("completed", output=output)
+
+    def inline_handler(self) -> Handler | None:
+        """The handler, if this attempt is a call of an ``@inline`` one (see run_inline)."""
+        item = self.item
+        if item.task_type == "INTEGRATION" or not item.handler or item.isolation == "process":
+            return None
+        return self._registry.inline(item.handler)
+
+    def run_inline(self, handler: Handler) -> Result:
+        """Run an ``@inline`` handler now, on the event loop, without the machinery of
+        ``run``: it returns before anything else can happen on the loop, so no timeout
+        or cancel could have stopped it there either (workers/handlers/__init__.py)."""
+        try:
+            output = handler(self.item.input, self.context)
+        except Exception as exc:
+            return failure(exc)
+        return Result("completed", output=output)
 
     def cancel(self, force: bool) -> None:
         """The task was cancelled: tell the handler; with ``force`` stop it now."""

@@ -11,6 +11,9 @@
 - Before a start: a retry that is not due yet goes back with ``nak(delay)``; a task marked
   in the TASK_CANCELLED key-value bucket is dropped without running (one lookup for a
   whole pulled batch: workers/cancel_markers.py).
+- Inline handlers (``@inline``: microseconds, never blocking) run at once, in the loop
+  turn that admitted them, without an attempt's tasks, timers and lease: one report
+  each (gathered with the turn's others), and their work is acked once it is stored.
 - Running: a cancel broadcast (``tasks.events.cancelled``) stops the attempt (see
   workers/attempt.py); ``in_progress`` every ack_wait/3 keeps the lease of long handlers.
 - Reports go to ``tasks.results`` before the work is acked: a crash in between runs the
@@ -109,6 +112,9 @@ class Worker:
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._running: dict[asyncio.Task[None], tuple[Attempt, Msg]] = {}
+        # Inline attempts that ran, waiting for their reports to be stored to be acked.
+        self._settling: dict[asyncio.Task[None], list[Msg]] = {}
+        self._settling_count = 0
         self._stopping = asyncio.Event()
         self._aging_checked = 0.0
         self._starving: str | None = None
@@ -155,7 +161,7 @@ class Worker:
 
     async def _serve(self) -> None:
         while not self._stopping.is_set():
-            free = self._concurrency - len(self._running)
+            free = self._concurrency - len(self._running) - self._settling_count
             if free <= 0:
                 self._slot_free.clear()
                 await _wait_any(self._slot_free, self._stopping, timeout=1.0)
@@ -249,14 +255,51 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await msg.nak(delay=1.0)
             return
+        ran: list[tuple[Msg, asyncio.Future[None]]] = []
         for msg, item in due:
             if item.task_id in cancelled:
                 await msg.ack()  # cancelled before it started: nothing to run or report
                 continue
             attempt = Attempt(item, self.worker_id, self._registry, self._integration)
+            handler = attempt.inline_handler()
+            if handler is not None:  # microseconds: run it now, one report
+                started_at = now_text()
+                result = attempt.run_inline(handler)
+                ran.append((msg, self._report(item, result, started_at=started_at)))
+                continue
             task = asyncio.create_task(self._run(attempt, msg))
             self._running[task] = (attempt, msg)
             task.add_done_callback(self._finished)
+        if ran:
+            settle = asyncio.create_task(self._settle(ran))
+            self._settling[settle] = [msg for msg, _ in ran]
+            self._settling_count += len(ran)
+            settle.add_done_callback(self._settled)
+
+    async def _settle(self, ran: list[tuple[Msg, asyncio.Future[None]]]) -> None:
+        """Ack the work of inline attempts once their reports are stored; work whose
+        report was not stored stays unacked, and JetStream redelivers it (at least once,
+        as for any attempt)."""
+        reports = [stored for _, stored in ran]
+        try:
+            await asyncio.wait(reports, timeout=REPORT_ACK_TIMEOUT_S)
+        finally:
+            for stored in reports:
+                stored.cancel()  # not stored in time (or stopping): nobody waits any more
+        lost = 0
+        for msg, stored in ran:
+            if stored.cancelled() or stored.exception() is not None:
+                lost += 1
+                continue
+            await msg.ack()
+        if lost:
+            log.error("%d reports not stored: their work will be redelivered", lost)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settling_count -= len(self._settling.pop(task, ()))
+        self._slot_free.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("acking inline attempts failed", exc_info=task.exception())
 
     async def _admit(self, msg: Msg) -> WorkItem | None:
         """The work item, if it can start now: a poison message is dropped, a retry that
@@ -357,15 +400,20 @@ class Worker:
 
     async def _drain_running(self) -> None:
         """Graceful stop: attempts get ``grace_s`` to finish; the rest are handed back."""
-        if not self._running:
+        if not self._running and not self._settling:
             return
-        await asyncio.wait(list(self._running), timeout=self._grace_s)
+        await asyncio.wait([*self._running, *self._settling], timeout=self._grace_s)
         for task, (attempt, msg) in list(self._running.items()):
             log.warning("handing back attempt %d of %s", attempt.item.attempt, attempt.item.task_id)
             attempt.cancel(force=True)
             task.cancel()
             with contextlib.suppress(Exception):
                 await msg.nak()
+        for settle, msgs in list(self._settling.items()):
+            settle.cancel()
+            for msg in msgs:  # ran, report not yet stored: run again elsewhere
+                with contextlib.suppress(Exception):
+                    await msg.nak()
 
 
 async def _stored(acks: list[asyncio.Future[None]]) -> None:

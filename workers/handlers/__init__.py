@@ -62,6 +62,20 @@ class HandlerRegistry:
             self._cache[reference] = handler
         return handler
 
+    def inline(self, reference: str) -> Handler | None:
+        """The handler ``reference`` names if it is a plain ``@inline`` function (the
+        worker calls those straight from its loop), else None (unknown ones too: ``call``
+        reports those)."""
+        try:
+            handler = self.resolve(reference)
+        except HandlerNotFound:
+            return None
+        if getattr(handler, "__taskexec_inline__", False) and not inspect.iscoroutinefunction(
+            handler
+        ):
+            return handler
+        return None
+
     async def call(self, reference: str, payload: Any, context: TaskContext) -> Any:
         handler = self.resolve(reference)
         if inspect.iscoroutinefunction(handler):
