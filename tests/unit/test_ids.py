@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from uuid import UUID
 
@@ -32,3 +33,23 @@ def test_threads_never_get_the_same_id() -> None:
         thread.join()
     every = [i for box in found for i in box]
     assert len(every) == 8000 and len(set(every)) == 8000
+
+
+def test_a_forked_child_never_hands_out_its_parents_ids() -> None:
+    ids = RandomIds()
+    ids()  # this thread now holds a block the child would otherwise inherit
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.close(read)
+        os.write(write, b"".join(ids().bytes for _ in range(10)))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    parent = b"".join(ids().bytes for _ in range(10))
+    assert len(child) == 160
+    assert {child[i : i + 16] for i in range(0, 160, 16)}.isdisjoint(
+        parent[i : i + 16] for i in range(0, 160, 16)
+    )
