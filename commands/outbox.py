@@ -47,6 +47,10 @@ PUBLIC_TYPES: dict[type[Any], tuple[str, str]] = {
 }
 
 
+# An RFC 4122 variant digit for each hex digit of the hash (its top bits set to 10).
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def event_id(task_id: UUID, version: int) -> str:
     """Stable id of a task's n-th event: the same on every relay, forever.
 
@@ -56,9 +60,6 @@ def event_id(task_id: UUID, version: int) -> str:
     """
     h = sha1(task_id.bytes + str(version).encode()).hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
-
-
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def rfc3339(moment: datetime) -> str:

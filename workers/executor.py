@@ -114,7 +114,6 @@ class Worker:
         self._running: dict[asyncio.Task[None], tuple[Attempt, Msg]] = {}
         # Inline attempts that ran, waiting for their reports to be stored to be acked.
         self._settling: dict[asyncio.Task[None], list[Msg]] = {}
-        self._settling_count = 0
         self._stopping = asyncio.Event()
         self._aging_checked = 0.0
         self._starving: str | None = None
@@ -273,30 +272,26 @@ class Worker:
         if ran:
             settle = asyncio.create_task(self._settle(ran))
             self._settling[settle] = [msg for msg, _ in ran]
-            self._settling_count += len(ran)
             settle.add_done_callback(self._settled)
 
     async def _settle(self, ran: list[tuple[Msg, asyncio.Future[None]]]) -> None:
         """Ack the work of inline attempts once their reports are stored; work whose
         report was not stored stays unacked, and JetStream redelivers it (at least once,
         as for any attempt)."""
-        reports = [stored for _, stored in ran]
-        try:
-            await asyncio.wait(reports, timeout=REPORT_ACK_TIMEOUT_S)
-        finally:
-            for stored in reports:
-                stored.cancel()  # not stored in time (or stopping): nobody waits any more
-        lost = 0
-        for msg, stored in ran:
-            if stored.cancelled() or stored.exception() is not None:
-                lost += 1
-                continue
-            await msg.ack()
-        if lost:
-            log.error("%d reports not stored: their work will be redelivered", lost)
+        stored = await _stored([report for _, report in ran])
+        for (msg, _), done in zip(ran, stored, strict=True):
+            if done:
+                await msg.ack()
+        if not all(stored):
+            log.error("%d reports not stored: their work will be redelivered", stored.count(False))
+
+    @property
+    def _settling_count(self) -> int:
+        """Work of inline attempts not yet acked: it holds its slots until then."""
+        return sum(len(msgs) for msgs in self._settling.values())
 
     def _settled(self, task: asyncio.Task[None]) -> None:
-        self._settling_count -= len(self._settling.pop(task, ()))
+        self._settling.pop(task, None)
         self._slot_free.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("acking inline attempts failed", exc_info=task.exception())
@@ -338,7 +333,9 @@ class Worker:
             if result is not None:
                 start = None if stored else started_at
                 stored.append(self._report(item, result, started_at=start))
-            await _stored(stored)
+            if not all(await _stored(stored)):
+                log.error("reports of %s not stored: its work will be redelivered", item.task_id)
+                return
         finally:
             if keep_lease is not None:
                 keep_lease.cancel()
@@ -416,14 +413,17 @@ class Worker:
                     await msg.nak()
 
 
-async def _stored(acks: list[asyncio.Future[None]]) -> None:
+async def _stored(reports: list[asyncio.Future[None]]) -> list[bool]:
     """Wait until JetStream has stored the reports (bounded, as a last resort: the
-    batcher bounds each publish itself)."""
+    batcher bounds each publish itself); whether each was stored."""
+    if not reports:
+        return []
     try:
-        await asyncio.wait_for(asyncio.gather(*acks), REPORT_ACK_TIMEOUT_S)
+        await asyncio.wait(reports, timeout=REPORT_ACK_TIMEOUT_S)
     finally:
-        for ack in acks:
-            ack.cancel()
+        for report in reports:
+            report.cancel()  # not stored in time (or stopping): nobody waits any more
+    return [not report.cancelled() and report.exception() is None for report in reports]
 
 
 async def _keep_lease(msg: Msg, every_s: float) -> None:

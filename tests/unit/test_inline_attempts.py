@@ -60,10 +60,12 @@ class FakeReports:
 
     def __init__(self) -> None:
         self.sent: list[tuple[Report, asyncio.Future[None]]] = []
+        self.arrived = asyncio.Event()
 
     def send(self, report: Report, body: bytes) -> asyncio.Future[None]:
         stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.sent.append((report, stored))
+        self.arrived.set()
         return stored
 
 
@@ -176,3 +178,21 @@ async def test_a_stopping_worker_hands_back_work_whose_report_is_not_stored() ->
 def test_which_attempts_run_inline(handler: str, fields: dict[str, Any], runs_inline: bool) -> None:
     attempt = Attempt(item("a", handler, **fields), "w", HandlerRegistry(), IntegrationExecutor())
     assert (attempt.inline_handler() is not None) is runs_inline
+
+
+@pytest.mark.parametrize("stored", [True, False])
+async def test_a_full_attempt_acks_its_work_only_once_its_report_is_stored(stored: bool) -> None:
+    w, reports, _ = worker()
+    del w._run  # the real attempt: a plain handler, run in a thread
+    msg = work("a", f"{HERE}:plain")
+    await w._begin([msg])  # type: ignore[list-item]
+    (task,) = w._running
+    await asyncio.wait_for(reports.arrived.wait(), 5)
+    ((report, future),) = reports.sent
+    assert (report.kind, report.output) == ("completed", {"n": 21})
+    if stored:
+        future.set_result(None)
+    else:
+        future.set_exception(TimeoutError("no ack from JetStream"))
+    await task
+    assert msg.calls == (["ack"] if stored else [])  # unstored: redelivered, runs again

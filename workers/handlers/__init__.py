@@ -54,6 +54,7 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._cache: dict[str, Handler] = {}
+        self._inline: dict[str, Handler | None] = {}
 
     def resolve(self, reference: str) -> Handler:
         handler = self._cache.get(reference)
@@ -65,27 +66,35 @@ class HandlerRegistry:
     def inline(self, reference: str) -> Handler | None:
         """The handler ``reference`` names if it is a plain ``@inline`` function (the
         worker calls those straight from its loop), else None (unknown ones too: ``call``
-        reports those)."""
+        reports those). Decided once per reference."""
+        try:
+            return self._inline[reference]
+        except KeyError:
+            pass
         try:
             handler = self.resolve(reference)
         except HandlerNotFound:
             return None
-        if getattr(handler, "__taskexec_inline__", False) and not inspect.iscoroutinefunction(
-            handler
-        ):
-            return handler
-        return None
+        found = self._inline[reference] = handler if _runs_inline(handler) else None
+        return found
 
     async def call(self, reference: str, payload: Any, context: TaskContext) -> Any:
         handler = self.resolve(reference)
         if inspect.iscoroutinefunction(handler):
             return await handler(payload, context)
-        if getattr(handler, "__taskexec_inline__", False):
+        if _runs_inline(handler):
             return handler(payload, context)
         result = await asyncio.to_thread(handler, payload, context)
         if inspect.isawaitable(result):  # e.g. an object with ``async def __call__``
             result = await result
         return result
+
+
+def _runs_inline(handler: Handler) -> bool:
+    """Marked ``@inline``, and a plain function (a coroutine function is awaited)."""
+    return bool(getattr(handler, "__taskexec_inline__", False)) and not (
+        inspect.iscoroutinefunction(handler)
+    )
 
 
 def _import(reference: str) -> Handler:
