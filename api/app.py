@@ -117,7 +117,15 @@ def to_response(row: dict[str, Any]) -> TaskResponse:
     API_PREFIX,
     status_code=HTTP_201_CREATED,
     summary="Submit a task",
-    responses={200: REPLAYED, 400: ERROR, 404: ERROR, 422: ERROR, **AUTH_ERRORS},
+    responses={
+        200: REPLAYED,
+        400: ERROR,
+        404: ERROR,
+        413: ERROR,
+        422: ERROR,
+        503: ERROR,
+        **AUTH_ERRORS,
+    },
     **protected(Permission.TASKS_EXECUTE),
 )
 async def submit_task(
@@ -146,18 +154,22 @@ async def submit_task(
 @post(
     BULK_PATH,
     status_code=HTTP_200_OK,
-    sync_to_thread=True,
     summary=f"Submit up to {MAX_BULK} tasks in one transaction, with a result per task",
-    responses={400: ERROR, **AUTH_ERRORS},
+    responses={400: ERROR, 503: ERROR, **AUTH_ERRORS},
     **protected(Permission.TASKS_EXECUTE),
 )
-def submit_tasks_bulk(
+async def submit_tasks_bulk(
     data: JSONBody[BulkSubmitRequest],
     runtime: NamedDependency[Runtime],
     principal: NamedDependency[Principal],
 ) -> BulkSubmitResponse:
-    commands = [to_command(item, principal.actor, item.idempotency_key) for item in data.tasks]
-    return bulk_response(runtime.submit_many(commands), api_time)
+    # The transaction runs on a thread; the request waits on the event loop, so that an
+    # unreachable database is answered 503 within about a second (api/availability.py).
+    def write() -> BulkSubmitResponse:
+        commands = [to_command(item, principal.actor, item.idempotency_key) for item in data.tasks]
+        return bulk_response(runtime.submit_many(commands), api_time)
+
+    return await runtime.awrite(write)
 
 
 @get(

@@ -27,7 +27,7 @@ from api.errors import ERROR
 from api.guards import AUTH_ERRORS, protected
 from api.paths import parse_task_id
 from api.runtime import Runtime
-from api.settings import Settings
+from api.settings import Settings, parse_duration
 from commands.errors import NotFound
 from domain.permissions import Permission
 
@@ -106,6 +106,12 @@ def add_commands(commands: Any) -> None:
         type=int,
         default=default_jobs(),
         help="processes that share the work (default: the CPUs, at most 4)",
+    )
+    verify.add_argument(
+        "--stranded-after",
+        default="15m",
+        help="a PENDING task due, or a RUNNING one past its timeout, unchanged this long "
+        "is a finding (seconds or 90s, 15m, 2h; off: none; default 15m)",
     )
     verify.set_defaults(func=cmd_verify)
 
@@ -250,12 +256,19 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         print(f"FAIL {problem}", flush=True)
 
     try:
+        # 0 (``off``): no such finding.
+        stranded_after_s = parse_duration("--stranded-after", args.stranded_after) or None
+    except ValueError as exc:
+        print(f"taskexec verify: {exc}", file=sys.stderr)
+        return 2
+    try:
         report = verify(
             settings.database_url,
             jobs=args.jobs,
             max_problems=args.max_problems,
             progress=ProgressBar("verify"),
             on_problem=show,
+            stranded_after_s=stranded_after_s,
         )
     except ReadModelMissing as exc:
         print(f"taskexec verify: {exc}", file=sys.stderr)

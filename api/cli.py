@@ -187,8 +187,9 @@ def cmd_projections_rebuild(settings: Settings, args: argparse.Namespace) -> int
     config = DatabaseConfig.from_url(settings.database_url)
     prepare_database(config)
     catalog = DefinitionCatalog.load(settings.definitions_dir)
-    service = TaskService(config.eventsourcing_env(), catalog)
-    db = Database(config)
+    # A command line holds at most CLI_TOTAL (2) connections: one per pool.
+    service = TaskService(config.eventsourcing_env(pool_size=1), catalog)
+    db = Database(config, pool_size=1)
     try:
         rebuilder = Rebuilder(
             service.read_log,
@@ -219,7 +220,13 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 2
     run_event_loop(
-        run_worker(nats_url, args.concurrency, args.worker_id, args.grace, settings.work_ack_wait_s)
+        run_worker(
+            nats_url,
+            args.concurrency,
+            args.worker_id,
+            args.grace,
+            settings.work_ack_wait_s,
+        )
     )
     return 0
 
@@ -242,15 +249,22 @@ def _local_nats_url(path: Path) -> str | None:
 
 
 async def run_worker(
-    nats_url: str, concurrency: int, worker_id: str | None, grace_s: float, ack_wait_s: float
+    nats_url: str,
+    concurrency: int,
+    worker_id: str | None,
+    grace_s: float,
+    ack_wait_s: float,
 ) -> None:
-    import nats
-
+    from api.messaging import connect_nats
     from workers.executor import Worker
 
-    nc = await nats.connect(nats_url, name="taskexec-worker", max_reconnect_attempts=-1)
+    nc = await connect_nats(nats_url, name="taskexec-worker")
     worker = Worker(
-        nc, worker_id=worker_id, concurrency=concurrency, grace_s=grace_s, ack_wait_s=ack_wait_s
+        nc,
+        worker_id=worker_id,
+        concurrency=concurrency,
+        grace_s=grace_s,
+        ack_wait_s=ack_wait_s,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

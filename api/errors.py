@@ -1,7 +1,7 @@
 """Every error leaves in the spec's envelope: ``{"error": {"code", "message", "details"}}``.
 
 Codes beyond the spec's table: ``METHOD_NOT_ALLOWED`` (405), ``RATE_LIMITED`` (429),
-``SERVICE_UNAVAILABLE`` (503). Documented in docs/api.md.
+``PAYLOAD_TOO_LARGE`` (413), ``SERVICE_UNAVAILABLE`` (503). Documented in docs/api.md.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
+from eventsourcing.persistence import PersistenceError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
@@ -19,14 +21,16 @@ from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_405_METHOD_NOT_ALLOWED,
     HTTP_409_CONFLICT,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
+from api.availability import ServiceUnavailable, is_database_error, unknown_outcome
 from api.schemas import ErrorEnvelope
-from commands.errors import CommandError, Conflict, NotFound, ValidationFailed
+from commands.errors import CommandError, Conflict, NotFound, TooLarge, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ CODES = {
     HTTP_404_NOT_FOUND: "NOT_FOUND",
     HTTP_405_METHOD_NOT_ALLOWED: "METHOD_NOT_ALLOWED",
     HTTP_409_CONFLICT: "CONFLICT",
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE: "PAYLOAD_TOO_LARGE",
     HTTP_422_UNPROCESSABLE_ENTITY: "VALIDATION_ERROR",
     HTTP_429_TOO_MANY_REQUESTS: "RATE_LIMITED",
     HTTP_503_SERVICE_UNAVAILABLE: "SERVICE_UNAVAILABLE",
@@ -47,6 +52,7 @@ COMMAND_STATUS = {
     NotFound: HTTP_404_NOT_FOUND,
     ValidationFailed: HTTP_422_UNPROCESSABLE_ENTITY,
     Conflict: HTTP_409_CONFLICT,
+    TooLarge: HTTP_413_REQUEST_ENTITY_TOO_LARGE,
 }
 
 
@@ -92,6 +98,28 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     return envelope(status, code, exc.detail, exc.extra or None, headers or None)
 
 
+def unavailable(request: Request[Any, Any, Any], exc: ServiceUnavailable) -> Response[Any]:
+    """503 with Retry-After, saying whether the request was recorded (api/availability.py)."""
+    # DEBUG: while the database is away every request ends here; the monitor logs the
+    # outage itself, once (commands/db_monitor.py).
+    log.debug("%s %s: 503: %s", request.method, request.url.path, exc.message)
+    headers = {"Retry-After": str(exc.retry_after)}
+    return envelope(
+        HTTP_503_SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", exc.message, exc.details, headers
+    )
+
+
+def database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The database could not be reached or used (outside the command facade: a read, a
+    manual completion): 503. A read changed nothing; a write may have been recorded."""
+    if not is_database_error(exc):
+        return internal_error(request, exc)
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if request.method in ("GET", "HEAD"):
+        return unavailable(request, ServiceUnavailable(f"the database is unreachable ({reason})"))
+    return unavailable(request, unknown_outcome(reason))
+
+
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return envelope(HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Internal server error")
@@ -99,6 +127,10 @@ def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     CommandError: command_error,
+    ServiceUnavailable: unavailable,
+    psycopg.OperationalError: database_error,
+    psycopg.InterfaceError: database_error,
+    PersistenceError: database_error,
     ValidationException: validation_error,
     HTTPException: http_error,
     HTTP_500_INTERNAL_SERVER_ERROR: internal_error,

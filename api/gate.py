@@ -35,6 +35,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from api.auth import Authenticator, credentials_from
+from api.availability import is_database_error
 from api.principal import AuthFailure, Principal, WouldBlock
 from api.ratelimit import Decision, RateLimits
 
@@ -113,8 +114,11 @@ class Gate:
             return
         except AuthFailure as exc:
             failure = exc
-        except Exception:  # e.g. the event store is unreachable for an API-key load
-            log.exception("authentication failed unexpectedly")
+        except Exception as exc:  # e.g. the event store is unreachable for an API-key load
+            if is_database_error(exc):  # the monitor logs the outage, once
+                log.debug("authentication unavailable: %s", exc)
+            else:
+                log.exception("authentication failed unexpectedly")
             unavailable = True
 
         caller = principal.rate_key if principal is not None else address
@@ -124,9 +128,14 @@ class Gate:
         if decision is not None and not decision.allowed:
             await _send_rate_limited(send, decision, headers)
             return
-        if unavailable:
+        if unavailable:  # nothing was done: the request may be sent again in a second
             await _send_error(
-                send, 503, "SERVICE_UNAVAILABLE", "authentication is unavailable", headers
+                send,
+                503,
+                "SERVICE_UNAVAILABLE",
+                "authentication is unavailable (the credential could not be looked up)",
+                [*headers, (b"retry-after", b"1")],
+                {"recorded": False, "retryAfter": 1},
             )
             return
         if principal is None and not is_open(scope["path"]):

@@ -11,23 +11,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
-import nats
 from nats.aio.client import Client
 
+from api import availability
 from api.gate import Security
+from api.health import nats_ready
+from api.messaging import connect_nats
 from api.read_fence import ReadFence
 from api.security import build_security, parse_rates
 from api.settings import Settings
 from commands.apikeys import ApiKeyService
 from commands.batch import BatchCommand
+from commands.budget import ConnectionBudget
 from commands.catalog import DefinitionCatalog
+from commands.db_monitor import DatabaseMonitor, DatabaseUnavailable
+from commands.db_pool import event_store_pool, watch_database
 from commands.errors import CommandError
 from commands.group_commit import GroupCommit
+from commands.leadership import LockSession, leadership
+from commands.lost_work import LostWork
 from commands.messages import CancelTask, FinishManually, Outcome, SubmitTask
 from commands.outbox import Outbox
 from commands.persistence import DatabaseConfig, prepare_database
@@ -41,15 +48,20 @@ from projections.schema import Projection
 from projections.tasks import TaskProjection, timestamp_text
 from workers.publisher import JetStreamPublisher
 from workers.relay import Relay
-from workers.streams import EventsRetention, ensure_streams
+from workers.streams import WORK_MAX_DELIVER, EventsRetention, ensure_streams
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 READ_YOUR_WRITES_TIMEOUT_S = 5.0
+# How long a request waits for a pooled connection (then 503): commands/db_pool.py.
+POOL_WAIT_S = 1.0
 # An attempt may run for its timeout; JetStream redelivers unacked work after its ack wait,
 # so a lost attempt is declared only when both (and this margin) have passed.
 LEASE_MARGIN_S = 30.0
 SWEEP_INTERVAL_S = 5.0
+# Bytes of a task's messages besides its input (CloudEvent or work item fields, headers).
+MESSAGE_ENVELOPE_ROOM = 16 * 1024
 
 
 def read_models() -> list[Projection]:
@@ -77,20 +89,37 @@ class Runtime:
         self._consumer: ResultsConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._sweeper: asyncio.Task[None] | None = None
-        parse_rates(settings)  # a bad TASKEXEC_RATE_LIMIT fails here, before anything opens
+        self._lost_work: LostWork | None = None
         self._apikeys: ApiKeyService | None = None
         self._security: Security | None = None
+        # PostgreSQL: the connection budget, the breaker, one connection for both locks.
+        rates = parse_rates(settings)
+        in_db = self.db_config.is_postgres and rates != (None, None)
+        self.budget = ConnectionBudget.split(settings.db_pool_size, rate_limits=in_db)
+        self.monitor: DatabaseMonitor | None = None
+        self._locks: LockSession | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
     def open(self) -> None:
-        """Connect to the database, create tables, start the projection."""
+        """Connect to the database, create tables, start the projection. Once: opening
+        an open runtime (an app's lifespan around one a caller opened) changes nothing."""
+        if self._service is not None:
+            return
         prepare_database(self.db_config)
-        self._service = TaskService(self.db_config.eventsourcing_env(), self.catalog)
+        budget = self.budget
+        env = self.db_config.eventsourcing_env(budget.event_store, POOL_WAIT_S)
+        self._service = TaskService(env, self.catalog)
         self._apikeys = ApiKeyService(self._service)
-        self._security = build_security(self.settings, self.db_config, self._apikeys)
+        self._security = build_security(
+            self.settings, self.db_config, self._apikeys, budget.rate_limits
+        )
         self.catalog.set_revisions(self._service.register_definitions(self.catalog.all()))
-        self._db = Database(self.db_config)
+        self._db = Database(self.db_config, budget.read_models, POOL_WAIT_S)
+        if self.db_config.is_postgres:  # a breaker over both pools and the lock connection
+            log.info("%s", budget.describe())
+            pools = (event_store_pool(self._service.recorder), self._db.pool)
+            self.monitor, self._locks = watch_database(self.db_config, pools)
         generation = Generation(self._db)
         self._queries = TaskQueries(self._db, generation)
         self._definitions = DefinitionQueries(self._db, generation)
@@ -98,7 +127,10 @@ class Runtime:
             self._service.follow_log,
             read_models(),
             self._db,
-            listen_channel=getattr(self._service.recorder, "channel_name", None),
+            listen_channel=(
+                getattr(self._service.recorder, "channel_name", None) if budget.listen else None
+            ),
+            lock_session=self._locks,
         )
         self._runner.start()
         service = self._service
@@ -113,23 +145,38 @@ class Runtime:
         self._read_your_write(self._service.recorder.max_notification_id() or 0)
 
     async def start_messaging(self, nats_url: str) -> None:
-        """Connect to NATS; start the relay and the results consumer."""
-        self._nc = await nats.connect(nats_url, name="taskexec-serve", max_reconnect_attempts=-1)
+        """Connect to NATS (one server or several: a cluster); bring the streams up to
+        date (retention, replicas); start the relay and the results consumer."""
+        self._nc = await connect_nats(nats_url, name="taskexec-serve")
         retention = EventsRetention(self.settings.events_max_age_s, self.settings.events_max_bytes)
-        await ensure_streams(self._nc.jetstream(), self.settings.work_ack_wait_s, retention)
+        await ensure_streams(
+            self._nc.jetstream(),
+            self.settings.work_ack_wait_s,
+            retention,
+            replicas=self.settings.nats_replicas,
+        )
+        # What the relay cannot publish is refused at the door (413), not accepted.
+        self.service.max_input_bytes = self._nc.max_payload - MESSAGE_ENVELOPE_ROOM
         self._publisher = JetStreamPublisher(self._nc)
-        self._relay = Relay(Outbox(self.service), self._publisher)
+        relay_lock = leadership(self.db_config, "relay", self._locks)  # one across replicas
+        self._relay = Relay(Outbox(self.service, relay_lock), self._publisher)
         self._consumer = ResultsConsumer(self.service, self._nc, on_recorded=self._after_write)
         self._tasks = [
             asyncio.create_task(self._relay.run(), name="relay"),
             asyncio.create_task(self._consumer.run(), name="results-consumer"),
         ]
+        self._lost_work = LostWork(self.service, self._nc)
+        await self._lost_work.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="lost-attempts-sweep")
 
     async def stop_messaging(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._lost_work is not None:
+            with contextlib.suppress(Exception):
+                await self._lost_work.stop()
+            self._lost_work = None
         if self._relay is not None:
             self._relay.stop()
         if self._consumer is not None:
@@ -149,14 +196,23 @@ class Runtime:
             self._nc = None
 
     def close(self) -> None:
+        """Stop and close everything ``open()`` started; closing twice is harmless."""
         if self._commits is not None:
             self._commits.stop()
         if self._runner is not None:
             self._runner.stop()
         if self._db is not None:
             self._db.close()
+            self._db = None
         if self._service is not None:
             self._service.close()
+            self._service = None
+        if self.monitor is not None:
+            self.monitor.stop()
+            self.monitor = None
+        if self._locks is not None:
+            self._locks.close()
+            self._locks = None
 
     # -- parts ------------------------------------------------------------------------
 
@@ -213,15 +269,22 @@ class Runtime:
         return self._commits
 
     async def asubmit(self, cmd: SubmitTask) -> Outcome:
-        # Answered once durable; reads catch up instead (api/read_fence.py).
-        outcome = await asyncio.wrap_future(self.commits.submit(cmd))
+        # Answered once durable; reads catch up instead (api/read_fence.py). Database
+        # unreachable: 503 within about a second (api/availability.py).
+        availability.check(self.monitor)
+        outcome = await availability.answer(self.commits.submit(cmd), self.monitor)
         self.fence.answering(outcome.position)
         return outcome
 
     async def acancel(self, cmd: CancelTask) -> Outcome:
-        outcome = await asyncio.wrap_future(self.commits.submit(cmd))
+        availability.check(self.monitor)
+        outcome = await availability.answer(self.commits.submit(cmd), self.monitor)
         await self._settled(outcome.position)
         return outcome
+
+    async def awrite(self, call: Callable[[], T]) -> T:
+        """A blocking write (a bulk request) on a thread, answered as ``asubmit`` is."""
+        return await availability.run(call, self.monitor)
 
     def submit(self, cmd: SubmitTask) -> Outcome:
         outcome = self.commits.submit(cmd).result()
@@ -277,8 +340,19 @@ class Runtime:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             try:
                 await asyncio.to_thread(self.expire_lost_attempts)
+                await self.reconcile_lost_work()
             except Exception:
                 log.exception("sweep of lost attempts failed; next one in %d s", SWEEP_INTERVAL_S)
+
+    async def reconcile_lost_work(self, after_s: float | None = None) -> int:
+        """Publish again the work of PENDING tasks whose work is nowhere (commands/lost_work.py):
+        due for longer than JetStream could have spent delivering it (``after_s``)."""
+        if self._lost_work is None or not self.runner.active:  # the replica that sweeps
+            return 0
+        if after_s is None:
+            after_s = self.settings.work_ack_wait_s * WORK_MAX_DELIVER + LEASE_MARGIN_S
+        before = timestamp_text(datetime.now(UTC) - timedelta(seconds=after_s))
+        return await self._lost_work.reconcile(self.queries.stranded, before)
 
     def get_task(self, task_id: UUID) -> dict[str, Any] | None:
         projected = self.fence.projected
@@ -300,10 +374,12 @@ class Runtime:
         return self._definitions.get(definition_id)
 
     def health(self) -> dict[str, Any]:
+        """Readiness; call it from a thread anyio started (``/health`` does): the NATS
+        check asks JetStream, on the event loop, whether the streams can serve."""
         checks = {
             "database": self._database_ok(),
             "projection": self.runner.error is None,
-            "nats": self.nats_connected,
+            "nats": nats_ready(self._nc),
         }
         return checks
 
@@ -312,6 +388,8 @@ class Runtime:
         try:
             with self._db.read() as cur:
                 cur.execute("SELECT 1").fetchone()
+        except DatabaseUnavailable:  # the monitor has logged the outage
+            return False
         except Exception:
             log.exception("health: database check failed")
             return False

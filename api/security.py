@@ -29,8 +29,11 @@ def parse_rates(settings: Settings) -> tuple[Rate | None, Rate | None]:
     return default, bulk
 
 
-def build_security(settings: Settings, db: DatabaseConfig, apikeys: ApiKeyService) -> Security:
-    """Blocking: fetches the JWKS (if one is configured)."""
+def build_security(
+    settings: Settings, db: DatabaseConfig, apikeys: ApiKeyService, db_connections: int = 4
+) -> Security:
+    """Blocking: fetches the JWKS (if one is configured). ``db_connections``: the shared
+    rate-limit counters' pool on PostgreSQL (its share of the budget, commands/budget.py)."""
     default, bulk = parse_rates(settings)
     jwks = None
     if settings.jwt_jwks is not None:
@@ -48,7 +51,7 @@ def build_security(settings: Settings, db: DatabaseConfig, apikeys: ApiKeyServic
             "set TASKEXEC_JWT_ISSUER and TASKEXEC_JWT_AUDIENCE"
         )
     limiter: Limiter = (
-        PostgresLimiter(db.conninfo())
+        PostgresLimiter(db.conninfo(), pool_size=max(1, db_connections))
         if db.is_postgres and (default is not None or bulk is not None)
         else MemoryLimiter()
     )

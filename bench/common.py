@@ -126,7 +126,7 @@ def seed_tasks(
                     )
                 )
         position += 1
-        events += service.record_reports(reports, position)
+        events += service.record_reports(reports)
         cancels = [t for k, t in enumerate(tasks) if (done + k) % 10 == 7]
         for task in cancels:
             task.cancel(reason="bench", force=False, at=start, actor=ANONYMOUS)

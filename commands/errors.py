@@ -26,3 +26,9 @@ class ValidationFailed(CommandError):
 
 class Conflict(CommandError):
     code = "CONFLICT"
+
+
+class TooLarge(CommandError):
+    """The request holds more than the service can pass on (the broker's message limit)."""
+
+    code = "PAYLOAD_TOO_LARGE"

@@ -87,7 +87,7 @@ class GroupCommit(Generic[C, R]):
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(item, tuple):
+            if isinstance(item, tuple) and _take(item[1]):
                 item[1].set_exception(CommitterStopped("the service is stopping"))
 
     def _gather(self) -> tuple[list[tuple[C, Future[R]]], bool]:
@@ -106,6 +106,11 @@ class GroupCommit(Generic[C, R]):
                 return batch, False
 
     def _commit(self, batch: list[tuple[C, Future[R]]]) -> None:
+        # A caller may withdraw a command that is still queued (Future.cancel(): the
+        # database is unreachable, api/availability.py); from here on it cannot.
+        batch = [(command, future) for command, future in batch if _take(future)]
+        if not batch:
+            return
         commands = [command for command, _ in batch]
         try:
             results = self._execute(commands)
@@ -125,3 +130,8 @@ class GroupCommit(Generic[C, R]):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+
+def _take(future: Future[R]) -> bool:
+    """Mark ``future`` running; False if its caller withdrew it (cancelled) meanwhile."""
+    return future.set_running_or_notify_cancel()

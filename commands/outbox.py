@@ -8,7 +8,8 @@ stable ``Nats-Msg-Id`` so JetStream drops the duplicates within its window.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -18,8 +19,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
+from commands.leadership import Leadership
 from commands.service import TaskService
-from domain.task import Task
+from domain.task import UNPUBLISHABLE, Task
 from domain.values import TaskType
 from workers.protocol import (
     EVENTS_SUBJECT_PREFIX,
@@ -28,8 +30,12 @@ from workers.protocol import (
     WorkItem,
     cancel_subject,
     encoder,
+    work_identity,
+    work_msg_id,
     work_subject,
 )
+
+log = logging.getLogger(__name__)
 
 RELAY_TRACKING = "relay"
 SOURCE = "/taskexec"
@@ -81,10 +87,21 @@ class OutboxBatch:
 
 
 class Outbox:
-    """Reads the notification log after the relay's position and maps it to messages."""
+    """Reads the notification log after the relay's position and maps it to messages.
 
-    def __init__(self, service: TaskService) -> None:
+    ``lock``: held by the one replica whose relay publishes (commands/leadership.py);
+    without one, this relay is the only one."""
+
+    def __init__(self, service: TaskService, lock: Leadership | None = None) -> None:
         self._service = service
+        self._lock = lock
+
+    def lead(self) -> bool:
+        return self._lock is None or self._lock.acquire()
+
+    def step_down(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     def position(self) -> int:
         return self._service.process_recorder.max_tracking_id(RELAY_TRACKING) or 0
@@ -104,6 +121,24 @@ class Outbox:
 
     def mark_published(self, position: int) -> None:
         self._service.process_recorder.insert_tracking(Tracking(RELAY_TRACKING, position))
+
+    def set_aside(self, messages: Sequence[Outgoing], limit: int) -> None:
+        """Messages larger than NATS takes: never published. A task whose work is among
+        them ends FAILED (``UNPUBLISHABLE``), so that nothing waits for work that cannot
+        come; the others (an event with a huge output, say) are only logged."""
+        for message in messages:
+            log.error(
+                "relay: %s (%s) is %d bytes, over NATS's %d: set aside",
+                message.subject,
+                message.msg_id,
+                len(message.body),
+                limit,
+            )
+            identity = work_identity(message.msg_id)
+            if identity is not None:
+                task_id, attempt = identity
+                reason = f"its work is {len(message.body)} bytes; NATS takes at most {limit}"
+                self._service.give_up(UUID(task_id), attempt, UNPUBLISHABLE, reason)
 
 
 def to_messages(
@@ -154,23 +189,7 @@ def to_messages(
         )
     elif isinstance(event, Task.RetryScheduled) and task_at is not None:
         task = task_at(event.originator_id, event.originator_version)
-        messages.append(
-            _work(
-                WorkItem(
-                    task_id=task_id,
-                    attempt=event.attempt + 1,
-                    task_type=task.task_type.value,
-                    definition_id=task.definition_id,
-                    input=task.input,
-                    timeout_ms=task.timeout_ms,
-                    priority=task.priority.value,
-                    handler=task.execution.get("handler"),
-                    endpoint=task.execution.get("endpoint"),
-                    isolation=task.execution.get("isolation", "thread"),
-                    not_before=event.retry_at,
-                )
-            )
-        )
+        messages.append(_work(work_for(task, event.attempt + 1, not_before=event.retry_at)))
     elif isinstance(event, Task.Cancelled):
         marker = {"force": event.force, "at": rfc3339(event.timestamp)}
         messages.append(
@@ -183,12 +202,35 @@ def to_messages(
     return messages
 
 
-def _work(item: WorkItem) -> Outgoing:
+def work_for(task: Task, attempt: int, not_before: str | None = None) -> WorkItem:
+    """The work item of ``task``'s ``attempt`` (a retry's, or one published again)."""
+    return WorkItem(
+        task_id=str(task.id),
+        attempt=attempt,
+        task_type=task.task_type.value,
+        definition_id=task.definition_id,
+        input=task.input,
+        timeout_ms=task.timeout_ms,
+        priority=task.priority.value,
+        handler=task.execution.get("handler"),
+        endpoint=task.execution.get("endpoint"),
+        isolation=task.execution.get("isolation", "thread"),
+        not_before=not_before,
+    )
+
+
+def _work(item: WorkItem, again: str = "") -> Outgoing:
     return Outgoing(
         subject=work_subject(item.priority),
-        msg_id=f"{item.task_id}:{item.attempt}:work",
+        msg_id=work_msg_id(item.task_id, item.attempt, again),
         body=encoder.encode(item),
     )
+
+
+def work_again(item: WorkItem, again: str) -> Outgoing:
+    """``item`` published once more (its first message was lost or never delivered):
+    another ``Nats-Msg-Id``, or JetStream would drop it as a duplicate."""
+    return _work(item, again)
 
 
 def event_data(event: Any) -> dict[str, Any]:

@@ -15,6 +15,18 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 APPLICATION_NAME = "taskexec"  # pinned: it names the PostgreSQL tables of the event store
+# Every connection of every process: named (pg_stat_activity), a bounded connect (2 s is
+# libpq's least), and a dead peer noticed by TCP itself, not minutes later (keepalives
+# on an idle connection; tcp_user_timeout when sent data stays unacknowledged).
+CONNECTION_OPTIONS = {
+    "application_name": APPLICATION_NAME,
+    "connect_timeout": "2",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "3",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -91,21 +103,23 @@ class DatabaseConfig:
         return self.kind == "postgres"
 
     def conninfo(self) -> str:
-        """A libpq connection string (PostgreSQL only)."""
+        """A libpq connection string (PostgreSQL only), with the connection options."""
         fields = {
             "host": self.host,
             "port": str(self.port),
             "dbname": self.dbname,
             "user": self.user or os.environ.get("USER", ""),
             "password": self.password,
-            "application_name": APPLICATION_NAME,
+            **CONNECTION_OPTIONS,
         }
         if self.schema:
             fields["options"] = f"-csearch_path={self.schema}"
         return " ".join(f"{k}='{_quote(v)}'" for k, v in fields.items() if v)
 
-    def eventsourcing_env(self, pool_size: int = 10) -> dict[str, str]:
-        """The environment that configures the eventsourcing Application."""
+    def eventsourcing_env(self, pool_size: int = 10, pool_wait_s: float = 30.0) -> dict[str, str]:
+        """The environment that configures the eventsourcing Application: at most
+        ``pool_size`` connections (no overflow), each request for one waiting at most
+        ``pool_wait_s`` (a ``serve`` waits little: commands/db_pool.py)."""
         if self.kind == "sqlite":
             assert self.sqlite_path is not None
             self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +129,6 @@ class DatabaseConfig:
                 "SQLITE_LOCK_TIMEOUT": "10",
             }
         env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": str(self.port),
@@ -124,8 +137,12 @@ class DatabaseConfig:
             # 0 would wait forever for the table lock (see FIELD-NOTES): bound it.
             "POSTGRES_LOCK_TIMEOUT": "10",
             "POSTGRES_POOL_SIZE": str(pool_size),
-            "POSTGRES_MAX_OVERFLOW": str(pool_size),
-            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_MAX_OVERFLOW": "0",  # the budget is the pool (docs/operations.md)
+            # Our factory: the library's, with a pool that fails fast (commands/db_pool.py)
+            # and connections that carry CONNECTION_OPTIONS.
+            "PERSISTENCE_MODULE": "commands.db_pool:Factory",
+            "TASKEXEC_PG_CONNINFO": _options_conninfo(),
+            "TASKEXEC_PG_POOL_WAIT": f"{pool_wait_s:g}",
             # Inserts events as binary arrays (commands/pg_recorder.py).
             "PROCESS_RECORDER_TOPIC": "commands.pg_recorder:BinaryInsertProcessRecorder",
         }
@@ -136,6 +153,10 @@ class DatabaseConfig:
 
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _options_conninfo() -> str:
+    return " ".join(f"{k}='{_quote(v)}'" for k, v in CONNECTION_OPTIONS.items())
 
 
 def prepare_database(config: DatabaseConfig) -> None:

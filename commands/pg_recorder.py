@@ -26,10 +26,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
-from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier, Literal
+
+from commands.db_monitor import DatabaseUnavailable
+from commands.db_pool import NotRecorded, OutcomeUnknown
 
 INSERT_FUNCTION = "taskexec_insert_events_v1"  # a new signature gets a new version
 
@@ -61,7 +64,12 @@ class BinaryInsertProcessRecorder(PostgresProcessRecorder):
         each record its migration row (all but one failing with IntegrityError), or
         replace the function at the same moment ("tuple concurrently updated")."""
         key = SQL("hashtext({0})").format(Literal(f"taskexec-ddl:{self.datastore.schema}"))
-        with self.datastore.get_connection() as conn:
+        # The lock on a connection of its own, not one of the pool's: the library's DDL
+        # takes pool connections while it runs, and a pool of one (a command line's
+        # budget) would wait for itself. This one is closed before anything else opens.
+        pool = self.datastore.pool
+        kwargs = pool.kwargs if isinstance(pool.kwargs, dict) else {}
+        with psycopg.connect(str(pool.conninfo or ""), autocommit=True, **kwargs) as conn:
             conn.execute(SQL("SELECT pg_advisory_lock({0})").format(key))
             try:
                 super().create_table()
@@ -72,10 +80,17 @@ class BinaryInsertProcessRecorder(PostgresProcessRecorder):
         super()._create_table(curs)
         curs.execute(self._create_function, prepare=False)
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        """Record the events (and tracking row) in one statement.
+
+        Not retried here (the library retries ten times): a statement whose connection
+        died may have committed, and inserting again would then refuse the same events
+        (IntegrityError), which the service takes for a race and decides again, with new
+        task ids: a duplicate. So a failure says what it left behind instead:
+        ``NotRecorded`` (no connection, or the server refused the statement) or
+        ``OutcomeUnknown`` (the connection failed once the statement was sent)."""
         tracking: Tracking | None = kwargs.get("tracking")
         params = (
             [event.originator_id for event in stored_events],
@@ -86,9 +101,24 @@ class BinaryInsertProcessRecorder(PostgresProcessRecorder):
             tracking.notification_id if tracking else None,
         )
         # get_connection turns psycopg's errors into the library's (IntegrityError…).
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._insert, params, binary=True, prepare=True)
-            return [row["notification_id"] for row in curs.fetchall()]
+        sent = False
+        try:
+            with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                sent = True
+                curs.execute(self._insert, params, binary=True, prepare=True)
+                return [row["notification_id"] for row in curs.fetchall()]
+        except (InterfaceError, OperationalError, DatabaseUnavailable) as exc:
+            if not sent or _refused_by_server(exc):
+                raise NotRecorded(str(exc)) from exc
+            raise OutcomeUnknown(str(exc)) from exc
+
+
+def _refused_by_server(exc: BaseException) -> bool:
+    """The server answered with an error for the statement (so it rolled back), other
+    than a lost connection (class 08) or a terminated session (class 57), either of
+    which may come after the statement's commit."""
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    return sqlstate is not None and sqlstate[:2] not in ("08", "57")
 
 
 # What the library's insert does, in its order: tracking row (single-row table: it only

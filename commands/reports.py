@@ -27,13 +27,20 @@ OutputCheck = Callable[[Task, Any], list[Violation]]
 def apply_report(task: Task, report: RecordReport, check_output: OutputCheck) -> None:
     """Apply one worker report; StaleResult (from the aggregate) means: change nothing."""
     worker = Actor(id=report.worker, kind="worker")
-    if report.started_at is not None and report.kind != "started":
-        # The start, reported with the end. Already recorded (this worker ran this very
-        # attempt before, redelivered): then only the end counts; and if the task no
-        # longer runs this attempt, the end is refused below as stale as well.
+    if report.kind != "started" and (
+        report.started_at is not None or task.awaits_start(report.attempt)
+    ):
+        # An end implies its start: reported with it (``started_at``), or reported apart
+        # and not here yet (JetStream redelivers out of order) — then it started at the
+        # latest when it ended. Already recorded (this worker ran this very attempt
+        # before, redelivered): only the end counts; and if the task no longer runs this
+        # attempt, the end is refused below as stale as well.
         with contextlib.suppress(StaleResult):
             task.start(
-                attempt=report.attempt, worker=report.worker, at=report.started_at, actor=worker
+                attempt=report.attempt,
+                worker=report.worker,
+                at=report.started_at or report.at,
+                actor=worker,
             )
     if report.kind == "started":
         task.start(attempt=report.attempt, worker=report.worker, at=report.at, actor=worker)

@@ -1,8 +1,10 @@
 """The results consumer: worker reports from TASK_RESULTS, recorded exactly once.
 
-Each batch of reports is applied by ``TaskService.record_reports`` together with the
-stream position of its last message, in one transaction; then the batch is acked. A
-crash before the ack redelivers the batch, and the recorded position makes it a no-op.
+Each batch of reports is applied by ``TaskService.record_reports`` in one transaction;
+then the batch is acked. A report is applied by its own identity against its task's
+state, never by stream position: JetStream redelivers out of order (after a crash, a
+nak, an ack wait that ran out) and every ``serve`` replica consumes, so a redelivered
+report is applied if it is new and changes nothing if it was recorded before.
 """
 
 from __future__ import annotations
@@ -80,8 +82,8 @@ class ResultsConsumer:
         """Record the reports of ``msgs`` and ack them, at most MAX_REPORTS_PER_BATCH
         reports to a transaction: a message may hold many reports (a worker gathers
         them), and a backlog must not become one huge transaction."""
-        for chunk, reports, last_sequence in _chunks(msgs):
-            recorded = await self._apply(reports, last_sequence)
+        for chunk, reports in _chunks(msgs):
+            recorded = await self._apply(reports)
             if recorded is None:
                 return  # stopping: the rest is redelivered
             for msg in chunk:
@@ -89,15 +91,13 @@ class ResultsConsumer:
             if recorded:
                 self._on_recorded()
 
-    async def _apply(self, reports: list[RecordReport], last_sequence: int) -> int | None:
+    async def _apply(self, reports: list[RecordReport]) -> int | None:
         """The number of events recorded; None if stopped before it could be done."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                recorded: int = await asyncio.to_thread(
-                    self._service.record_reports, reports, last_sequence
-                )
+                recorded: int = await asyncio.to_thread(self._service.record_reports, reports)
                 return recorded
             except IntegrityError:  # a task changed meanwhile (a cancel): fresh state, again
                 if attempt < 3:
@@ -110,27 +110,25 @@ class ResultsConsumer:
                 return None
 
 
-def _chunks(msgs: list[Msg]) -> list[tuple[list[Msg], list[RecordReport], int]]:
+def _chunks(msgs: list[Msg]) -> list[tuple[list[Msg], list[RecordReport]]]:
     """Consecutive runs of ``msgs`` with their decoded reports (at most
-    MAX_REPORTS_PER_BATCH, unless one message alone holds more) and the stream sequence
-    of their last message. An undecodable message is logged and counts as empty."""
-    chunks: list[tuple[list[Msg], list[RecordReport], int]] = []
+    MAX_REPORTS_PER_BATCH, unless one message alone holds more). An undecodable message
+    is logged and counts as empty."""
+    chunks: list[tuple[list[Msg], list[RecordReport]]] = []
     chunk: list[Msg] = []
     reports: list[RecordReport] = []
-    last_sequence = 0
     for msg in msgs:
-        sequence = msg.metadata.sequence.stream
         try:
             decoded = [to_record(report) for report in decode_reports(msg.data)]
         except (msgspec.DecodeError, ValueError) as exc:
+            sequence = msg.metadata.sequence.stream
             log.error("undecodable report at stream sequence %s discarded: %s", sequence, exc)
             decoded = []
         if chunk and len(reports) + len(decoded) > MAX_REPORTS_PER_BATCH:
-            chunks.append((chunk, reports, last_sequence))
+            chunks.append((chunk, reports))
             chunk, reports = [], []
         chunk.append(msg)
         reports.extend(decoded)
-        last_sequence = max(last_sequence, sequence)
     if chunk:
-        chunks.append((chunk, reports, last_sequence))
+        chunks.append((chunk, reports))
     return chunks

@@ -13,27 +13,27 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
     EventStore,
     IntegrityError,
     ProcessRecorder,
     Recording,
-    Tracking,
     Transcoder,
 )
 
 from commands import canonical
 from commands.batch import BatchCommand, cancel_task, decide, ids_to_load
 from commands.catalog import DefinitionCatalog, SchemaValidator, Violation, as_details
-from commands.errors import CommandError, Conflict, NotFound, ValidationFailed
+from commands.errors import CommandError, Conflict, NotFound, TooLarge, ValidationFailed
 from commands.event_loading import select_events_many
 from commands.ids import RandomIds
 from commands.log_reader import LogReader
 from commands.messages import CancelTask, FinishManually, Outcome, RecordReport, SubmitTask
 from commands.persistence import APPLICATION_NAME
 from commands.recent import RecentEvents, RememberingEventStore
-from commands.reports import apply_report
+from commands.reports import OutputCheck, apply_report
 from commands.task_cache import TaskCache
 from commands.transcoder import PayloadSafeTranscoder
 from domain import apikey as _apikey  # noqa: F401  (registers the API-key topics for decoding)
@@ -44,8 +44,7 @@ from domain.task import WORKER_LOST, Task
 from domain.values import SYSTEM
 
 log = logging.getLogger(__name__)
-
-RESULTS_TRACKING = "TASK_RESULTS"  # tracking name of the results consumer's stream position
+_json = msgspec.json.Encoder()
 
 
 class UndecodableEvent(Exception):
@@ -80,6 +79,8 @@ class TaskService(Application[UUID]):
         self._clock = clock
         self._new_id = new_id or RandomIds()
         self.task_cache = TaskCache()
+        # The largest input accepted (its JSON): set from the broker's message limit.
+        self.max_input_bytes: int | None = None
 
     def construct_transcoder(self) -> Transcoder:
         return PayloadSafeTranscoder()
@@ -221,6 +222,14 @@ class TaskService(Application[UUID]):
                 f"task definition '{cmd.definition_id}' not found",
                 {"field": "taskDefinitionId", "value": cmd.definition_id},
             )
+        if self.max_input_bytes is not None:
+            # The input travels in the task's messages, with its workflow instance id.
+            size = len(_json.encode(cmd.input)) + len(cmd.workflow_instance_id or "")
+            if size > self.max_input_bytes:
+                raise TooLarge(
+                    f"input is {size} bytes as JSON; at most {self.max_input_bytes} are accepted",
+                    {"field": "input", "size": size, "limit": self.max_input_bytes},
+                )
         violations = self.catalog.input_violations(definition.id, cmd.input)
         if violations:
             raise ValidationFailed(
@@ -268,6 +277,35 @@ class TaskService(Application[UUID]):
             )
         return _outcome(task, self.save(task)[-1].notification.id)
 
+    def give_up(self, task_id: UUID, attempt: int, error_type: str, reason: str) -> bool:
+        """``attempt``'s work can never be done: the task ends FAILED with ``error_type``
+        if it still waits on that attempt. False if it moved on (or is unknown)."""
+        for _ in range(3):
+            try:
+                task = self.load(task_id)
+                task.give_up(
+                    attempt=attempt,
+                    error_type=error_type,
+                    error_message=reason,
+                    at=self._clock(),
+                    actor=SYSTEM,
+                )
+            except (NotFound, StaleResult):
+                return False
+            try:
+                self.save(task)
+            except IntegrityError:  # a report came meanwhile: judge again
+                continue
+            return True
+        raise RuntimeError(f"task {task_id} kept changing; not given up")
+
+    def awaits_start(self, task_id: UUID, attempt: int) -> bool:
+        """Does the task still wait for ``attempt`` to start?"""
+        try:
+            return self.load(task_id).awaits_start(attempt)
+        except NotFound:
+            return False
+
     def expire_attempt(self, task_id: UUID, attempt: int, reason: str) -> bool:
         """No report came back from a started attempt in time: count it as a failure
         (``WORKER_LOST``, retried per policy). False if the task moved on meanwhile."""
@@ -310,31 +348,29 @@ class TaskService(Application[UUID]):
         definition = self.catalog.get(definition_id)
         return SchemaValidator(definition.output_schema if definition else {})
 
-    def record_reports(self, reports: Sequence[RecordReport], position: int) -> int:
-        """Apply a batch of worker reports and the stream position in one transaction.
+    def record_reports(self, reports: Sequence[RecordReport]) -> int:
+        """Apply a batch of worker reports in one transaction; the number of events recorded.
 
-        Duplicates and late reports (after a cancel, say) change nothing. A batch at or
-        below the recorded position was already applied: nothing is recorded (the
-        tracking row refuses the transaction; only then is the position looked up, so
-        the usual batch costs no extra round trip). Returns the number of events recorded.
+        Idempotent by each report's identity (task, attempt, kind) against the task's
+        state, never by a stream position: JetStream redelivers out of order, and several
+        replicas consume at once. A repeat or a late report (after a cancel, say) changes
+        nothing and is logged with the reason. IntegrityError: a task changed meanwhile
+        (another replica recorded it); the caller tries again on fresh state.
         """
-        tasks = self.load_many({report.task_id for report in reports})
-        for report in reports:
-            task = tasks.get(report.task_id)
-            if task is None:
-                log.warning("report for unknown task %s discarded", report.task_id)
-                continue
-            try:
-                apply_report(task, report, self.output_violations)
-            except StaleResult as exc:
-                log.info("stale report discarded: %s", exc)
+        ids = {report.task_id for report in reports}
+        tasks = self.load_many(ids)
+        stale = _apply_reports(tasks, reports, self.output_violations)
+        if stale:
+            # A kept copy may be behind what another replica recorded since: judge those
+            # reports again on the store's state before discarding any of them.
+            self.task_cache.forget(ids)
+            tasks = self.load_many(ids)
+            stale = _apply_reports(tasks, reports, self.output_violations)
+        for reason in stale:
+            log.info("stale report discarded: %s", reason)
         events: list[Any] = [event for task in tasks.values() for event in task.collect_events()]
-        try:
-            self._put(list(tasks.values()), events, tracking=Tracking(RESULTS_TRACKING, position))
-        except IntegrityError:
-            if self.process_recorder.has_tracking_id(RESULTS_TRACKING, position):
-                return 0  # redelivered: applied before
-            raise  # a task changed meanwhile (a cancel, say): the caller retries
+        if events:
+            self._put(list(tasks.values()), events)
         return len(events)
 
     def _put(self, tasks: Sequence[Task], events: list[Any], **kwargs: Any) -> list[Any]:
@@ -424,6 +460,23 @@ def _outcome(task: Task, position: int) -> Outcome:
         updated_at=task.updated_at,
         position=position,
     )
+
+
+def _apply_reports(
+    tasks: dict[UUID, Task], reports: Sequence[RecordReport], check_output: OutputCheck
+) -> list[str]:
+    """Apply ``reports`` to ``tasks`` in order; why each discarded one was discarded."""
+    stale: list[str] = []
+    for report in reports:
+        task = tasks.get(report.task_id)
+        if task is None:
+            stale.append(f"report for unknown task {report.task_id}")
+            continue
+        try:
+            apply_report(task, report, check_output)
+        except StaleResult as exc:
+            stale.append(str(exc))
+    return stale
 
 
 def _one(results: list[Outcome | Exception]) -> Outcome:

@@ -22,6 +22,8 @@ from domain.values import Actor, Priority, RetryPolicy, TaskStatus, TaskType
 TIMEOUT = "TIMEOUT"  # error type of an attempt stopped at its timeout
 OUTPUT_VALIDATION_ERROR = "OUTPUT_VALIDATION_ERROR"  # output broke the outputSchema
 WORKER_LOST = "WORKER_LOST"  # no report came back from a started attempt in time
+UNPUBLISHABLE = "UNPUBLISHABLE"  # the task's work is larger than the broker takes
+UNDELIVERABLE = "UNDELIVERABLE"  # its work was delivered as often as allowed, never done
 
 
 class NotManual(IllegalTransition):
@@ -244,7 +246,7 @@ class Task(ChainedAggregate):
         The same attempt starting on another worker is recorded too: the first worker
         vanished and JetStream redelivered its work (handlers run at least once).
         """
-        first_start = self.status is TaskStatus.PENDING and attempt == self.attempt + 1
+        first_start = self.awaits_start(attempt)
         redelivered = (
             self.status is TaskStatus.RUNNING and attempt == self.attempt and worker != self.worker
         )
@@ -253,6 +255,10 @@ class Task(ChainedAggregate):
         self.trigger_event(
             self.Started, timestamp=at, actor=actor.as_dict(), attempt=attempt, worker=worker
         )
+
+    def awaits_start(self, attempt: int) -> bool:
+        """True while ``attempt`` is the task's next attempt and has not started."""
+        return self.status is TaskStatus.PENDING and attempt == self.attempt + 1
 
     def complete(self, *, attempt: int, output: Any, at: datetime, actor: Actor) -> None:
         """The running ``attempt`` produced ``output``."""
@@ -301,6 +307,24 @@ class Task(ChainedAggregate):
                 output=output,
                 retryable=retryable,
             )
+
+    def give_up(
+        self, *, attempt: int, error_type: str, error_message: str, at: datetime, actor: Actor
+    ) -> None:
+        """``attempt``'s work can never be done (it was delivered as often as allowed, it
+        cannot be read, or it is too large to publish): the task ends FAILED, never
+        retried. StaleResult if the task no longer waits on that attempt."""
+        running = self.status is TaskStatus.RUNNING and attempt == self.attempt
+        if self.task_type is TaskType.MANUAL or not (running or self.awaits_start(attempt)):
+            raise StaleResult(str(self.id), self.status, f"give up attempt {attempt}")
+        self.trigger_event(
+            self.Failed,
+            timestamp=at,
+            actor=actor.as_dict(),
+            attempt=attempt,
+            error_type=error_type,
+            error_message=error_message,
+        )
 
     def complete_manually(self, *, output: Any, at: datetime, actor: Actor) -> None:
         """A person (or system) finished a MANUAL task with ``output``."""
@@ -373,6 +397,8 @@ class Task(ChainedAggregate):
 __all__ = [
     "OUTPUT_VALIDATION_ERROR",
     "TIMEOUT",
+    "UNDELIVERABLE",
+    "UNPUBLISHABLE",
     "WORKER_LOST",
     "IllegalTransition",
     "NotManual",

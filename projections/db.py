@@ -15,8 +15,8 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row, tuple_row
-from psycopg_pool import ConnectionPool
 
+from commands.db_pool import GuardedPool
 from commands.persistence import DatabaseConfig
 
 WRITER_CACHE_KIB = 32 * 1024  # SQLite: the read-model writer's page cache
@@ -163,22 +163,30 @@ class Cursor:
 class Database:
     """Connections to the read-model database: a pool on PostgreSQL, one per thread on SQLite."""
 
-    def __init__(self, config: DatabaseConfig, pool_size: int = 8) -> None:
+    def __init__(self, config: DatabaseConfig, pool_size: int = 8, wait_s: float = 10.0) -> None:
+        """PostgreSQL: at most ``pool_size`` connections; a request for one waits at most
+        ``wait_s`` (then psycopg_pool's PoolTimeout)."""
         self.config = config
         self.postgres = config.is_postgres
         self._local = threading.local()
         self._sqlite_connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._pool: ConnectionPool[Any] | None = None
+        self._pool: GuardedPool | None = None
         if self.postgres:
-            self._pool = ConnectionPool(
+            self._pool = GuardedPool(
                 config.conninfo(),
                 min_size=1,
                 max_size=pool_size,
                 kwargs={"row_factory": dict_row},
                 open=True,
-                timeout=10,
+                timeout=wait_s,
+                name="read-models",
             )
+
+    @property
+    def pool(self) -> GuardedPool | None:
+        """The PostgreSQL pool (None on SQLite): a DatabaseMonitor watches it."""
+        return self._pool
 
     def _sqlite(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -23,6 +23,7 @@ import psycopg
 
 from projections.db import Cursor, Database
 from projections.schema import active_generation
+from projections.stranded import stranded
 
 T = TypeVar("T")
 SUMMARY_COLUMNS = "id, definition_id, status, type, workflow_instance_id, created_at, updated_at"
@@ -170,6 +171,15 @@ class TaskQueries:
                 (before, limit),
             ).fetchall()
             return [(row["id"], int(row["attempts"])) for row in rows]
+
+        return self._generation.query(run)
+
+    def stranded(self, before: str, limit: int = 100) -> builtins.list[tuple[str, str]]:
+        """PENDING tasks (not MANUAL) due and unchanged since before ``before``
+        (fixed-width UTC text), oldest first: (task id, priority)."""
+
+        def run(cur: Cursor, g: int) -> builtins.list[tuple[str, str]]:
+            return [(row[0], row[2]) for row in stranded(cur, g, before, limit)]
 
         return self._generation.query(run)
 

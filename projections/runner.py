@@ -18,20 +18,21 @@ each batch to every projection, with the new position, in one transaction.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import logging
 import sqlite3
 import threading
-import zlib
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
 
+from commands.db_monitor import DatabaseUnavailable
 from commands.gc_pause import gc_paused
+from commands.leadership import AdvisoryLock, LockSession, lock_key
 from commands.persistence import DatabaseConfig
 from projections.db import Database
 from projections.prefetch import CATCH_UP_BATCH, Prefetcher
@@ -52,18 +53,20 @@ from projections.schema import (
 log = logging.getLogger(__name__)
 
 
-def lock_key(config: DatabaseConfig, purpose: str) -> int:
-    """A PostgreSQL advisory lock key of this deployment (advisory locks are per database,
-    so two deployments in two schemas of one database must not share keys)."""
-    return zlib.crc32(f"taskexec:{config.schema or 'public'}:{purpose}".encode())
-
-
 def write_lock(config: DatabaseConfig) -> int:
     """Held (per transaction) by every write to the read models: batches, rebuild switch."""
     return lock_key(config, "read-model-write")
 
 
-_TRANSIENT = (sqlite3.OperationalError, psycopg.OperationalError)
+# The database went away (a pool refusing while it is away, the library's errors from
+# reading the log included): retried, never a reason to stop the projection.
+_TRANSIENT = (
+    sqlite3.OperationalError,
+    psycopg.OperationalError,
+    DatabaseUnavailable,
+    OperationalError,
+    InterfaceError,
+)
 PIPELINED_BATCH = 200  # events: up to this many, a batch is written in pipeline mode
 
 
@@ -83,6 +86,7 @@ class ProjectionRunner:
         poll_interval: float = 0.05,
         listen_channel: str | None = None,
         catch_up_size: int = CATCH_UP_BATCH,
+        lock_session: LockSession | None = None,
     ) -> None:
         self._read_log = read_log
         # batch_size events per batch when caught up, catch_up_size while behind.
@@ -103,7 +107,8 @@ class ProjectionRunner:
         # the projections keep what it wrote: the next batch may skip reading them.
         self._own = False
         self._threads: list[threading.Thread] = []
-        self._active_conn: psycopg.Connection[Any] | None = None
+        # PostgreSQL: the active runner's lock, on a shared connection if given one.
+        self._lead = AdvisoryLock(db.config, "active-runner", lock_session) if db.postgres else None
         self._waiters: list[tuple[int, int, Future[None]]] = []  # a heap by position
         self._waiter_ids = itertools.count()
         self.error: str | None = None
@@ -115,7 +120,7 @@ class ProjectionRunner:
     @property
     def active(self) -> bool:
         """True when this runner writes (always on SQLite; the lock holder on PostgreSQL)."""
-        return not self._db.postgres or self._active_conn is not None
+        return self._lead is None or self._lead.held
 
     def start(self) -> None:
         self.prepare()
@@ -310,32 +315,20 @@ class ProjectionRunner:
             with self._db.read() as cur:
                 generation = active_generation(cur)
                 position = read_position(cur, generation)
+        except DatabaseUnavailable:  # logged once, by the monitor; polled every 50 ms
+            return
         except _TRANSIENT as exc:
             log.warning("projection standby: %r", exc)
             return
         self._advance(generation, position)
 
     def _try_become_active(self) -> bool:
-        try:
-            conn = psycopg.connect(self._db.config.conninfo(), autocommit=True)
-            key = lock_key(self._db.config, "active-runner")
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-        except psycopg.Error as exc:
-            log.warning("projection: cannot reach PostgreSQL: %r", exc)
-            return False
-        if row and row[0]:
-            self._active_conn = conn
-            log.info("projection runner active")
-            return True
-        conn.close()
-        return False
+        return self._lead is None or self._lead.acquire()
 
     def _release_active(self) -> None:
         self._forget()  # another runner may write from now on
-        if self._active_conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._active_conn.close()
-            self._active_conn = None
+        if self._lead is not None:
+            self._lead.release()
 
     def _listen(self) -> None:
         """Wake the runner on PostgreSQL NOTIFY from any process's commit."""

@@ -30,7 +30,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 from uuid import UUID
@@ -56,6 +56,7 @@ from domain.task import Task
 from projections.db import Cursor, Database
 from projections.queries import Generation
 from projections.schema import read_position
+from projections.stranded import stranded
 from projections.task_rows import free_text
 from projections.tasks import json_text, timestamp_text
 
@@ -86,6 +87,7 @@ TASK_COLUMNS: dict[str, str] = {
     "version": "version",
 }
 _ABSENT = object()
+STRANDED_AFTER_S = 15 * 60.0  # a PENDING or RUNNING task unchanged this long is a finding
 JSON_COLUMNS = frozenset({"input", "output", "error"})
 DEFINITION_COLUMNS = (
     "name",
@@ -197,7 +199,9 @@ class Verifier:
         max_problems: int = 1000,
         progress: Progress = lambda done, total: None,
         on_problem: Callable[[Problem], None] = lambda problem: None,
+        stranded_after_s: float | None = STRANDED_AFTER_S,
     ) -> None:
+        self._stranded_after_s = stranded_after_s  # None: no stranded-task findings
         self._reader = EventStoreReader(service)
         self._decoder = EventDecoder(service)
         self._generation = Generation(db)
@@ -288,8 +292,19 @@ class Verifier:
             self._on_problem(problem)
 
     def finish(self, baseline: Baseline) -> None:
-        """Compare the read model's totals at P0 with the replayed ones."""
+        """Compare the read model's totals at P0 with the replayed ones; find tasks that
+        wait with nothing moving them on."""
         self._compare_totals(baseline)
+        if self._stranded_after_s is None:
+            return
+        before = timestamp_text(datetime.now(UTC) - timedelta(seconds=self._stranded_after_s))
+        limit = self._max_problems
+        for task_id, status, _, since in self._generation.query(
+            lambda cur, g: stranded(cur, g, before, limit, running=True)
+        ):
+            waiting = "its work" if status == "PENDING" else "its attempt's end"
+            message = f"{status} since {since}: waited for {waiting} longer than the bound"
+            self._add(Problem("task", task_id, None, f"{message} (stranded)"))
 
     # -- one batch of complete aggregates ------------------------------------------------
 
@@ -667,6 +682,7 @@ def verify(
     progress: Progress = lambda done, total: None,
     on_problem: Callable[[Problem], None] = lambda problem: None,
     shard_main: Callable[..., None] | None = None,
+    stranded_after_s: float | None = STRANDED_AFTER_S,
 ) -> VerifyReport:
     """Verify the store and read models at ``database_url`` with ``jobs`` processes.
 
@@ -678,7 +694,9 @@ def verify(
     """
     service, db = _open(database_url)
     try:
-        verifier = Verifier(service, db, batch, max_problems, progress, on_problem)
+        verifier = Verifier(
+            service, db, batch, max_problems, progress, on_problem, stranded_after_s
+        )
         if jobs <= 1:
             return verifier.run()
         baseline = verifier.baseline()
@@ -739,14 +757,14 @@ def verify(
 
 def _open(database_url: str, create_tables: bool = True) -> tuple[TaskService, Database]:
     config = DatabaseConfig.from_url(database_url)
-    env = config.eventsourcing_env(pool_size=2)
+    env = config.eventsourcing_env(pool_size=1)
     if create_tables:
         prepare_database(config)
     else:  # shards: the coordinator has done it; concurrent DDL would collide
         env["CREATE_TABLE"] = "no"
     service = TaskService(env, DefinitionCatalog([]))
     try:
-        db = Database(config, pool_size=2)
+        db = Database(config, pool_size=1)
     except BaseException:
         service.close()
         raise

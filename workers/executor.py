@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 from workers.attempt import Attempt, Result
@@ -56,10 +57,12 @@ from workers.protocol import (
     encoder,
     work_consumer,
     work_decoder,
+    work_identity,
     work_subject,
 )
 from workers.pull import Puller
 from workers.report_batch import ReportBatcher
+from workers.stream_state import StreamState
 from workers.streams import WORK_ACK_WAIT_S, ensure_streams
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ REPROBE_DELAY_S = 0.002
 # report and then its end: half the report traffic for quick tasks, and one trip through
 # the results consumer instead of two. A longer attempt shows RUNNING this much later.
 QUICK_REPORT_S = 0.05
+POISON_WORK = "POISON_WORK"  # error type of a task whose work message cannot be decoded
 
 
 def default_worker_id() -> str:
@@ -120,6 +124,7 @@ class Worker:
         self._maybe_work: set[str] = set(PRIORITIES)  # queues that may hold work now
         self._announced: dict[str, float] = {}  # queue -> when new work was last announced
         self._full_probe_at = 0.0
+        self._streams = StreamState(f"worker {self.worker_id}: stream {WORK_STREAM}", log)
 
     async def run(self) -> None:
         """Serve until ``stop()``; then let running attempts finish (``grace_s``)."""
@@ -162,6 +167,8 @@ class Worker:
         while not self._stopping.is_set():
             free = self._concurrency - len(self._running) - self._settling_count
             if free <= 0:
+                if not self._nc.is_connected:  # every slot busy: _order is not reached
+                    self._streams.failed("not connected to NATS")
                 self._slot_free.clear()
                 await _wait_any(self._slot_free, self._stopping, timeout=1.0)
                 continue
@@ -210,7 +217,17 @@ class Worker:
         now = time.monotonic()
         if now - self._aging_checked >= 1.0:
             self._aging_checked = now
-            self._starving = await self._starving_queue()
+            # A JetStream API round trip each second: it tells whether the stream answers.
+            # Failures are logged once per outage (StreamState), not once per check.
+            if not self._nc.is_connected:  # reconnecting: a request would only time out
+                self._streams.failed("not connected to NATS")
+            else:
+                try:
+                    self._starving = await self._starving_queue()
+                except (TimeoutError, NatsError) as exc:  # no leader or quorum: wait it out
+                    self._streams.failed(exc)
+                else:
+                    self._streams.ok()
         if self._starving is None:
             return list(PRIORITIES)
         self._maybe_work.add(self._starving)
@@ -228,7 +245,7 @@ class Worker:
                     subject=work_subject(priority),
                     next=True,
                 )
-            except (NotFoundError, TimeoutError):
+            except NotFoundError:
                 continue
             stored: datetime | None = oldest.time
             if stored and (datetime.now(UTC) - stored).total_seconds() > self._starvation_s:
@@ -302,8 +319,7 @@ class Worker:
         try:
             item = work_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
-            log.error("poison work message discarded: %s", exc)
-            await msg.term()
+            await self._poison(msg, exc)
             return None
         if item.not_before:
             due = datetime.fromisoformat(item.not_before)
@@ -312,6 +328,20 @@ class Worker:
                 await msg.nak(delay=wait)  # back to the queue until it is due
                 return None
         return item
+
+    async def _poison(self, msg: Msg, exc: Exception) -> None:
+        """Work that cannot be decoded never runs. Its task, named by the message id,
+        fails (``POISON_WORK``, not retried) so that nothing waits for it; then the
+        message is dropped. Unnamed, it is only dropped (the service's reconciliation
+        finds a task left waiting)."""
+        identity = work_identity(msg.headers.get("Nats-Msg-Id") if msg.headers else None)
+        log.error("poison work message %s discarded: %s", identity or "without a task", exc)
+        if identity is not None:
+            failed = Result("failed", None, POISON_WORK, str(exc), retryable=False)
+            stored = await _stored([self._report(identity, failed, started_at=now_text())])
+            if not all(stored):
+                return  # not acked: delivered again, and tried again
+        await msg.term()
 
     async def _run(self, attempt: Attempt, msg: Msg) -> None:
         item = attempt.item
@@ -360,7 +390,7 @@ class Worker:
 
     def _report(
         self,
-        item: WorkItem,
+        item: WorkItem | tuple[str, int],
         result: Result,
         at: str | None = None,
         started_at: str | None = None,
@@ -368,9 +398,10 @@ class Worker:
         """Send a report (of now, unless ``at``); the returned future resolves once
         JetStream has stored it. ``started_at``: the attempt's start, not reported on
         its own."""
+        task_id, attempt = (item.task_id, item.attempt) if isinstance(item, WorkItem) else item
         report = Report(
-            task_id=item.task_id,
-            attempt=item.attempt,
+            task_id=task_id,
+            attempt=attempt,
             kind=result.kind,
             worker=self.worker_id,
             at=at or now_text(),
@@ -443,4 +474,4 @@ async def _wait_any(first: asyncio.Event, second: asyncio.Event, timeout: float)
             waiter.cancel()
 
 
-__all__ = ["Worker"]
+__all__ = ["POISON_WORK", "Worker"]

@@ -37,6 +37,20 @@ def work_consumer(priority: str) -> str:
     return f"work-{priority.lower()}"
 
 
+def work_msg_id(task_id: str, attempt: int, again: str = "") -> str:
+    """``Nats-Msg-Id`` of an attempt's work: ``<task>:<attempt>:work``, and a suffix when
+    the service publishes it again (the first copy was lost or never delivered)."""
+    return f"{task_id}:{attempt}:work{':' + again if again else ''}"
+
+
+def work_identity(msg_id: str | None) -> tuple[str, int] | None:
+    """(task id, attempt) from a work message's ``Nats-Msg-Id``; None if it is not one."""
+    parts = (msg_id or "").split(":")
+    if len(parts) < 3 or parts[2] != "work" or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
 class WorkItem(msgspec.Struct, rename="camel", frozen=True):
     """One attempt of one task, as a worker receives it."""
 
@@ -51,6 +65,7 @@ class WorkItem(msgspec.Struct, rename="camel", frozen=True):
     endpoint: str | None = None
     not_before: str | None = None  # RFC 3339: a retry that must not start earlier
     isolation: str = "thread"  # "thread" | "process" (a process can be killed at once)
+    redelivery: int = 0  # times the service published this attempt's work again
 
 
 class Report(msgspec.Struct, rename="camel", frozen=True):

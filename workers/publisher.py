@@ -35,7 +35,7 @@ from workers import nats_wire
 from workers.protocol import Outgoing
 from workers.streams import headers
 
-PUBLISH_TIMEOUT_S = 10.0
+PUBLISH_TIMEOUT_S = 3.0  # then the batch is published again (JetStream drops repeats)
 
 
 class _Batch:
@@ -99,6 +99,10 @@ class JetStreamPublisher:
             await asyncio.wait_for(asyncio.shield(batch.done), self._timeout_s)
         finally:
             self._batch = None
+
+    @property
+    def max_payload(self) -> int:
+        return int(self._nc.max_payload)
 
     async def close(self) -> None:
         if self._sub is not None:

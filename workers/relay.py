@@ -3,6 +3,8 @@
 At-least-once: a batch is published, then its position is recorded (when caught up,
 and at least every half second while not). A crash in between republishes those
 batches; ``Nats-Msg-Id`` makes JetStream drop the repeats.
+One relay publishes at a time however many ``serve`` replicas run: the others stand by
+and take over (from the recorded position) within a second of the active one's end.
 The relay never opens the database itself: it is handed an outbox port.
 """
 
@@ -20,6 +22,8 @@ from workers.protocol import Outgoing
 log = logging.getLogger(__name__)
 
 RECORD_EVERY_S = 0.5  # far inside JetStream's duplicate window
+HEADERS_ROOM = 512  # bytes of a message's headers (its Nats-Msg-Id), within max_payload
+LEAD_CHECK_S = 1.0  # how often the active relay checks it still is; standbys try as often
 
 
 class OutboxBatchLike(Protocol):
@@ -35,6 +39,14 @@ class OutboxPort(Protocol):
     def position(self) -> int: ...
     def read(self, after: int, limit: int = 500) -> OutboxBatchLike | None: ...
     def mark_published(self, position: int) -> None: ...
+    def lead(self) -> bool:
+        """Become or stay the one relay that publishes (False: another replica is)."""
+        ...
+
+    def step_down(self) -> None: ...
+    def set_aside(self, messages: Sequence[Outgoing], limit: int) -> None:
+        """Messages NATS would refuse (too large): never published; their tasks end."""
+        ...
 
 
 class PublisherPort(Protocol):
@@ -42,6 +54,10 @@ class PublisherPort(Protocol):
     otherwise): workers.publisher.JetStreamPublisher."""
 
     async def publish(self, messages: Sequence[Outgoing]) -> None: ...
+    @property
+    def max_payload(self) -> int:
+        """The largest message the server takes (its ``max_payload``)."""
+        ...
 
 
 class Relay:
@@ -71,13 +87,36 @@ class Relay:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            if await self._lead():
+                await self._publish_while_leading()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), LEAD_CHECK_S)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self._outbox.step_down)
+
+    async def _lead(self) -> bool:
+        try:
+            return await asyncio.to_thread(self._outbox.lead)
+        except Exception:
+            log.exception("relay: cannot tell whether this replica leads")
+            return False
+
+    async def _publish_while_leading(self) -> None:
         self._position = self._recorded = await asyncio.to_thread(self._outbox.position)
+        checked_at = time.monotonic()
         while not self._stopping.is_set():
             try:
                 await self._step()
             except Exception:
                 log.exception("relay: publishing failed; retrying from %d", self._position)
                 await asyncio.sleep(1.0)
+            if time.monotonic() - checked_at >= LEAD_CHECK_S:
+                if not await self._lead():
+                    log.warning("relay: no longer the active relay; standing by")
+                    return
+                checked_at = time.monotonic()
         with contextlib.suppress(Exception):
             await self._record()
 
@@ -93,9 +132,17 @@ class Relay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
             return
+        # One event must never block the log: what NATS cannot take is set aside.
+        messages = batch.messages
+        limit = self._publisher.max_payload - HEADERS_ROOM
+        if any(len(message.body) > limit for message in messages):
+            await asyncio.to_thread(
+                self._outbox.set_aside, [m for m in messages if len(m.body) > limit], limit
+            )
+            messages = [m for m in messages if len(m.body) <= limit]
         # The whole batch pipelined, then every ack (one round trip per batch); one
         # connection keeps the order within each stream.
-        await self._publisher.publish(batch.messages)
+        await self._publisher.publish(messages)
         self._position = batch.last_position
         if time.monotonic() - self._recorded_at >= RECORD_EVERY_S:
             await self._record()

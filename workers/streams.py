@@ -16,7 +16,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from workers.protocol import (
     CANCEL_BUCKET,
@@ -126,20 +126,38 @@ async def ensure_streams(
     js: JetStreamContext,
     work_ack_wait_s: float = WORK_ACK_WAIT_S,
     events: EventsRetention | None = None,
+    replicas: int | None = None,
 ) -> None:
     """Create (or bring up to date) every stream and durable consumer we rely on.
 
     ``events`` is the TASK_EVENTS retention to apply (``serve`` passes the configured
     one). Without it (workers) TASK_EVENTS is created with the defaults if it is missing
     and otherwise left alone, so a worker never undoes the operator's retention.
+
+    ``replicas`` is every stream's and the cancel bucket's replica count; an existing
+    stream with another count is changed in place (its consumers follow). Without it
+    (workers) missing streams get 1 and existing ones keep theirs: never scaled down.
     """
     for config in stream_configs(events or EventsRetention()):
+        assert config.name is not None
+        current = await _existing_config(js, config.name)
+        config.num_replicas = _replicas(replicas, current)
         try:
-            await js.add_stream(config)
+            await js.add_stream(config)  # the same config again: a no-op
         except BadRequestError:
+            # Made meanwhile by another process starting (``dev``: serve and a worker)?
+            current = current or await _existing_config(js, config.name)
+            if current is None:
+                raise
+            before = current.num_replicas or 1
             if config.name == EVENTS_STREAM and events is None:
-                continue
-            await js.update_stream(config)
+                # Keep the operator's retention: only the replicas may change.
+                if config.num_replicas == before:
+                    continue
+                current.num_replicas, config = config.num_replicas, current
+            if config.num_replicas != before:
+                log.info("stream %s: replicas %d -> %d", config.name, before, config.num_replicas)
+            await js.update_stream(config)  # in place (replicas too: JetStream 2.10+)
     for stream, consumer in consumer_configs(work_ack_wait_s):
         try:
             await js.add_consumer(stream, consumer)
@@ -147,22 +165,54 @@ async def ensure_streams(
             log.warning("consumer %s on %s kept its old config: %s", consumer.name, stream, exc)
     # Task id -> cancelled; workers look a task up before they start it, once per attempt:
     # direct gets answer with the message itself, not a JSON API reply with it in base64.
+    bucket_stream = f"KV_{CANCEL_BUCKET}"
+    current = await _existing_config(js, bucket_stream)
     try:
         await js.create_key_value(
-            KeyValueConfig(bucket=CANCEL_BUCKET, history=1, ttl=CANCEL_MARKER_TTL_S, direct=True)
+            KeyValueConfig(
+                bucket=CANCEL_BUCKET,
+                history=1,
+                ttl=CANCEL_MARKER_TTL_S,
+                direct=True,
+                # An existing bucket keeps its count here (no warning for it) and gets
+                # the wanted one from _tune_bucket below.
+                replicas=_replicas(None if current else replicas, current),
+            )
         )
     except BadRequestError as exc:
         log.warning("bucket %s kept its old config: %s", CANCEL_BUCKET, exc)
-    await _allow_direct_gets(js, f"KV_{CANCEL_BUCKET}")
+    await _tune_bucket(js, bucket_stream, replicas)
 
 
-async def _allow_direct_gets(js: JetStreamContext, stream: str) -> None:
-    """A bucket made before direct gets were asked for: switch them on (an editable
-    setting of the stream; the bucket's contents are untouched)."""
+def _replicas(wanted: int | None, current: StreamConfig | None) -> int:
+    """The replica count to ask for: the wanted one, else the stream's own, else 1."""
+    if wanted is not None:
+        return wanted
+    return (current.num_replicas or 1) if current is not None else 1
+
+
+async def _existing_config(js: JetStreamContext, stream: str) -> StreamConfig | None:
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return None
+    config: StreamConfig = info.config
+    return config
+
+
+async def _tune_bucket(js: JetStreamContext, stream: str, replicas: int | None) -> None:
+    """A bucket made before direct gets were asked for: switch them on; one with other
+    replicas: change them (both editable settings of the stream; contents untouched)."""
     info = await js.stream_info(stream)
-    if not info.config.allow_direct:
-        info.config.allow_direct = True
-        await js.update_stream(info.config)
+    config: StreamConfig = info.config
+    before = config.num_replicas or 1
+    if config.allow_direct and replicas in (None, before):
+        return
+    config.allow_direct = True
+    if replicas is not None and replicas != before:
+        log.info("stream %s: replicas %d -> %d", stream, before, replicas)
+        config.num_replicas = replicas
+    await js.update_stream(config)
 
 
 def headers(msg_id: str) -> dict[str, Any]:

@@ -53,7 +53,11 @@ class SeenIds:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
+        help="a NATS URL, or several comma-separated (a cluster)",
+    )
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--from-seq", type=int, metavar="N", help="start at stream sequence N")
     start.add_argument("--since", metavar="TIME", help="start at this time (ISO 8601, UTC)")
@@ -98,7 +102,8 @@ def show(sequence: int, event: dict[str, Any], as_json: bool) -> str:
 
 
 async def follow(args: argparse.Namespace) -> int:
-    nc = await nats.connect(args.server, name="taskexec-example-subscriber")
+    servers = [url.strip() for url in args.server.split(",")]  # nats-py wants a list
+    nc = await nats.connect(servers=servers, name="taskexec-example-subscriber")
     js = nc.jetstream()
     sub = await js.subscribe(
         args.subject, stream=STREAM, ordered_consumer=True, config=consumer_config(args)

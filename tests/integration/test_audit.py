@@ -69,7 +69,7 @@ def seed(runtime: Runtime) -> Seeded:
             retryable=False,
         ),
     ]
-    runtime.service.record_reports(reports, position=1)
+    runtime.service.record_reports(reports)
     runtime.cancel(CancelTask(ids.cancelled, ANONYMOUS, reason="not needed"))
     _, key = runtime.apikeys.create(name="auditor", permissions=["tasks:audit"], actor=OPERATOR)
     runtime.apikeys.revoke(key.key_id, OPERATOR)
@@ -535,3 +535,27 @@ def test_a_failing_or_dying_verification_process_fails_the_verification(
         RuntimeError, match=r"process\(es\) (verify-0|verify-1|verify-0, verify-1) died"
     ):
         verify(database_url, jobs=2, shard_main=dying_shard)
+
+
+def test_verify_finds_tasks_that_wait_longer_than_the_bound(
+    database_url: str, tmp_path: Path, runtime: Runtime, seeded: Seeded
+) -> None:
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)  # its timeout (60 s) is past
+    command = SubmitTask("calculate-order-total", EXAMPLE_INPUT, ANONYMOUS)
+    running = runtime.submit(command).task_id
+    runtime.service.record_reports([RecordReport(running, 1, "started", "w-gone", long_ago)])
+    runtime.runner.wait_for(runtime.service.recorder.max_notification_id() or 0, 10)
+
+    assert verify(database_url, jobs=1).ok  # within the default bound (15 min): not yet
+    result = taskexec(database_url, tmp_path, "verify", "--stranded-after", "0.01s")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"FAIL task {seeded.pending}: PENDING since " in result.stdout
+    assert f"FAIL task {running}: RUNNING since " in result.stdout
+    assert "(stranded)" in result.stdout
+    report = verify(database_url, jobs=1, stranded_after_s=0.01)
+    assert {p.aggregate for p in report.problems} == {str(seeded.pending), str(running)}
+    assert verify(database_url, jobs=1, stranded_after_s=None).ok  # off
+
+    refused = taskexec(database_url, tmp_path, "verify", "--stranded-after", "soon")
+    assert refused.returncode == 2
+    assert "--stranded-after" in refused.stderr

@@ -27,7 +27,7 @@ def test_many_at_once_equals_one_by_one(service: TaskService) -> None:
     outcomes = [o for o in service.submit_many(orders(12)) if not isinstance(o, Exception)]
     ids = [o.task_id for o in outcomes]
     now = datetime.now(UTC)
-    service.record_reports([RecordReport(i, 1, "started", "w", now) for i in ids[:6]], 1)
+    service.record_reports([RecordReport(i, 1, "started", "w", now) for i in ids[:6]])
     service.cancel(CancelTask(ids[0], ANONYMOUS))
     absent = uuid4()
 

@@ -169,8 +169,8 @@ def every_type_flow(runtime: Runtime) -> dict[str, UUID]:
         report("timed_out", 1, "started", 1),
         report("timed_out", 1, "failed", 2, error_type="TIMEOUT", error_message="5000 ms"),
     ]
-    for position, one in enumerate(reports, start=1):  # one batch each: attempt 2 after 1
-        runtime.service.record_reports([one], position=position)
+    for one in reports:  # one batch each: attempt 2 after 1
+        runtime.service.record_reports([one])
     runtime.cancel(CancelTask(ids["cancelled"], ANONYMOUS, reason="withdrawn", force=True))
     return ids
 
@@ -323,7 +323,7 @@ async def test_a_subscriber_started_after_1000_tasks_reads_all_their_events_in_o
                 reports = [RecordReport(t, 1, "started", "w", at) for t in batch_ids] + [
                     RecordReport(t, 1, "completed", "w", at, EXAMPLE_OUTPUT) for t in batch_ids
                 ]
-                runtime.service.record_reports(reports, position=batch + 1)
+                runtime.service.record_reports(reports)
                 ids += batch_ids
             return ids
 

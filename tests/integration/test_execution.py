@@ -489,7 +489,7 @@ async def test_an_attempt_whose_worker_vanished_is_detected_and_retried(stack: S
     # No worker runs here: the attempt "starts" by a report, then nothing comes back.
     task_id = await stack.submit("flaky", {"succeed_on": 1}, timeout_ms=1)
     started = RecordReport(task_id, 1, "started", "ghost", datetime.now(UTC))
-    await asyncio.to_thread(stack.runtime.service.record_reports, [started], 10**6)
+    await asyncio.to_thread(stack.runtime.service.record_reports, [started])
     await stack.until(task_id, {"RUNNING"})
     expired = await asyncio.to_thread(stack.runtime.expire_lost_attempts, 0.0)
     assert expired == 1

@@ -79,7 +79,7 @@ def test_rows_follow_the_task_through_its_life(read_side: ReadSide) -> None:
         RecordReport(outcome.task_id, 1, "started", "pod-7", started),
         RecordReport(outcome.task_id, 1, "completed", "pod-7", ended, output=EXAMPLE_OUTPUT),
     ]
-    service.record_reports(reports, position=1)
+    service.record_reports(reports)
     runner.wait_for(service.recorder.max_notification_id() or 0, timeout=5)
 
     row = queries.get(str(outcome.task_id))

@@ -88,11 +88,11 @@ def test_a_batch_after_another_runner_wrote_reads_the_rows_it_wrote(
     assert a.run_once() > 0
     assert task_id in kept(a)
 
-    service.record_reports([report(task_id, "started")], 1)
+    service.record_reports([report(task_id, "started")])
     b.prepare()  # from where A left the read model
     assert b.run_once() == 1
 
-    service.record_reports([report(task_id, "completed", output=EXAMPLE_OUTPUT)], 2)
+    service.record_reports([report(task_id, "completed", output=EXAMPLE_OUTPUT)])
     assert a.run_once() == 1
     row = TaskQueries(read_db).get(task_id)
     assert row is not None
@@ -113,7 +113,7 @@ def test_a_rebuild_between_two_batches_sends_the_next_one_to_the_new_generation(
     result = Rebuilder(service.read_log, lambda: head, read_models(), read_db).rebuild(drop_after=0)
     assert result.new_generation == 2
 
-    service.record_reports([report(task_id, "started")], 1)
+    service.record_reports([report(task_id, "started")])
     assert runner.run_once() == 1
     with read_db.read() as cur:
         row = cur.execute("SELECT status, version FROM task_view_g2 WHERE id = ?", (task_id,))
@@ -128,7 +128,7 @@ def test_a_batch_that_fails_keeps_nothing_of_it(
     service: TaskService, read_db: Database, moves: list[bool]
 ) -> None:
     runner, task_id = running_with_one_task(service, read_db)
-    service.record_reports([report(task_id, "started")], 1)
+    service.record_reports([report(task_id, "started")])
     with read_db.transaction() as cur:  # a row the batch's UPDATE cannot write
         cur.execute("DROP TABLE task_counts_g1")
     with pytest.raises(Exception, match="task_counts_g1"):

@@ -59,7 +59,7 @@ def seed(runtime: Runtime) -> list[dict[str, Any]]:
         elif i % 4 == 2:
             now = datetime.now(UTC)
             runtime.service.record_reports(
-                [RecordReport(outcome.task_id, 1, "started", "w", now)], position=i
+                [RecordReport(outcome.task_id, 1, "started", "w", now)],
             )
             status = "RUNNING"
         made.append(

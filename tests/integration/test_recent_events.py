@@ -61,17 +61,17 @@ def every_kind_of_event(service: TaskService) -> None:
         retry_policy=RetryPolicy(2, 10, 1.5),
         idempotency_key="key-1",
     )
-    service.record_reports([report(done, 1, "started")], 1)
-    service.record_reports([report(done, 1, "failed", error_type="Boom", error_message="x")], 2)
+    service.record_reports([report(done, 1, "started")])
+    service.record_reports([report(done, 1, "failed", error_type="Boom", error_message="x")])
     service.record_reports(
-        [report(done, 2, "completed", output=EXAMPLE_OUTPUT, started_at=datetime.now(UTC))], 3
+        [report(done, 2, "completed", output=EXAMPLE_OUTPUT, started_at=datetime.now(UTC))],
     )
     timed_out = submit(service, retry_policy=RetryPolicy(0, 0, 1.0))
-    service.record_reports([report(timed_out, 1, "started")], 4)
-    service.record_reports([report(timed_out, 1, "failed", error_type="TIMEOUT")], 5)
+    service.record_reports([report(timed_out, 1, "started")])
+    service.record_reports([report(timed_out, 1, "failed", error_type="TIMEOUT")])
     bad_output = submit(service)
-    service.record_reports([report(bad_output, 1, "started")], 6)
-    service.record_reports([report(bad_output, 1, "completed", output={"total": "x"})], 7)
+    service.record_reports([report(bad_output, 1, "started")])
+    service.record_reports([report(bad_output, 1, "completed", output={"total": "x"})])
     cancelled = submit(service)
     service.cancel(CancelTask(cancelled, USER, reason="no", force=True))
     manual = submit(

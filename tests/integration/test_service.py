@@ -84,23 +84,22 @@ def test_cancel_pending_then_conflict_then_unknown(service: TaskService) -> None
         service.cancel(CancelTask(uuid4(), ANONYMOUS))
 
 
-def test_reports_are_recorded_once_per_stream_position(service: TaskService) -> None:
+def test_reports_are_recorded_once_however_often_they_come(service: TaskService) -> None:
     task_id = service.submit(submit(service)).task_id
     batch = [
         report(task_id, 1, "started"),
         report(task_id, 1, "completed", output=EXAMPLE_OUTPUT),
     ]
-    assert service.record_reports(batch, position=5) == 2
-    # The same batch redelivered (crash before the ack): recorded position, no-op.
-    assert service.record_reports(batch, position=5) == 0
-    # The same reports again at a new position (a duplicate publish): stale, no events.
-    assert service.record_reports(batch, position=6) == 0
+    assert service.record_reports(batch) == 2
+    # The same batch redelivered (crash before the ack): every report is stale, no events.
+    assert service.record_reports(batch) == 0
+    # In another order (redelivered out of order): still nothing new.
+    assert service.record_reports(batch[::-1]) == 0
 
     task = service.load(task_id)
     assert task.status.value == "COMPLETED"
     assert task.output == EXAMPLE_OUTPUT
     assert task.version == 3
-    assert service.process_recorder.max_tracking_id("TASK_RESULTS") == 6
 
 
 def test_failed_report_keeps_error_type_and_message(service: TaskService) -> None:
@@ -112,7 +111,6 @@ def test_failed_report_keeps_error_type_and_message(service: TaskService) -> Non
                 task_id, 1, "failed", error_type="ValueError", error_message="bad", retryable=False
             ),
         ],
-        position=1,
     )
     task = service.load(task_id)
     assert task.status.value == "FAILED"
@@ -127,7 +125,6 @@ def test_a_retryable_failure_schedules_the_next_attempt(service: TaskService) ->
             report(task_id, 1, "started"),
             RecordReport(task_id, 1, "failed", "w-1", failed_at, error_type="E", error_message="m"),
         ],
-        position=1,
     )
     task = service.load(task_id)
     assert task.status.value == "PENDING"
@@ -139,7 +136,7 @@ def test_an_output_breaking_the_schema_fails_and_is_kept(service: TaskService) -
     task_id = service.submit(submit(service)).task_id
     bad = {"total": "lots"}
     service.record_reports(
-        [report(task_id, 1, "started"), report(task_id, 1, "completed", output=bad)], position=1
+        [report(task_id, 1, "started"), report(task_id, 1, "completed", output=bad)],
     )
     task = service.load(task_id)
     assert task.status.value == "FAILED"  # never retried
@@ -179,7 +176,7 @@ def test_manual_tasks_are_completed_or_failed_by_hand(service: TaskService) -> N
 
 def test_an_attempt_without_a_report_is_expired_and_retried(service: TaskService) -> None:
     task_id = service.submit(submit(service)).task_id
-    service.record_reports([report(task_id, 1, "started")], position=1)
+    service.record_reports([report(task_id, 1, "started")])
     assert service.expire_attempt(task_id, 1, "no report within timeout + grace") is True
     task = service.load(task_id)
     assert task.status.value == "PENDING"
@@ -191,7 +188,7 @@ def test_reports_after_cancel_and_for_unknown_tasks_change_nothing(service: Task
     task_id = service.submit(submit(service)).task_id
     service.cancel(CancelTask(task_id, ANONYMOUS))
     recorded = service.record_reports(
-        [report(task_id, 1, "started"), report(uuid4(), 1, "started")], position=1
+        [report(task_id, 1, "started"), report(uuid4(), 1, "started")],
     )
     assert recorded == 0
     assert service.load(task_id).status.value == "CANCELLED"

@@ -41,9 +41,9 @@ def test_reports_on_tasks_submitted_here_are_applied_without_reading_them_back(
     service: TaskService,
 ) -> None:
     first, second = service.submit(order()), service.submit(order())
-    assert service.record_reports([report(first, "started"), report(second, "started")], 1) == 2
+    assert service.record_reports([report(first, "started"), report(second, "started")]) == 2
     done = report(first, "completed", output=EXAMPLE_OUTPUT)
-    assert service.record_reports([done], 2) == 1
+    assert service.record_reports([done]) == 1
     assert (service.task_cache.hits, service.task_cache.misses) == (3, 0)
     assert len(service.task_cache) == 1  # the completed one is dropped
     stored = service.load(first.task_id)
@@ -63,9 +63,9 @@ def test_a_report_on_a_stale_copy_is_refused_then_applied_on_fresh_state(
     task = service.submit(order())  # kept here at version 1
     replica.cancel(CancelTask(task.task_id, ANONYMOUS))  # version 2, elsewhere
     with pytest.raises(IntegrityError):  # the stale copy's event takes version 2 again
-        service.record_reports([report(task, "started")], 5)
+        service.record_reports([report(task, "started")])
     assert len(service.task_cache) == 0
-    assert service.record_reports([report(task, "started")], 5) == 0  # stale on fresh state
+    assert service.record_reports([report(task, "started")]) == 0  # stale on fresh state
     assert service.load(task.task_id).status is TaskStatus.CANCELLED
 
 
@@ -84,11 +84,11 @@ def test_a_cancel_on_a_stale_copy_gets_the_answer_of_the_fresh_state(
 
 def test_a_save_past_the_cache_forgets_the_task(service: TaskService) -> None:
     task = service.submit(order())
-    service.record_reports([report(task, "started")], 1)
+    service.record_reports([report(task, "started")])
     assert service.expire_attempt(task.task_id, 1, "no report in time")  # Application.save
     assert len(service.task_cache) == 0
     late = report(task, "completed", output=EXAMPLE_OUTPUT)
-    assert service.record_reports([late], 2) == 0  # attempt 1 is over: stale, no clash
+    assert service.record_reports([late]) == 0  # attempt 1 is over: stale, no clash
     stored = service.load(task.task_id)
     assert stored.version == 3 and stored.status is not TaskStatus.COMPLETED
 
@@ -97,14 +97,14 @@ def test_a_refused_save_pauses_the_cache(service: TaskService, replica: TaskServ
     """Replicas sharing the reports: one clash, then fresh reads for a while, not a clash
     per batch."""
     first, second = service.submit(order()), service.submit(order())
-    replica.record_reports([report(first, "started")], 1)  # the other replica's share
+    replica.record_reports([report(first, "started")])  # the other replica's share
     done = report(first, "completed", output=EXAMPLE_OUTPUT, started_at=datetime.now(UTC))
     with pytest.raises(IntegrityError):  # the kept copy has not seen the start
-        service.record_reports([done], 2)
-    assert service.record_reports([done], 2) == 1  # the start is known now: the end alone
+        service.record_reports([done])
+    assert service.record_reports([done]) == 1  # the start is known now: the end alone
     third = service.submit(order())
     assert len(service.task_cache) == 0  # nothing kept meanwhile: no more stale copies
-    assert service.record_reports([report(second, "started"), report(third, "started")], 3) == 2
+    assert service.record_reports([report(second, "started"), report(third, "started")]) == 2
     assert service.load(first.task_id).status is TaskStatus.COMPLETED
 
 
@@ -119,7 +119,7 @@ def test_a_save_that_fails_otherwise_forgets_only_its_tasks(
 
     monkeypatch.setattr(service.events, "put", lost)
     with pytest.raises(OSError, match="connection lost"):
-        service.record_reports([report(touched, "started")], 1)
+        service.record_reports([report(touched, "started")])
     monkeypatch.setattr(service.events, "put", real_put)
     assert set(service.task_cache.take([touched.task_id, other.task_id])) == {other.task_id}
-    assert service.record_reports([report(touched, "started")], 1) == 1
+    assert service.record_reports([report(touched, "started")]) == 1

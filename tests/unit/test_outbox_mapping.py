@@ -149,8 +149,9 @@ def test_submitted_gives_an_event_and_a_work_item():
         "endpoint",
         "notBefore",
         "isolation",
+        "redelivery",
     }
-    assert (raw["notBefore"], raw["isolation"]) == (None, "thread")
+    assert (raw["notBefore"], raw["isolation"], raw["redelivery"]) == (None, "thread", 0)
 
 
 def test_started_and_completed_give_only_the_event():

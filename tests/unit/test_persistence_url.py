@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from commands.persistence import APPLICATION_NAME, DatabaseConfig, DatabaseUrlError
+from commands.persistence import (
+    APPLICATION_NAME,
+    CONNECTION_OPTIONS,
+    DatabaseConfig,
+    DatabaseUrlError,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -138,9 +143,10 @@ def test_bad_urls(url: str, fragment: str):
 
 def test_postgres_environment_with_schema():
     config = DatabaseConfig.from_url("postgresql://alice:pw@db.example:6543/tasks?schema=abc")
-    env = config.eventsourcing_env(pool_size=4)
+    env = config.eventsourcing_env(pool_size=4, pool_wait_s=1.5)
+    conninfo = conninfo_to_dict(env.pop("TASKEXEC_PG_CONNINFO"))
     assert env == {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": "commands.db_pool:Factory",
         "POSTGRES_DBNAME": "tasks",
         "POSTGRES_HOST": "db.example",
         "POSTGRES_PORT": "6543",
@@ -148,11 +154,12 @@ def test_postgres_environment_with_schema():
         "POSTGRES_PASSWORD": "pw",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_POOL_SIZE": "4",
-        "POSTGRES_MAX_OVERFLOW": "4",
-        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "POSTGRES_MAX_OVERFLOW": "0",  # the pool size is the budget
+        "TASKEXEC_PG_POOL_WAIT": "1.5",
         "PROCESS_RECORDER_TOPIC": "commands.pg_recorder:BinaryInsertProcessRecorder",
         "POSTGRES_SCHEMA": "abc",
     }
+    assert conninfo == CONNECTION_OPTIONS  # named, bounded connect, keepalives
 
 
 def test_postgres_environment_without_schema():
@@ -181,9 +188,10 @@ def test_conninfo_with_schema_sets_the_search_path():
         "dbname": "tasks",
         "user": "alice",
         "password": "pw",
-        "application_name": APPLICATION_NAME,
+        **CONNECTION_OPTIONS,
         "options": "-csearch_path=abc",
     }
+    assert CONNECTION_OPTIONS["application_name"] == APPLICATION_NAME
 
 
 def test_conninfo_without_schema_or_password():

@@ -150,9 +150,9 @@ def test_the_results_consumer_records_a_backlog_in_bounded_transactions(
         PulledMsg(14, gathered),  # 6 > 4: another; a message is never split
     ]
     chunks = results._chunks(msgs)  # type: ignore[arg-type]
-    assert [([m.metadata.sequence.stream for m in c], len(r), last) for c, r, last in chunks] == [
-        ([10, 11, 12], 4, 12),
-        ([13], 3, 13),
-        ([14], 3, 14),
+    assert [([m.metadata.sequence.stream for m in c], len(r)) for c, r in chunks] == [
+        ([10, 11, 12], 4),
+        ([13], 3),
+        ([14], 3),
     ]
     assert chunks[0][1][3].task_id == uuid.UUID(int=3)  # decoded as RecordReports

@@ -15,6 +15,7 @@ from workers.protocol import WorkItem, encoder
 class FakeMsg:
     def __init__(self, data: bytes) -> None:
         self.data = data
+        self.headers: dict[str, str] | None = None
         self.calls: list[tuple[str, Any]] = []
 
     async def ack(self) -> None:
