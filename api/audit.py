@@ -104,8 +104,9 @@ def add_commands(commands: Any) -> None:
     verify.add_argument(
         "--jobs",
         type=int,
-        default=default_jobs(),
-        help="processes that share the work (default: the CPUs, at most 4)",
+        default=None,
+        help="processes that share the work (default: the CPUs, at most 4, on SQLite; "
+        "1 on PostgreSQL, where each process holds 2 connections)",
     )
     verify.add_argument(
         "--stranded-after",
@@ -244,7 +245,11 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def default_jobs() -> int:
+def default_jobs(settings: Settings) -> int:
+    """The CPUs (at most 4); on PostgreSQL one process: a command line holds at most 2
+    connections unless asked for more (docs/operations.md)."""
+    if settings.database_url.startswith(("postgresql:", "postgres:")):
+        return 1
     return max(1, min(4, os.cpu_count() or 1))
 
 
@@ -264,7 +269,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     try:
         report = verify(
             settings.database_url,
-            jobs=args.jobs,
+            jobs=args.jobs or default_jobs(settings),
             max_problems=args.max_problems,
             progress=ProgressBar("verify"),
             on_problem=show,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
@@ -24,6 +25,7 @@ from commands.messages import RecordReport
 from commands.service import TaskService
 from workers.protocol import RESULTS_CONSUMER, RESULTS_STREAM, Report, decode_reports
 from workers.pull import Puller
+from workers.streams import RESULTS_ACK_WAIT_S
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,9 @@ class ResultsConsumer:
         """Record the reports of ``msgs`` and ack them, at most MAX_REPORTS_PER_BATCH
         reports to a transaction: a message may hold many reports (a worker gathers
         them), and a backlog must not become one huge transaction."""
-        for chunk, reports in _chunks(msgs):
+        chunks = _chunks(msgs)
+        progress_at = time.monotonic() + RESULTS_ACK_WAIT_S / 3
+        for index, (chunk, reports) in enumerate(chunks):
             recorded = await self._apply(reports)
             if recorded is None:
                 return  # stopping: the rest is redelivered
@@ -90,6 +94,11 @@ class ResultsConsumer:
                 await msg.ack()
             if recorded:
                 self._on_recorded()
+            if time.monotonic() >= progress_at:  # a long backlog: keep the rest ours
+                for later, _ in chunks[index + 1 :]:
+                    for msg in later:
+                        await msg.in_progress()
+                progress_at = time.monotonic() + RESULTS_ACK_WAIT_S / 3
 
     async def _apply(self, reports: list[RecordReport]) -> int | None:
         """The number of events recorded; None if stopped before it could be done."""

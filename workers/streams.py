@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 DUPLICATE_WINDOW_S = 120.0
 WORK_ACK_WAIT_S = 30.0
 WORK_MAX_DELIVER = 5
+# Reports a process pulled and did not ack (it died) are delivered again after this long:
+# the time a crashed serve's reports wait. The consumer signals progress on long batches.
+RESULTS_ACK_WAIT_S = 10.0
 EVENTS_MAX_AGE_S = 30 * 24 * 3600.0
 CANCEL_MARKER_TTL_S = 30 * 24 * 3600.0  # longer than any task waits for its next attempt
 
@@ -114,7 +117,7 @@ def consumer_configs(work_ack_wait_s: float = WORK_ACK_WAIT_S) -> list[tuple[str
                 durable_name=RESULTS_CONSUMER,
                 filter_subject=RESULTS_SUBJECT,
                 ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=30.0,
+                ack_wait=RESULTS_ACK_WAIT_S,
                 max_ack_pending=20_000,
             ),
         )

@@ -42,8 +42,19 @@ HANDLERS = textwrap.dedent(
             runs.write(f"{context.task_id} {context.attempt} {context.worker}\\n")
         time.sleep(payload["seconds"])  # long enough to report its start apart
         return {"slept": payload["seconds"]}
+
+    def crash(payload, context):
+        os.kill(os.getpid(), 9)  # takes its worker down before any report
     """
 )
+CRASH = {
+    "id": "crash",
+    "name": "Crash",
+    "type": "AUTOMATED",
+    "version": "1",
+    "timeout": 30_000,
+    "executionConfig": {"handler": "fault_handlers:crash"},
+}
 SLOW = {
     "id": "slow",
     "name": "Slow",
@@ -71,6 +82,7 @@ class Stack:
         definitions.mkdir()
         (code / "fault_handlers.py").write_text(HANDLERS)
         (definitions / "slow.json").write_text(json.dumps(SLOW))
+        (definitions / "crash.json").write_text(json.dumps(CRASH))
         self.database_url = database_url
         self.env = {
             **os.environ,
