@@ -156,3 +156,52 @@ def test_the_results_consumer_records_a_backlog_in_bounded_transactions(
         ([14], 3),
     ]
     assert chunks[0][1][3].task_id == uuid.UUID(int=3)  # decoded as RecordReports
+
+
+class AckedMsg(PulledMsg):
+    """A pulled message that notes what the consumer answered."""
+
+    def __init__(self, sequence: int, data: bytes, answers: list[tuple[str, int]]) -> None:
+        super().__init__(sequence, data)
+        self._sequence = sequence
+        self._answers = answers
+
+    async def ack(self) -> None:
+        self._answers.append(("ack", self._sequence))
+
+    async def in_progress(self) -> None:
+        self._answers.append(("progress", self._sequence))
+
+
+class CountingService:
+    def record_reports(self, reports: list[Any]) -> int:
+        return len(reports)
+
+
+async def test_a_long_batch_keeps_its_later_messages_from_being_redelivered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each chunk is acked once recorded; while a backlog takes longer than a third of
+    the ack wait, the messages still waiting get a progress signal (else JetStream
+    would deliver them again meanwhile)."""
+    monkeypatch.setattr(results, "MAX_REPORTS_PER_BATCH", 1)
+    monkeypatch.setattr(results, "RESULTS_ACK_WAIT_S", 0.0)  # every chunk is "long"
+    answers: list[tuple[str, int]] = []
+
+    def one(n: int) -> bytes:
+        return encoder.encode(msgspec.structs.replace(report(n), task_id=str(uuid.UUID(int=n))))
+
+    msgs = [AckedMsg(n, one(n), answers) for n in (1, 2, 3)]
+    consumer = object.__new__(results.ResultsConsumer)
+    consumer._service = CountingService()  # type: ignore[assignment]
+    consumer._on_recorded = lambda: None
+    consumer._stopping = asyncio.Event()
+    await consumer._record(msgs)  # type: ignore[arg-type]
+    assert answers == [
+        ("ack", 1),
+        ("progress", 2),
+        ("progress", 3),
+        ("ack", 2),
+        ("progress", 3),
+        ("ack", 3),
+    ]
