@@ -11,12 +11,21 @@ from __future__ import annotations
 import logging
 
 import nats
+import nats.errors
 from nats.aio.client import Client
 
 from api.settings import parse_nats_servers
 from workers.stream_state import StreamState, describe
 
 log = logging.getLogger(__name__)
+_CONNECTION_LOST = (
+    OSError,
+    TimeoutError,
+    nats.errors.UnexpectedEOF,
+    nats.errors.StaleConnectionError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.NoServersError,
+)
 
 
 async def connect_nats(url: str, name: str) -> Client:
@@ -26,12 +35,14 @@ async def connect_nats(url: str, name: str) -> Client:
     client: Client | None = None
 
     async def on_error(exc: Exception) -> None:
-        if client is not None and client.is_connected:
-            log.warning("NATS (%s): %s", name, describe(exc))  # a slow consumer, say
+        if isinstance(exc, _CONNECTION_LOST) or client is None or not client.is_connected:
+            state.failed(exc)  # the connection went, or a reconnect failed: once an outage
         else:
-            state.failed(exc)  # a reconnect attempt failed: logged once per outage
+            log.warning("NATS (%s): %s", name, describe(exc))  # a slow consumer, say
 
     async def on_disconnected() -> None:
+        if client is not None and (client.is_closed or client.is_draining):
+            return  # our own shutdown, not an outage
         state.failed("disconnected")
 
     async def on_reconnected() -> None:
