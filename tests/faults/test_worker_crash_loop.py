@@ -81,3 +81,4 @@ def test_work_that_kills_every_worker_ends_its_task_failed(stack: Stack) -> None
     assert error is not None and error["type"] == UNDELIVERABLE
     assert events == ["Submitted", "Failed"]  # never started: no report ever came
     assert deaths == WORK_MAX_DELIVER * (REPUBLISH_LIMIT + 1)
+    stack.cli("verify")  # exit 0 (asserted in cli): nothing inconsistent, nothing stranded
