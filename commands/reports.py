@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 from commands.catalog import Violation
 from commands.messages import RecordReport
@@ -69,6 +70,23 @@ def apply_report(task: Task, report: RecordReport, check_output: OutputCheck) ->
         )
     else:
         log.warning("report of unknown kind %r for task %s discarded", report.kind, task.id)
+
+
+def apply_reports(
+    tasks: dict[UUID, Task], reports: Sequence[RecordReport], check_output: OutputCheck
+) -> list[str]:
+    """Apply ``reports`` to ``tasks`` in order; why each discarded one was discarded."""
+    stale: list[str] = []
+    for report in reports:
+        task = tasks.get(report.task_id)
+        if task is None:
+            stale.append(f"report for unknown task {report.task_id}")
+            continue
+        try:
+            apply_report(task, report, check_output)
+        except StaleResult as exc:
+            stale.append(str(exc))
+    return stale
 
 
 def describe(violations: list[Violation]) -> str:

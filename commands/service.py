@@ -33,7 +33,7 @@ from commands.log_reader import LogReader
 from commands.messages import CancelTask, FinishManually, Outcome, RecordReport, SubmitTask
 from commands.persistence import APPLICATION_NAME
 from commands.recent import RecentEvents, RememberingEventStore
-from commands.reports import OutputCheck, apply_report
+from commands.reports import apply_reports
 from commands.task_cache import TaskCache
 from commands.transcoder import PayloadSafeTranscoder
 from domain import apikey as _apikey  # noqa: F401  (registers the API-key topics for decoding)
@@ -359,13 +359,13 @@ class TaskService(Application[UUID]):
         """
         ids = {report.task_id for report in reports}
         tasks = self.load_many(ids)
-        stale = _apply_reports(tasks, reports, self.output_violations)
+        stale = apply_reports(tasks, reports, self.output_violations)
         if stale:
             # A kept copy may be behind what another replica recorded since: judge those
             # reports again on the store's state before discarding any of them.
             self.task_cache.forget(ids)
             tasks = self.load_many(ids)
-            stale = _apply_reports(tasks, reports, self.output_violations)
+            stale = apply_reports(tasks, reports, self.output_violations)
         for reason in stale:
             log.info("stale report discarded: %s", reason)
         events: list[Any] = [event for task in tasks.values() for event in task.collect_events()]
@@ -460,23 +460,6 @@ def _outcome(task: Task, position: int) -> Outcome:
         updated_at=task.updated_at,
         position=position,
     )
-
-
-def _apply_reports(
-    tasks: dict[UUID, Task], reports: Sequence[RecordReport], check_output: OutputCheck
-) -> list[str]:
-    """Apply ``reports`` to ``tasks`` in order; why each discarded one was discarded."""
-    stale: list[str] = []
-    for report in reports:
-        task = tasks.get(report.task_id)
-        if task is None:
-            stale.append(f"report for unknown task {report.task_id}")
-            continue
-        try:
-            apply_report(task, report, check_output)
-        except StaleResult as exc:
-            stale.append(str(exc))
-    return stale
 
 
 def _one(results: list[Outcome | Exception]) -> Outcome:

@@ -13,17 +13,20 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import nats
 import psycopg
 import pytest
+from nats.aio.client import Client
 
 from commands.catalog import DefinitionCatalog
 from commands.persistence import DatabaseConfig, prepare_database
 from commands.service import TaskService
 from projections.db import Database
 from workers.nats_server import EmbeddedNatsServer
+from workers.streams import ensure_streams
 
 ROOT = Path(__file__).parents[1]
 DEFAULT_PG_URL = "postgresql://root@127.0.0.1:5432/test"
@@ -82,6 +85,15 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNatsServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def nc(nats_server: EmbeddedNatsServer) -> AsyncIterator[Client]:
+    """A client of ``nats_server`` with every stream and consumer the service uses."""
+    client = await nats.connect(nats_server.url)
+    await ensure_streams(client.jetstream())
+    yield client
+    await client.close()
 
 
 def free_port() -> int:

@@ -25,17 +25,9 @@ from workers.executor import POISON_WORK, Worker
 from workers.nats_server import EmbeddedNatsServer
 from workers.protocol import WORK_STREAM, work_consumer, work_decoder, work_subject
 from workers.pull import Puller
-from workers.streams import ensure_streams, headers
+from workers.streams import headers
 
 WAIT_S = 15.0
-
-
-@pytest.fixture
-async def nc(nats_server: EmbeddedNatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
-    await ensure_streams(client.jetstream())
-    yield client
-    await client.close()
 
 
 def order() -> SubmitTask:

@@ -4,10 +4,9 @@ others stand by and take over when it goes, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client
 
@@ -19,11 +18,9 @@ from commands.persistence import DatabaseConfig
 from commands.service import TaskService
 from domain.values import ANONYMOUS
 from tests.conftest import EXAMPLE_INPUT
-from workers.nats_server import EmbeddedNatsServer
 from workers.protocol import EVENTS_STREAM, WORK_STREAM, Outgoing
 from workers.publisher import JetStreamPublisher
 from workers.relay import Relay
-from workers.streams import ensure_streams
 
 WAIT_S = 15.0
 
@@ -42,14 +39,6 @@ class Counting:
     @property
     def max_payload(self) -> int:
         return self._inner.max_payload
-
-
-@pytest.fixture
-async def nc(nats_server: EmbeddedNatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
-    await ensure_streams(client.jetstream())
-    yield client
-    await client.close()
 
 
 async def until(check: Callable[[], bool], what: str) -> None:

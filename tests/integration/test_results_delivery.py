@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import nats
 import pytest
 from nats.aio.client import Client
 
@@ -26,20 +25,11 @@ from commands.results import ResultsConsumer, to_record
 from commands.service import TaskService
 from domain.values import ANONYMOUS, TaskStatus
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
-from workers.nats_server import EmbeddedNatsServer
 from workers.protocol import RESULTS_CONSUMER, RESULTS_STREAM, RESULTS_SUBJECT, Report, encoder
 from workers.pull import Puller
-from workers.streams import ensure_streams, headers
+from workers.streams import headers
 
 WAIT_S = 15.0
-
-
-@pytest.fixture
-async def nc(nats_server: EmbeddedNatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
-    await ensure_streams(client.jetstream())
-    yield client
-    await client.close()
 
 
 @pytest.fixture
