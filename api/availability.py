@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -36,7 +35,6 @@ T = TypeVar("T")
 STALL_S = 0.3  # a command waiting this long makes the monitor check the database now
 POLL_S = 0.05  # ...and then looks at the breaker this often
 RETRY_AFTER_S = 1
-_running: set[asyncio.Future[None]] = set()  # calls on threads whose answer was given up
 
 
 class ServiceUnavailable(Exception):
@@ -70,36 +68,6 @@ def unknown_outcome(reason: str) -> ServiceUnavailable:
         f"to get the task if it was recorded, and no duplicate",
         recorded=None,
     )
-
-
-def check(monitor: DatabaseMonitor | None) -> None:
-    """Refuse at once (nothing recorded) while the breaker is open."""
-    if monitor is not None and monitor.is_open:
-        raise refused(monitor.reason)
-
-
-async def answer(future: Future[T], monitor: DatabaseMonitor | None) -> T:
-    """The result of a command queued as ``future`` (see the module's docstring)."""
-    waiting = asyncio.wrap_future(future)
-    watch = _watch_for(monitor) if monitor is not None else None
-    if watch is not None:
-        watch.add(waiting, future)
-    try:
-        return await waiting
-    except asyncio.CancelledError:
-        verdict = watch.verdict(waiting) if watch is not None else None
-        if verdict is None:
-            raise  # the request itself was cancelled
-        raise verdict from None
-    except Exception as exc:
-        if not is_database_error(exc):
-            raise
-        if recorded_after(exc) is False:
-            raise refused(_first_line(exc)) from exc
-        raise unknown_outcome(_first_line(exc)) from exc
-    finally:
-        if watch is not None:
-            watch.discard(waiting)
 
 
 class _Watch:
@@ -147,35 +115,63 @@ class _Watch:
             waiting.cancel()
 
 
-_watches: weakref.WeakKeyDictionary[DatabaseMonitor, _Watch] = weakref.WeakKeyDictionary()
+class Availability:
+    """Answers this process's commands when the database may be unreachable (see the
+    module's docstring). One per process, owned by its composition root; without a
+    monitor (SQLite) commands are simply awaited."""
 
+    def __init__(self, monitor: DatabaseMonitor | None) -> None:
+        self._monitor = monitor
+        self._watch = _Watch(monitor) if monitor is not None else None
+        self._running: set[asyncio.Future[None]] = set()  # threads whose answer was given up
 
-def _watch_for(monitor: DatabaseMonitor) -> _Watch:
-    watch = _watches.get(monitor)
-    if watch is None:
-        watch = _watches[monitor] = _Watch(monitor)
-    return watch
+    def check(self) -> None:
+        """Refuse at once (nothing recorded) while the breaker is open."""
+        if self._monitor is not None and self._monitor.is_open:
+            raise refused(self._monitor.reason)
 
-
-async def run(call: Callable[[], T], monitor: DatabaseMonitor | None) -> T:
-    """``call()`` on a worker thread, answered as ``answer`` does."""
-    check(monitor)
-    future: Future[T] = Future()
-
-    def run_it() -> None:
-        if not future.set_running_or_notify_cancel():
-            return  # withdrawn before it started
+    async def answer(self, future: Future[T]) -> T:
+        """The result of a command queued as ``future``."""
+        waiting = asyncio.wrap_future(future)
+        watch = self._watch
+        if watch is not None:
+            watch.add(waiting, future)
         try:
-            future.set_result(call())
-        except BaseException as exc:
-            future.set_exception(exc)
+            return await waiting
+        except asyncio.CancelledError:
+            verdict = watch.verdict(waiting) if watch is not None else None
+            if verdict is None:
+                raise  # the request itself was cancelled
+            raise verdict from None
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            if recorded_after(exc) is False:
+                raise refused(_first_line(exc)) from exc
+            raise unknown_outcome(_first_line(exc)) from exc
+        finally:
+            if watch is not None:
+                watch.discard(waiting)
 
-    # Litestar's thread pool (anyio's, as a sync handler would use), not the loop's small
-    # default executor that the relay and the results consumer share.
-    thread = asyncio.ensure_future(anyio.to_thread.run_sync(run_it))
-    _running.add(thread)  # the loop keeps only a weak reference to a task
-    thread.add_done_callback(_running.discard)
-    return await answer(future, monitor)
+    async def run(self, call: Callable[[], T]) -> T:
+        """``call()`` on a worker thread, answered as ``answer`` does."""
+        self.check()
+        future: Future[T] = Future()
+
+        def run_it() -> None:
+            if not future.set_running_or_notify_cancel():
+                return  # withdrawn before it started
+            try:
+                future.set_result(call())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        # Litestar's thread pool (anyio's, as a sync handler would use), not the loop's
+        # small default executor that the relay and the results consumer share.
+        thread = asyncio.ensure_future(anyio.to_thread.run_sync(run_it))
+        self._running.add(thread)  # the loop keeps only a weak reference to a task
+        thread.add_done_callback(self._running.discard)
+        return await self.answer(future)
 
 
 def is_database_error(exc: BaseException) -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Callable, Sequence
 
 import anyio.from_thread
@@ -43,7 +42,7 @@ class JetStreamHealth:
         cache_s: float = CACHE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._nc = weakref.ref(nc)  # not kept alive by its checker (see jetstream_health)
+        self._nc = nc
         self._streams = tuple(streams)
         self._timeout_s = timeout_s
         self._cache_s = cache_s
@@ -75,8 +74,8 @@ class JetStreamHealth:
         return self._checked_at is not None and self._clock() - self._checked_at < self._cache_s
 
     async def _check(self) -> bool:
-        nc = self._nc()
-        if nc is None or not nc.is_connected:  # reconnecting: a request would time out
+        nc = self._nc
+        if not nc.is_connected:  # reconnecting: a request would time out
             self._state.failed("not connected")
             return False
         js = nc.jetstream()
@@ -108,21 +107,4 @@ async def _leaderless(js: JetStreamContext, stream: str) -> str | None:
     return None
 
 
-_BY_CLIENT: weakref.WeakKeyDictionary[Client, JetStreamHealth] = weakref.WeakKeyDictionary()
-
-
-def jetstream_health(nc: Client) -> JetStreamHealth:
-    """The one checker of ``nc`` (made at first use: its cache spans the probes)."""
-    checker = _BY_CLIENT.get(nc)
-    if checker is None:
-        checker = _BY_CLIENT[nc] = JetStreamHealth(nc)
-    return checker
-
-
-def nats_ready(nc: Client | None) -> bool:
-    """The ``nats`` check of ``/health``, from a thread anyio started: connected, and
-    JetStream serves the streams (see ``JetStreamHealth``)."""
-    return nc is not None and jetstream_health(nc).ready_from_thread()
-
-
-__all__ = ["JetStreamHealth", "jetstream_health", "nats_ready"]
+__all__ = ["JetStreamHealth"]

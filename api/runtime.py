@@ -18,9 +18,9 @@ from uuid import UUID
 
 from nats.aio.client import Client
 
-from api import availability
+from api.availability import Availability
 from api.gate import Security
-from api.health import nats_ready
+from api.health import JetStreamHealth
 from api.messaging import connect_nats
 from api.read_fence import ReadFence
 from api.security import build_security, parse_rates
@@ -90,6 +90,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._lost_work: LostWork | None = None
+        self._nats_health: JetStreamHealth | None = None  # the /health check of NATS
         self._apikeys: ApiKeyService | None = None
         self._security: Security | None = None
         # PostgreSQL: the connection budget, the breaker, one connection for both locks.
@@ -97,6 +98,7 @@ class Runtime:
         in_db = self.db_config.is_postgres and rates != (None, None)
         self.budget = ConnectionBudget.split(settings.db_pool_size, rate_limits=in_db)
         self.monitor: DatabaseMonitor | None = None
+        self.availability = Availability(None)  # answers commands; set up in open()
         self._locks: LockSession | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -120,6 +122,7 @@ class Runtime:
             log.info("%s", budget.describe())
             pools = (event_store_pool(self._service.recorder), self._db.pool)
             self.monitor, self._locks = watch_database(self.db_config, pools)
+        self.availability = Availability(self.monitor)
         generation = Generation(self._db)
         self._queries = TaskQueries(self._db, generation)
         self._definitions = DefinitionQueries(self._db, generation)
@@ -148,6 +151,7 @@ class Runtime:
         """Connect to NATS (one server or several: a cluster); bring the streams up to
         date (retention, replicas); start the relay and the results consumer."""
         self._nc = await connect_nats(nats_url, name="taskexec-serve")
+        self._nats_health = JetStreamHealth(self._nc)
         retention = EventsRetention(self.settings.events_max_age_s, self.settings.events_max_bytes)
         await ensure_streams(
             self._nc.jetstream(),
@@ -194,6 +198,7 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
             self._nc = None
+            self._nats_health = None
 
     def close(self) -> None:
         """Stop and close everything ``open()`` started; closing twice is harmless."""
@@ -271,20 +276,20 @@ class Runtime:
     async def asubmit(self, cmd: SubmitTask) -> Outcome:
         # Answered once durable; reads catch up instead (api/read_fence.py). Database
         # unreachable: 503 within about a second (api/availability.py).
-        availability.check(self.monitor)
-        outcome = await availability.answer(self.commits.submit(cmd), self.monitor)
+        self.availability.check()
+        outcome = await self.availability.answer(self.commits.submit(cmd))
         self.fence.answering(outcome.position)
         return outcome
 
     async def acancel(self, cmd: CancelTask) -> Outcome:
-        availability.check(self.monitor)
-        outcome = await availability.answer(self.commits.submit(cmd), self.monitor)
+        self.availability.check()
+        outcome = await self.availability.answer(self.commits.submit(cmd))
         await self._settled(outcome.position)
         return outcome
 
     async def awrite(self, call: Callable[[], T]) -> T:
         """A blocking write (a bulk request) on a thread, answered as ``asubmit`` is."""
-        return await availability.run(call, self.monitor)
+        return await self.availability.run(call)
 
     def submit(self, cmd: SubmitTask) -> Outcome:
         outcome = self.commits.submit(cmd).result()
@@ -379,7 +384,7 @@ class Runtime:
         checks = {
             "database": self._database_ok(),
             "projection": self.runner.error is None,
-            "nats": nats_ready(self._nc),
+            "nats": self._nats_health is not None and self._nats_health.ready_from_thread(),
         }
         return checks
 

@@ -75,14 +75,14 @@ def test_a_queued_command_is_withdrawn_and_a_running_one_is_unknown() -> None:
     monitor = OpenMonitor()
     queued: Future[int] = Future()
     with pytest.raises(availability.ServiceUnavailable) as refused:
-        asyncio.run(availability.answer(queued, monitor))  # type: ignore[arg-type]
+        asyncio.run(availability.Availability(monitor).answer(queued))  # type: ignore[arg-type]
     assert refused.value.recorded is False and queued.cancelled()
 
     running: Future[int] = Future()
     running.set_running_or_notify_cancel()
     started = time.monotonic()
     with pytest.raises(availability.ServiceUnavailable) as unknown:
-        asyncio.run(availability.answer(running, monitor))  # type: ignore[arg-type]
+        asyncio.run(availability.Availability(monitor).answer(running))  # type: ignore[arg-type]
     assert unknown.value.recorded is None
     assert unknown.value.details == {"recorded": "unknown", "retryAfter": 1}
     assert time.monotonic() - started < 1.0
