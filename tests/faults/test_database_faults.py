@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,7 +25,6 @@ import pytest
 from tests.conftest import EXAMPLE_INPUT
 from tests.faults.pg_proxy import Mode, PgProxy
 from tests.faults.stack import Stack, settle
-from workers.nats_server import EmbeddedNatsServer
 
 RATE = 50.0  # requests per second; of every 10: 8 submits, a bulk of BULK tasks, a read
 BULK = 3
@@ -136,13 +134,6 @@ def proxied(url: str, port: int) -> str:
 
 
 @pytest.fixture
-def stack(postgres_url: str, nats_server: EmbeddedNatsServer, tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(postgres_url, nats_server.url, tmp_path)
-    yield running
-    running.stop_all()
-
-
-@pytest.fixture
 def proxy(postgres_url: str) -> Iterator[PgProxy]:
     parts = urlsplit(postgres_url)
     running = PgProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
@@ -152,8 +143,9 @@ def proxy(postgres_url: str) -> Iterator[PgProxy]:
 
 @pytest.mark.parametrize("mode", ["drop", "refuse"])
 def test_database_cut_off_is_answered_503_at_once_and_recovered_from(
-    stack: Stack, proxy: PgProxy, mode: Mode
+    pg_stack: Stack, proxy: PgProxy, mode: Mode
 ) -> None:
+    stack = pg_stack
     base = stack.serve(
         "serve", env={"TASKEXEC_DATABASE_URL": proxied(stack.database_url, proxy.port)}
     )

@@ -8,30 +8,12 @@ Each test prints what became of the tasks (see tests/faults/stack.py's ``Outcome
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.faults.stack import Load, Outcome, Stack, settle
-from workers.nats_server import EmbeddedNatsServer
 
 SETTLE_S = 120.0  # reports held by a killed serve come back after the results ack wait
-
-
-@pytest.fixture
-def stack(database_url: str, nats_server: EmbeddedNatsServer, tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(database_url, nats_server.url, tmp_path)
-    yield running
-    running.stop_all()
-
-
-@pytest.fixture
-def pg_stack(postgres_url: str, nats_server: EmbeddedNatsServer, tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(postgres_url, nats_server.url, tmp_path)
-    yield running
-    running.stop_all()
 
 
 def check(stack: Stack, load: Load, outcome: Outcome) -> None:
