@@ -38,7 +38,7 @@ RETRY_AFTER_S = 1
 
 
 class ServiceUnavailable(Exception):
-    """Answered ``503 SERVICE_UNAVAILABLE`` with ``Retry-After`` (api/errors.py)."""
+    """Answered ``503 SERVICE_UNAVAILABLE`` with ``Retry-After`` (api/http/errors.py)."""
 
     def __init__(self, message: str, recorded: bool | None = False) -> None:
         super().__init__(message)

@@ -19,11 +19,11 @@ from uuid import UUID
 from nats.aio.client import Client
 
 from api.availability import Availability
-from api.gate import Security
 from api.health import JetStreamHealth
 from api.messaging import connect_nats
 from api.read_fence import ReadFence
-from api.security import build_security, parse_rates
+from api.security.build import build_security, parse_rates
+from api.security.gate import Security
 from api.settings import Settings
 from commands.apikeys import ApiKeyService
 from commands.batch import BatchCommand
@@ -34,11 +34,8 @@ from commands.db_pool import event_store_pool, watch_database
 from commands.errors import CommandError
 from commands.group_commit import GroupCommit
 from commands.leadership import LockSession, leadership
-from commands.lost_work import LostWork
 from commands.messages import CancelTask, FinishManually, Outcome, SubmitTask
-from commands.outbox import Outbox
 from commands.persistence import DatabaseConfig, prepare_database
-from commands.results import ResultsConsumer
 from commands.service import TaskService
 from projections.db import Database
 from projections.definitions import DefinitionProjection
@@ -46,8 +43,11 @@ from projections.queries import DefinitionQueries, Generation, Page, TaskQueries
 from projections.runner import ProjectionRunner, ProjectionStopped
 from projections.schema import Projection
 from projections.tasks import TaskProjection, timestamp_text
-from workers.publisher import JetStreamPublisher
-from workers.relay import Relay
+from workers.bridge.lost_work import LostWork
+from workers.bridge.outbox import Outbox
+from workers.bridge.publisher import JetStreamPublisher
+from workers.bridge.relay import Relay
+from workers.bridge.results import ResultsConsumer
 from workers.streams import WORK_MAX_DELIVER, EventsRetention, ensure_streams
 
 log = logging.getLogger(__name__)
@@ -350,8 +350,9 @@ class Runtime:
                 log.exception("sweep of lost attempts failed; next one in %d s", SWEEP_INTERVAL_S)
 
     async def reconcile_lost_work(self, after_s: float | None = None) -> int:
-        """Publish again the work of PENDING tasks whose work is nowhere (commands/lost_work.py):
-        due for longer than JetStream could have spent delivering it (``after_s``)."""
+        """Publish again the work of PENDING tasks whose work is nowhere
+        (workers/bridge/lost_work.py): due for longer than JetStream could have spent
+        delivering it (``after_s``)."""
         if self._lost_work is None or not self.runner.active:  # the replica that sweeps
             return 0
         if after_s is None:

@@ -44,7 +44,7 @@ COMPONENTS = [
 # Stacks py-spy cuts short (psycopg's, in threads) stay "other".
 PACKAGES = [
     ("nats/", "NATS client (publish acks, reads, writes)"),
-    ("api/gate.py", "HTTP: auth gate (api/gate.py)"),
+    ("api/security/gate.py", "HTTP: auth gate (api/security/gate.py)"),
     ("litestar/", "HTTP: Litestar (routing, guards, responses)"),
     ("uvicorn/", "HTTP: uvicorn (parsing, writing)"),
 ]

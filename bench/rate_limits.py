@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import time
 
-from api.ratelimit import Limiter, MemoryLimiter, PostgresLimiter, Rate
+from api.security.ratelimit import Limiter, MemoryLimiter, PostgresLimiter, Rate
 from bench.common import DEFAULT_PG, fresh_postgres, summary_ms
 from commands.persistence import DatabaseConfig, prepare_database
 

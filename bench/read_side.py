@@ -30,7 +30,7 @@ from pathlib import Path
 
 import uvicorn
 
-from api.app import create_app, to_response
+from api.http.app import create_app, to_response
 from api.runtime import Runtime, read_models
 from api.settings import Settings
 from bench.common import (

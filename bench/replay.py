@@ -32,14 +32,15 @@ from typing import Any
 
 from api.runtime import read_models
 from bench.common import DEFAULT_PG, EXAMPLE_INPUT, fresh_postgres, open_service
-from commands.audit import EventDecoder, EventStoreReader, gc_paused
+from commands.gc_pause import gc_paused
 from commands.persistence import DatabaseConfig
 from commands.service import TaskService
 from domain.task import Task
 from domain.values import ANONYMOUS, Actor, Priority
+from projections.audit.event_reader import EventDecoder, EventStoreReader
+from projections.audit.verify import verify
 from projections.db import Database
 from projections.rebuild import Rebuilder
-from projections.verify import verify
 
 WORKER = Actor(id="bench-worker", kind="worker")
 

@@ -21,7 +21,7 @@ hash it was created with.
 An aggregate becomes chained by deriving from ``ChainedAggregate`` and its base ``Event``
 from ``ChainedAggregate.Event``: every event it triggers is then sealed when it is
 created, with no change to the event classes or the command methods. Nothing here reads
-a clock or does I/O; verifying a stored chain is the job of ``commands/audit.py``.
+a clock or does I/O; verifying a stored chain is the job of ``projections/audit/chain_check.py``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A PENDING task (not MANUAL) whose next attempt has been due, and which has not changed,
 since before a moment; a RUNNING one whose attempt should have ended (start + timeout)
-before it. ``serve`` publishes the work of the first kind again (commands/lost_work.py)
+before it. ``serve`` publishes the work of the first kind again (workers/bridge/lost_work.py)
 and fails the attempts of the second (the lost-attempt sweep); ``taskexec verify``
 reports both, when they are older than its bound, as findings.
 """

@@ -29,7 +29,7 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 from litestar.testing import TestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from api.runtime import Runtime
 from api.settings import Settings
 from domain.permissions import ALL_PERMISSIONS

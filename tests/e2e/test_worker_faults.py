@@ -20,7 +20,7 @@ from uuid import UUID
 import pytest
 from litestar.testing import TestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from api.runtime import Runtime
 from api.settings import Settings
 from commands.messages import SubmitTask

@@ -15,12 +15,12 @@ import httpx
 import pytest
 
 from commands.catalog import DefinitionCatalog
-from commands.lost_work import REPUBLISH_LIMIT
 from commands.persistence import DatabaseConfig
 from commands.service import TaskService
 from domain.task import UNDELIVERABLE
 from domain.values import TaskStatus
 from tests.faults.stack import Stack
+from workers.bridge.lost_work import REPUBLISH_LIMIT
 from workers.nats_server import EmbeddedNatsServer
 from workers.streams import WORK_MAX_DELIVER
 

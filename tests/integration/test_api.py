@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 from litestar.testing import TestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from api.runtime import Runtime
 from api.settings import Settings
 from domain.task import Task
@@ -215,8 +215,8 @@ def test_a_nul_character_in_free_text_does_not_stop_the_read_models(
     """U+0000 in a workflow id or a cancel reason (any caller may send one): PostgreSQL's
     text cannot hold it, and the batch holding it used to fail and stop the projection.
     The read model keeps U+FFFD instead, on both backends; the store keeps what came."""
+    from projections.audit.verify import Verifier
     from projections.db import Database
-    from projections.verify import Verifier
 
     created = client.post(TASKS, json={**EXAMPLE, "workflowInstanceId": "wf\u0000a"})
     assert created.status_code == 201, created.text

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from api.apikey_cli import DEV_KEY_NAME, ensure_dev_key
+from api.cli.apikey import DEV_KEY_NAME, ensure_dev_key
 from api.settings import Settings
 from commands.apikeys import TOPICS, ApiKeyService
 from commands.catalog import DefinitionCatalog

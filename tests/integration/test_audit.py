@@ -20,17 +20,18 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from api.runtime import Runtime
 from api.settings import Settings
 from commands.apikeys import aggregate_id
-from commands.audit import EventStoreReader, export
 from commands.messages import CancelTask, RecordReport, SubmitTask
-from commands.outbox import event_id
 from commands.persistence import DatabaseConfig
+from commands.public_events import event_id
 from domain.definition_record import definition_record_id
 from domain.values import ANONYMOUS
-from projections.verify import ReadModelMissing, verify
+from projections.audit.event_reader import EventStoreReader
+from projections.audit.history import export
+from projections.audit.verify import ReadModelMissing, verify
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT, ROOT, taskexec
 from tests.security_support import OPERATOR, new_key
 

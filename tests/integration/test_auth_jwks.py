@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from joserfc.jwk import RSAKey
 
-from api.jwks import JwksError, JwksSource, check_location
-from api.principal import WouldBlock
 from api.runtime import Runtime
+from api.security.jwks import JwksError, JwksSource, check_location
+from api.security.principal import WouldBlock
 from api.settings import Settings
 from tests.security_support import (
     AUDIENCE,

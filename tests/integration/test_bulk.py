@@ -12,9 +12,9 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 from litestar.testing import TestClient
 
+from api.http.submission import MAX_BULK
 from api.runtime import Runtime
 from api.settings import Settings
-from api.submission import MAX_BULK
 from commands.catalog import DefinitionCatalog
 from commands.messages import SubmitTask
 from commands.persistence import DatabaseConfig, prepare_database

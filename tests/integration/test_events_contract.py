@@ -26,17 +26,18 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from api.runtime import Runtime
 from api.settings import Settings
-from commands.audit import task_history
 from commands.messages import CancelTask, RecordReport, SubmitTask
-from commands.outbox import PUBLIC_TYPES, Outbox, event_id
+from commands.public_events import PUBLIC_TYPES, event_id
 from domain.task import Task
 from domain.values import ANONYMOUS
+from projections.audit.history import task_history
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
+from workers.bridge.outbox import Outbox
+from workers.bridge.publisher import JetStreamPublisher
+from workers.bridge.relay import Relay
 from workers.executor import Worker
 from workers.nats_server import EmbeddedNatsServer
 from workers.protocol import EVENTS_STREAM
-from workers.publisher import JetStreamPublisher
-from workers.relay import Relay
 from workers.streams import DUPLICATE_WINDOW_S, EVENTS_MAX_AGE_S, ensure_streams
 
 ROOT = Path(__file__).parents[2]

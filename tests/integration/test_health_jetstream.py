@@ -17,8 +17,8 @@ import pytest
 from litestar.testing import TestClient
 from nats.aio.msg import Msg
 
-from api.app import create_app
 from api.health import JetStreamHealth
+from api.http.app import create_app
 from api.messaging import connect_nats
 from api.runtime import Runtime
 from api.settings import Settings

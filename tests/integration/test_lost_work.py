@@ -14,13 +14,13 @@ from nats.aio.client import Client
 
 from api.runtime import Runtime
 from api.settings import Settings
-from commands.lost_work import LostWork
 from commands.messages import RecordReport, SubmitTask
-from commands.outbox import Outbox
 from commands.service import TaskService
 from domain.task import UNDELIVERABLE
 from domain.values import ANONYMOUS, TaskStatus
 from tests.conftest import EXAMPLE_INPUT
+from workers.bridge.lost_work import LostWork
+from workers.bridge.outbox import Outbox
 from workers.executor import POISON_WORK, Worker
 from workers.nats_server import EmbeddedNatsServer
 from workers.protocol import WORK_STREAM, work_consumer, work_decoder, work_subject

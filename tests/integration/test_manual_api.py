@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from api.settings import Settings
-from commands.outbox import to_messages
 from tests.security_support import api_client, assert_envelope, new_key
+from workers.bridge.outbox import to_messages
 
 TASKS = "/api/v1/tasks"
 REFUND = {"taskDefinitionId": "approve-refund", "input": {"orderId": "A-1", "amount": 30}}

@@ -16,14 +16,15 @@ import pytest
 from api.runtime import Runtime
 from api.settings import Settings
 from commands.messages import SubmitTask
-from commands.outbox import Outbox, event_id
+from commands.public_events import event_id
 from domain.values import ANONYMOUS, Priority
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
+from workers.bridge.outbox import Outbox
+from workers.bridge.publisher import JetStreamPublisher
+from workers.bridge.relay import Relay
 from workers.executor import Worker
 from workers.nats_server import EmbeddedNatsServer
 from workers.protocol import EVENTS_STREAM, WORK_STREAM, cloud_event_decoder
-from workers.publisher import JetStreamPublisher
-from workers.relay import Relay
 from workers.streams import ensure_streams
 
 HANDLERS = textwrap.dedent(

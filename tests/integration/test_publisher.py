@@ -1,4 +1,4 @@
-"""workers/publisher.py against a real nats-server: a batch returns once JetStream has
+"""workers/bridge/publisher.py against a real nats-server: a batch returns once JetStream has
 stored every message, fails on the server's first refusal, and never counts an ack that
 belongs to a batch it gave up on."""
 
@@ -15,10 +15,10 @@ from nats.errors import MaxPayloadError
 from nats.js.api import DiscardPolicy, StreamConfig
 from nats.js.errors import APIError, NoStreamResponseError
 
-from workers import nats_wire
+from workers.bridge import nats_wire
+from workers.bridge.publisher import JetStreamPublisher
 from workers.nats_server import EmbeddedNatsServer
 from workers.protocol import Outgoing
-from workers.publisher import JetStreamPublisher
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ async def nc(nats_server: EmbeddedNatsServer) -> AsyncIterator[Client]:
 
 @pytest.fixture(params=[True, False], ids=["wire", "public"])
 def wire(request: pytest.FixtureRequest) -> bool:
-    """Every case both ways: frames and acks below nats-py (workers/nats_wire.py), and
+    """Every case both ways: frames and acks below nats-py (workers/bridge/nats_wire.py), and
     nats-py's public calls (what runs where those internals are missing)."""
     return bool(request.param)
 

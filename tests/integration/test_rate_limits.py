@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from litestar.testing import AsyncTestClient, TestClient
 
-from api.app import create_app
-from api.ratelimit import PostgresLimiter, Rate
+from api.http.app import create_app
 from api.runtime import Runtime
+from api.security.ratelimit import PostgresLimiter, Rate
 from api.settings import Settings
 from commands.apikeys import ApiKeyRecord, ApiKeyService, generate_key
 from commands.persistence import DatabaseConfig, prepare_database

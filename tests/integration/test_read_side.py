@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from api.runtime import Runtime, read_models
 from api.settings import Settings
 from commands.messages import CancelTask, RecordReport, SubmitTask

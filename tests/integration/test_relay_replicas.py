@@ -13,14 +13,14 @@ from nats.aio.client import Client
 from commands.catalog import DefinitionCatalog
 from commands.leadership import FileLock, leadership
 from commands.messages import SubmitTask
-from commands.outbox import Outbox
 from commands.persistence import DatabaseConfig
 from commands.service import TaskService
 from domain.values import ANONYMOUS
 from tests.conftest import EXAMPLE_INPUT
+from workers.bridge.outbox import Outbox
+from workers.bridge.publisher import JetStreamPublisher
+from workers.bridge.relay import Relay
 from workers.protocol import EVENTS_STREAM, WORK_STREAM, Outgoing
-from workers.publisher import JetStreamPublisher
-from workers.relay import Relay
 
 WAIT_S = 15.0
 

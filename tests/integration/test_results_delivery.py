@@ -21,10 +21,10 @@ from nats.aio.client import Client
 from commands.catalog import DefinitionCatalog
 from commands.messages import SubmitTask
 from commands.persistence import DatabaseConfig
-from commands.results import ResultsConsumer, to_record
 from commands.service import TaskService
 from domain.values import ANONYMOUS, TaskStatus
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
+from workers.bridge.results import ResultsConsumer, to_record
 from workers.protocol import RESULTS_CONSUMER, RESULTS_STREAM, RESULTS_SUBJECT, Report, encoder
 from workers.pull import Puller
 from workers.streams import headers

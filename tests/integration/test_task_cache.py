@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from commands.audit import ChainLink, EventDecoder, EventStoreReader, check_chain
 from commands.errors import Conflict
 from commands.messages import CancelTask, Outcome, RecordReport, SubmitTask
 from commands.persistence import DatabaseConfig
 from commands.service import TaskService
 from domain.values import ANONYMOUS, Actor, TaskStatus
+from projections.audit.chain_check import ChainLink, check_chain
+from projections.audit.event_reader import EventDecoder, EventStoreReader
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
 
 ALICE = Actor("alice", "jwt")

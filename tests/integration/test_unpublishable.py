@@ -10,15 +10,15 @@ import pytest
 
 from commands.errors import TooLarge
 from commands.messages import SubmitTask
-from commands.outbox import Outbox
 from commands.service import TaskService
 from domain.task import UNPUBLISHABLE
 from domain.values import ANONYMOUS, TaskStatus
 from tests.conftest import EXAMPLE_INPUT
+from workers.bridge.outbox import Outbox
+from workers.bridge.publisher import JetStreamPublisher
+from workers.bridge.relay import Relay
 from workers.nats_server import EmbeddedNatsServer
 from workers.protocol import WORK_STREAM
-from workers.publisher import JetStreamPublisher
-from workers.relay import Relay
 from workers.streams import ensure_streams
 
 

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import pytest
 
-from api.apikey_cli import UsageError, parse_expiry, parse_permissions
+from api.cli.apikey import UsageError, parse_expiry, parse_permissions
 from commands.idempotency import fingerprint, task_id_for, valid_key
 from commands.messages import SubmitTask
 from domain.apikey import ApiKey, ApiKeyAlreadyRevoked

@@ -12,27 +12,26 @@ import pytest
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper
 
-from api.audit import UsageError, history_table, parse_time
+from api.cli.audit import UsageError, history_table, parse_time
 from api.settings import Settings, parse_duration, parse_size
-from commands.audit import (
-    EventDecoder,
-    StoredRecord,
+from commands.public_events import (
+    PUBLIC_TYPES,
     aggregate_kind,
     camel,
-    export_line,
-    history_entry,
+    event_id,
     public_data,
     public_type,
     topic_parts,
 )
-from commands.outbox import PUBLIC_TYPES, event_id
 from commands.transcoder import PayloadSafeTranscoder
 from domain.chain import ChainedAggregate, canonical_time
 from domain.definition import TaskDefinition
 from domain.definition_record import DefinitionRecord
 from domain.task import Task
 from domain.values import Actor, TaskType
-from projections.verify import shard_bounds
+from projections.audit.event_reader import EventDecoder, StoredRecord
+from projections.audit.history import export_line, history_entry
+from projections.audit.verify import shard_bounds
 from workers.protocol import EVENTS_STREAM
 from workers.streams import DUPLICATE_WINDOW_S, EventsRetention, stream_configs
 

@@ -10,9 +10,9 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from api.auth import ApiKeyCache, Authenticator, Credentials, credentials_from
-from api.principal import AuthFailure, WouldBlock
-from api.tokens import TokenVerifier
+from api.security.auth import ApiKeyCache, Authenticator, Credentials, credentials_from
+from api.security.principal import AuthFailure, WouldBlock
+from api.security.tokens import TokenVerifier
 from commands.apikeys import ApiKeyRecord, generate_key, hash_key, parse_key_id
 
 SECRET = "x" * 32

@@ -1,4 +1,5 @@
-"""Unit tests of the hash chain (domain/chain.py) and of checking one (commands/audit.py):
+"""Unit tests of the hash chain (domain/chain.py) and of checking one
+(projections/audit/chain_check.py):
 pure logic, no I/O. Stored form = what the service's own Mapper writes and reads back."""
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from eventsourcing.persistence import Mapper
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commands.audit import ChainLink, check_chain, hash_matches
 from commands.transcoder import PayloadSafeTranscoder
 from domain.apikey import ApiKey
 from domain.chain import (
@@ -38,6 +38,7 @@ from domain.definition_record import DefinitionRecord
 from domain.errors import TaskNotCancellable
 from domain.task import Task
 from domain.values import Actor, TaskType
+from projections.audit.chain_check import ChainLink, check_chain, hash_matches
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 USER = Actor(id="alice", kind="jwt")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from api.auth import Credentials
-from api.gate import Gate, Security
-from api.principal import AuthFailure, Principal
-from api.ratelimit import MemoryLimiter, PostgresLimiter, Rate, RateLimits
+from api.security.auth import Credentials
+from api.security.gate import Gate, Security
+from api.security.principal import AuthFailure, Principal
+from api.security.ratelimit import MemoryLimiter, PostgresLimiter, Rate, RateLimits
 
 
 class FakeAuthenticator:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 from api.settings import Settings, parse_nats_servers, parse_replicas
 
 

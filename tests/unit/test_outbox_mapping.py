@@ -12,11 +12,12 @@ from eventsourcing.persistence import Mapper
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commands.outbox import event_data, event_id, rfc3339, to_messages
+from commands.public_events import event_data, event_id, rfc3339
 from commands.transcoder import PayloadSafeTranscoder
 from domain.definition import TaskDefinition
 from domain.task import Task
 from domain.values import Actor, Priority, RetryPolicy, TaskType
+from workers.bridge.outbox import to_messages
 from workers.protocol import CloudEvent, Outgoing, WorkItem, cloud_event_decoder, work_decoder
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from api.gate import bucket_of, is_open
-from api.ratelimit import Decision, MemoryLimiter, Rate
+from api.security.gate import bucket_of, is_open
+from api.security.ratelimit import Decision, MemoryLimiter, Rate
 
 
 class FakeClock:

@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from commands import results
 from workers import report_batch
+from workers.bridge import results
 from workers.protocol import RESULTS_SUBJECT, Report, decode_reports, encoder
 from workers.report_batch import ReportBatcher, batch_msg_id
 

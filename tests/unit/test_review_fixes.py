@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.gate import bucket_of, is_open
+from api.security.gate import bucket_of, is_open
 from commands.idempotency import fingerprint
 from commands.messages import SubmitTask
 from domain.values import ANONYMOUS
@@ -41,7 +41,7 @@ def test_whole_floats_and_integers_are_the_same_body() -> None:
 
 
 def test_scopes_are_separated_by_spaces_only() -> None:
-    from api.tokens import _permissions
+    from api.security.tokens import _permissions
 
     found = _permissions({"scope": "tasks:read\u00a0tasks:execute tasks:list"})
     assert "tasks:list" in found

@@ -17,8 +17,8 @@ from typing import Annotated, Any
 from litestar.params import HeaderParameter
 from msgspec import Meta, Struct
 
-from api.errors import COMMAND_STATUS
-from api.schemas import ErrorBody, SubmitTaskRequest, SubmitTaskResponse
+from api.http.errors import COMMAND_STATUS
+from api.http.schemas import ErrorBody, SubmitTaskRequest, SubmitTaskResponse
 from commands.errors import CommandError
 from commands.messages import Outcome
 

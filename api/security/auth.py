@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from api.principal import AuthFailure, Principal, WouldBlock
-from api.tokens import TokenVerifier
+from api.security.principal import AuthFailure, Principal, WouldBlock
+from api.security.tokens import TokenVerifier
 from commands.apikeys import KEY_PREFIX, ApiKeyRecord, parse_key_id
 
 API_KEY_HEADER = b"x-api-key"

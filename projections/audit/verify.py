@@ -5,8 +5,8 @@ The store is read aggregate by aggregate (``EventStoreReader.by_aggregate``: id,
 version, in batches), so one aggregate is complete when the next one starts and memory
 stays bounded whatever the store's size. For each batch of complete aggregates:
 
-1. every chain is checked (commands/audit.py ``check_chain``): versions 1, 2, … with no
-   gap, each hash recomputed from the stored content, each ``prev_hash`` linked;
+1. every chain is checked (``check_chain``, projections/audit/chain_check.py): versions
+   1, 2, … with no gap, each hash recomputed from the stored content, each ``prev_hash`` linked;
 2. the read-model rows of the batch's tasks and definitions are read together with the
    read model's position ``P``, in one snapshot;
 3. each aggregate is replayed from its events up to ``P`` and compared with its row.
@@ -37,22 +37,16 @@ from uuid import UUID
 
 import psycopg
 
-from commands.audit import (
-    ChainLink,
-    EventDecoder,
-    EventStoreReader,
-    StoredRecord,
-    aggregate_kind,
-    check_chain,
-    gc_paused,
-    topic_parts,
-)
 from commands.catalog import DefinitionCatalog
+from commands.gc_pause import gc_paused
 from commands.persistence import DatabaseConfig, prepare_database
+from commands.public_events import aggregate_kind, topic_parts
 from commands.service import TaskService
 from domain.apikey import ApiKey
 from domain.definition_record import DefinitionRecord
 from domain.task import Task
+from projections.audit.chain_check import ChainLink, check_chain
+from projections.audit.event_reader import EventDecoder, EventStoreReader, StoredRecord
 from projections.db import Cursor, Database
 from projections.queries import Generation
 from projections.schema import read_position

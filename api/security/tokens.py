@@ -29,8 +29,8 @@ from joserfc.jwk import GuestProtocol, Key, OctKey
 from joserfc.jws import JWSRegistry
 from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
-from api.jwks import KEY_TYPES, JwksSource
-from api.principal import AuthFailure, Principal
+from api.security.jwks import KEY_TYPES, JwksSource
+from api.security.principal import AuthFailure, Principal
 
 LEEWAY_S = 30
 MIN_SECRET_BYTES = 32

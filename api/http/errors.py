@@ -29,7 +29,7 @@ from litestar.status_codes import (
 )
 
 from api.availability import ServiceUnavailable, is_database_error, unknown_outcome
-from api.schemas import ErrorEnvelope
+from api.http.schemas import ErrorEnvelope
 from commands.errors import CommandError, Conflict, NotFound, TooLarge, ValidationFailed
 
 log = logging.getLogger(__name__)

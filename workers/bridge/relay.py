@@ -34,7 +34,7 @@ class OutboxBatchLike(Protocol):
 
 
 class OutboxPort(Protocol):
-    """What the relay needs of the store (commands.outbox.Outbox implements it)."""
+    """What the relay needs of the store (workers/bridge/outbox.py implements it)."""
 
     def position(self) -> int: ...
     def read(self, after: int, limit: int = 500) -> OutboxBatchLike | None: ...

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.set_defaults(func=cmd_projections_rebuild)
 
-    from api import apikey_cli, audit
+    from api.cli import apikey as apikey_cli
+    from api.cli import audit
 
     apikey_cli.add_commands(commands)
     audit.add_commands(commands)
@@ -109,7 +110,7 @@ def nats_for(settings: Settings) -> Iterator[str]:
 def serve(settings: Settings, host: str, port: int, nats_url: str) -> None:
     import uvicorn
 
-    from api.app import create_app
+    from api.http.app import create_app
     from api.runtime import Runtime
 
     class Server(uvicorn.Server):
@@ -131,7 +132,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    from api.apikey_cli import ensure_dev_key
+    from api.cli.apikey import ensure_dev_key
 
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     api_key = ensure_dev_key(settings)
@@ -176,7 +177,7 @@ def spawn_worker(nats_url: str) -> subprocess.Popen[bytes]:
 def cmd_projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     """Build the read models aside from the event store; the API keeps serving the old
     tables until the new ones have caught up, then switches."""
-    from api.progress import ProgressBar
+    from api.cli.progress import ProgressBar
     from api.runtime import read_models
     from commands.catalog import DefinitionCatalog
     from commands.persistence import DatabaseConfig, prepare_database

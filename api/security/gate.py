@@ -6,15 +6,15 @@ balancers' probes), before any routing, body parsing or database read:
 0. if authenticating would need a lookup (an API key not in the cache) and the client
    address's budget is known to be used up: 429 ``RATE_LIMITED`` at once, not counted,
    so floods of made-up keys cost no event-store read once over budget;
-1. authenticate the credential, if one was sent (api/auth.py);
+1. authenticate the credential, if one was sent (api/security/auth.py);
 2. count the request against the caller's budget: the principal (JWT ``sub`` or API key
-   id) when authenticated, else the client address (api/ratelimit.py); the bulk endpoint
+   id) when authenticated, else the client address (api/security/ratelimit.py); the bulk endpoint
    has its own budget;
 3. over budget: 429 ``RATE_LIMITED`` with ``Retry-After``;
 4. not authenticated and not an open path (``/health``, ``/schema…``): 401
    ``UNAUTHORIZED`` with ``WWW-Authenticate``;
 5. else the request goes on, with ``scope["user"]`` set to the Principal (each route's
-   permission is checked before its body is read, api/guards.py).
+   permission is checked before its body is read, api/security/guards.py).
 
 It sits outside the router so that its headers reach every response, router-level 404 and
 405 included: it adds ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` to whatever
@@ -34,10 +34,10 @@ import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
-from api.auth import Authenticator, credentials_from
 from api.availability import is_database_error
-from api.principal import AuthFailure, Principal, WouldBlock
-from api.ratelimit import Decision, RateLimits
+from api.security.auth import Authenticator, credentials_from
+from api.security.principal import AuthFailure, Principal, WouldBlock
+from api.security.ratelimit import Decision, RateLimits
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Gate:
             return authenticator.authenticate(credentials, blocking=False)
         except WouldBlock:
             # An API key to load: a store read the address pays for from its own budget.
-            # (A JWKS refetch is bounded for the whole process already, api/jwks.py.)
+            # (A JWKS refetch is bounded for the whole process already, api/security/jwks.py.)
             if credentials.scheme == "ApiKey":
                 exhausted = security.limits.exhausted(bucket, address)
                 if exhausted is not None:

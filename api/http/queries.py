@@ -8,10 +8,8 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
-from api.errors import ERROR
-from api.guards import AUTH_ERRORS, protected
-from api.runtime import Runtime
-from api.schemas import (
+from api.http.errors import ERROR
+from api.http.schemas import (
     DefinitionList,
     DefinitionResponse,
     DefinitionSummary,
@@ -19,7 +17,9 @@ from api.schemas import (
     TaskList,
     TaskSummary,
 )
-from api.timefmt import api_time
+from api.http.timefmt import api_time
+from api.runtime import Runtime
+from api.security.guards import AUTH_ERRORS, protected
 from commands.errors import NotFound
 from domain.permissions import Permission
 from domain.values import TaskStatus, TaskType

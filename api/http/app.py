@@ -16,22 +16,12 @@ from litestar.openapi.spec import Components
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_503_SERVICE_UNAVAILABLE
 
-from api.audit import ROUTES as AUDIT_ROUTES
-from api.errors import ERROR, EXCEPTION_HANDLERS
-from api.gate import BULK_PATH, Gate
-from api.guards import (
-    AUTH_ERRORS,
-    SECURITY_SCHEMES,
-    check_permission,
-    current_principal,
-    protected,
-)
-from api.manual import ROUTES as MANUAL_ROUTES
-from api.paths import parse_task_id
-from api.principal import Principal
-from api.queries import ROUTES as QUERY_ROUTES
-from api.runtime import Runtime
-from api.schemas import (
+from api.http.errors import ERROR, EXCEPTION_HANDLERS
+from api.http.history import ROUTES as AUDIT_ROUTES
+from api.http.manual import ROUTES as MANUAL_ROUTES
+from api.http.paths import parse_task_id
+from api.http.queries import ROUTES as QUERY_ROUTES
+from api.http.schemas import (
     CancelTaskRequest,
     CancelTaskResponse,
     ErrorInfo,
@@ -41,7 +31,7 @@ from api.schemas import (
     SubmitTaskResponse,
     TaskResponse,
 )
-from api.submission import (
+from api.http.submission import (
     MAX_BULK,
     BulkSubmitRequest,
     BulkSubmitResponse,
@@ -49,7 +39,17 @@ from api.submission import (
     bulk_response,
     submit_response,
 )
-from api.timefmt import api_time
+from api.http.timefmt import api_time
+from api.runtime import Runtime
+from api.security.gate import BULK_PATH, Gate
+from api.security.guards import (
+    AUTH_ERRORS,
+    SECURITY_SCHEMES,
+    check_permission,
+    current_principal,
+    protected,
+)
+from api.security.principal import Principal
 from commands.errors import NotFound
 from commands.messages import CancelTask, SubmitTask
 from domain.permissions import Permission
@@ -259,7 +259,7 @@ def create_app(
             "principal": Provide(current_principal, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=check_permission,  # each route's permission (api/guards.py)
+        before_request=check_permission,  # each route's permission (api/security/guards.py)
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="Task Execution Service",
@@ -269,6 +269,6 @@ def create_app(
             components=Components(security_schemes=SECURITY_SCHEMES),
         ),
     )
-    # Authentication and rate limits run in front of the router (see api/gate.py).
+    # Authentication and rate limits run in front of the router (see api/security/gate.py).
     app.asgi_handler = Gate(app.asgi_handler, lambda: runtime.security)
     return app

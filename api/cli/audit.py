@@ -1,8 +1,5 @@
-"""For auditors: ``GET /api/v1/tasks/{taskId}/history`` and the ``taskexec history``,
-``taskexec audit export`` and ``taskexec verify`` commands.
-
-History reads one task's own events from the event store (an audit query of one
-aggregate, not a list query); export and verify stream the whole store in batches.
+"""``taskexec history``, ``taskexec audit export`` and ``taskexec verify``: export and
+verify stream the whole store in batches.
 """
 
 from __future__ import annotations
@@ -18,64 +15,8 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from litestar import get
-from litestar.di import NamedDependency
-from litestar.params import FromPath
-from msgspec import Struct
 
-from api.errors import ERROR
-from api.guards import AUTH_ERRORS, protected
-from api.paths import parse_task_id
-from api.runtime import Runtime
 from api.settings import Settings, parse_duration
-from commands.errors import NotFound
-from domain.permissions import Permission
-
-API_PREFIX = "/api/v1/tasks"
-
-
-class HistoryEvent(Struct, rename="camel"):
-    """One event of a task, oldest first."""
-
-    id: str  # the event's stable id (the CloudEvents ``id`` on NATS)
-    type: str  # public name: submitted, started, completed, …
-    version: int  # the task's version after this event (1, 2, …)
-    position: int  # the event store's global position
-    time: str
-    actor: dict[str, str]  # who caused it: {"id", "kind"}
-    status: str | None  # the task's status after this event
-    data: dict[str, Any]  # the event's fields, as in the NATS events' ``data``
-    prev_hash: str | None  # hash of the previous event (64 zeros for the first)
-    hash: str | None  # this event's hash (see docs/events.md, "Tamper evidence")
-
-
-class TaskHistory(Struct, rename="camel"):
-    task_id: str
-    events: list[HistoryEvent]
-
-
-@get(
-    f"{API_PREFIX}/{{task_id:str}}/history",
-    sync_to_thread=True,
-    summary="A task's events, oldest first: type, version, time, actor, data, hash chain",
-    responses={404: ERROR, **AUTH_ERRORS},
-    **protected(Permission.TASKS_AUDIT),
-)
-def get_task_history(task_id: FromPath[str], runtime: NamedDependency[Runtime]) -> TaskHistory:
-    from commands.audit import task_history
-
-    entries = task_history(runtime.service, parse_task_id(task_id))
-    if entries is None:
-        raise NotFound(f"task {task_id} not found", {"field": "taskId"})
-    return TaskHistory(
-        task_id=str(UUID(task_id)), events=[msgspec.convert(e, HistoryEvent) for e in entries]
-    )
-
-
-ROUTES = [get_task_history]
-
-
-# -- the command line --------------------------------------------------------------------
 
 
 def add_commands(commands: Any) -> None:
@@ -133,8 +74,8 @@ def _service(settings: Settings) -> Iterator[Any]:
 
 
 def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
-    from commands.audit import task_history
     from commands.service import UndecodableEvent
+    from projections.audit.history import task_history
 
     try:
         task_id = UUID(args.task_id)
@@ -206,9 +147,9 @@ def parse_time(text: str) -> datetime:
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
-    from api.progress import ProgressBar
-    from commands.audit import export
+    from api.cli.progress import ProgressBar
     from commands.service import UndecodableEvent
+    from projections.audit.history import export
 
     try:
         since = parse_time(args.since) if args.since else None
@@ -254,8 +195,8 @@ def default_jobs(settings: Settings) -> int:
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
-    from api.progress import ProgressBar
-    from projections.verify import Problem, ReadModelMissing, verify
+    from api.cli.progress import ProgressBar
+    from projections.audit.verify import Problem, ReadModelMissing, verify
 
     def show(problem: Problem) -> None:
         print(f"FAIL {problem}", flush=True)

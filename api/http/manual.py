@@ -11,13 +11,13 @@ from litestar import post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from api.errors import ERROR
-from api.guards import AUTH_ERRORS, protected
-from api.paths import API_PREFIX, parse_task_id
-from api.principal import Principal
+from api.http.errors import ERROR
+from api.http.paths import API_PREFIX, parse_task_id
+from api.http.schemas import CompleteTaskRequest, FailTaskRequest, FinishTaskResponse
+from api.http.timefmt import api_time
 from api.runtime import Runtime
-from api.schemas import CompleteTaskRequest, FailTaskRequest, FinishTaskResponse
-from api.timefmt import api_time
+from api.security.guards import AUTH_ERRORS, protected
+from api.security.principal import Principal
 from commands.messages import FinishManually, Outcome
 from domain.permissions import Permission
 

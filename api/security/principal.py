@@ -22,7 +22,7 @@ class Principal:
 
     @property
     def rate_key(self) -> str:
-        """Whose budget a request spends (see api/ratelimit.py)."""
+        """Whose budget a request spends (see api/security/ratelimit.py)."""
         return f"{self.kind}:{self.id}"
 
 

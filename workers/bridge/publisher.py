@@ -13,7 +13,7 @@ stream for a subject, a stream refusing the message) or with TimeoutError; acks 
 batch given up on are ignored. The caller publishes the batch again from its position:
 JetStream drops the repeats.
 
-Below nats-py, where it lets us (workers/nats_wire.py): the batch's HPUB frames are
+Below nats-py, where it lets us (workers/bridge/nats_wire.py): the batch's HPUB frames are
 written as one buffer, and the acks are taken from the connection's parser straight to
 this publisher, without nats-py's per-message objects, queue and task switch. A
 publish went from ~10 to ~5 µs of CPU per message. Where those internals are missing
@@ -31,7 +31,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.errors import APIError, NoStreamResponseError
 
-from workers import nats_wire
+from workers.bridge import nats_wire
 from workers.protocol import Outgoing
 from workers.streams import headers
 

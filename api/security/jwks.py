@@ -26,7 +26,7 @@ import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet
 
-from api.principal import WouldBlock
+from api.security.principal import WouldBlock
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.errors import NotFoundError
 
-from commands.outbox import work_again, work_for
 from commands.service import TaskService
 from domain.task import UNDELIVERABLE
 from domain.values import TaskType
+from workers.bridge.outbox import work_again, work_for
 from workers.protocol import WORK_STREAM, WorkItem, work_consumer, work_decoder
 from workers.streams import headers
 

@@ -1,6 +1,6 @@
 """The outbox: the ordered notification log, read as messages for NATS.
 
-The relay (workers/relay.py) publishes what ``read`` returns and then calls
+The relay (workers/bridge/relay.py) publishes what ``read`` returns and then calls
 ``mark_published``; the position is a tracking row in the event store, so the
 relay resumes where it stopped. Delivery is at-least-once; every message carries a
 stable ``Nats-Msg-Id`` so JetStream drops the duplicates within its window.
@@ -11,15 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import lru_cache
-from hashlib import sha1
 from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
 from commands.leadership import Leadership
+from commands.public_events import PUBLIC_TYPES, event_data, event_id, rfc3339
 from commands.service import TaskService
 from domain.task import UNPUBLISHABLE, Task
 from domain.values import TaskType
@@ -37,47 +35,14 @@ from workers.protocol import (
 
 log = logging.getLogger(__name__)
 
+
 RELAY_TRACKING = "relay"
+
+
 SOURCE = "/taskexec"
+
+
 EVENT_TYPE_PREFIX = "io.taskexec.task."
-
-# Stored event class -> (public type name, status after it). A persisted contract.
-PUBLIC_TYPES: dict[type[Any], tuple[str, str]] = {
-    Task.Submitted: ("submitted", "PENDING"),
-    Task.Started: ("started", "RUNNING"),
-    Task.Completed: ("completed", "COMPLETED"),
-    Task.Failed: ("failed", "FAILED"),
-    Task.Cancelled: ("cancelled", "CANCELLED"),
-    Task.RetryScheduled: ("retry_scheduled", "PENDING"),
-    Task.TimedOut: ("timed_out", "TIMED_OUT"),
-}
-
-
-# An RFC 4122 variant digit for each hex digit of the hash (its top bits set to 10).
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
-
-
-def event_id(task_id: UUID, version: int) -> str:
-    """Stable id of a task's n-th event: the same on every relay, forever.
-
-    ``str(uuid5(task_id, str(version)))``, computed without the two UUID objects (a
-    third of the cost, three times per task in the relay): the SHA-1 in hex, with the
-    version digit set to 5 and the variant bits to RFC 4122's.
-    """
-    h = sha1(task_id.bytes + str(version).encode()).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
-
-
-def rfc3339(moment: datetime) -> str:
-    if moment.tzinfo is UTC:
-        return _utc_rfc3339(moment)
-    text = moment.isoformat(timespec="milliseconds")
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
-@lru_cache(maxsize=64)  # the events of a submitted batch share their moment
-def _utc_rfc3339(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 @dataclass(frozen=True)
@@ -231,43 +196,3 @@ def work_again(item: WorkItem, again: str) -> Outgoing:
     """``item`` published once more (its first message was lost or never delivered):
     another ``Nats-Msg-Id``, or JetStream would drop it as a duplicate."""
     return _work(item, again)
-
-
-def event_data(event: Any) -> dict[str, Any]:
-    """The event's own fields in the REST API's camelCase vocabulary."""
-    if isinstance(event, Task.Submitted):
-        return {
-            "taskDefinitionId": event.definition_id,
-            "definitionVersion": event.definition_version,
-            "workflowInstanceId": event.workflow_instance_id,
-            "type": event.task_type,
-            "priority": event.priority,
-            "input": event.input,
-            "timeout": event.timeout_ms,
-        }
-    if isinstance(event, Task.Started):
-        return {"attempt": event.attempt, "executionEnvironment": event.worker}
-    if isinstance(event, Task.Completed):
-        return {"attempt": event.attempt, "output": event.output}
-    if isinstance(event, Task.Failed):
-        data: dict[str, Any] = {
-            "attempt": event.attempt,
-            "error": {"type": event.error_type, "message": event.error_message},
-        }
-        if event.output is not None:
-            data["output"] = event.output
-        return data
-    if isinstance(event, Task.RetryScheduled):
-        return {
-            "attempt": event.attempt,
-            "error": {"type": event.error_type, "message": event.error_message},
-            "nextAttemptAt": rfc3339(datetime.fromisoformat(event.retry_at)),
-        }
-    if isinstance(event, Task.TimedOut):
-        return {
-            "attempt": event.attempt,
-            "error": {"type": "TIMEOUT", "message": event.error_message},
-        }
-    if isinstance(event, Task.Cancelled):
-        return {"reason": event.reason, "force": event.force}
-    return {}

@@ -7,7 +7,7 @@ hook ``check_permission`` enforces (403 ``FORBIDDEN`` without it; it runs before
 is parsed and before the handler reads anything, so a 403 never tells whether a task
 exists), and adds the OpenAPI security requirement (a test checks that every route but
 the open ones declares a permission).
-Authentication itself happens earlier, in the gate (api/gate.py).
+Authentication itself happens earlier, in the gate (api/security/gate.py).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import SecurityScheme
 
-from api.gate import REALM
-from api.principal import Principal
-from api.schemas import ErrorEnvelope
+from api.http.schemas import ErrorEnvelope
+from api.security.gate import REALM
+from api.security.principal import Principal
 from domain.permissions import Permission
 
 SECURITY_SCHEMES: dict[str, Any] = {

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from api.auth import ApiKeyCache, Authenticator
-from api.gate import Security
-from api.jwks import JwksSource
-from api.ratelimit import Limiter, MemoryLimiter, PostgresLimiter, Rate, RateLimits
+from api.security.auth import ApiKeyCache, Authenticator
+from api.security.gate import Security
+from api.security.jwks import JwksSource
+from api.security.ratelimit import Limiter, MemoryLimiter, PostgresLimiter, Rate, RateLimits
+from api.security.tokens import TokenVerifier
 from api.settings import Settings
-from api.tokens import TokenVerifier
 from commands.apikeys import ApiKeyService
 from commands.persistence import DatabaseConfig
 

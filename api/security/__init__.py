@@ -1,0 +1,1 @@
+"""Security: the request gate, authentication (API keys, JWT, JWKS) and rate limits."""
