@@ -1,4 +1,4 @@
-"""Is JetStream able to serve our streams right now? The ``nats`` check of ``/health``.
+"""The checks of ``/health``: can the database answer, can JetStream serve our streams?
 
 An open TCP connection proves little: a cluster that lost its quorum, or a stream
 whose leader died and is not re-elected yet, accepts the connection and refuses the
@@ -20,6 +20,8 @@ import anyio.from_thread
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from commands.db_monitor import DatabaseUnavailable
+from projections.db import Database
 from workers.protocol import RESULTS_STREAM, WORK_STREAM
 from workers.stream_state import StreamState
 
@@ -28,6 +30,19 @@ log = logging.getLogger(__name__)
 CHECK_TIMEOUT_S = 1.0
 CACHE_S = 1.0
 STREAMS = (WORK_STREAM, RESULTS_STREAM)
+
+
+def database_ok(db: Database) -> bool:
+    """The read models' database answers a query (blocking: call it from a thread)."""
+    try:
+        with db.read() as cur:
+            cur.execute("SELECT 1").fetchone()
+    except DatabaseUnavailable:  # the monitor has logged the outage
+        return False
+    except Exception:
+        log.exception("health: database check failed")
+        return False
+    return True
 
 
 class JetStreamHealth:

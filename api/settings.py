@@ -1,116 +1,66 @@
-"""Settings: read from the environment here and nowhere else."""
+"""Settings: every ``TASKEXEC_*`` variable is read here, once, and nowhere else.
+
+``VARIABLES`` lists them with the field each sets and its form (api/settings_forms.py).
+A bad value is a ValueError of one line naming the variable and the form it takes
+(``taskexec`` prints it and exits with status 2). Blank means unset: the default.
+"""
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+
+from api.settings_forms import (
+    DB_POOL_SIZE_VARIABLE,
+    LOG_LEVELS,
+    MAX_NATS_REPLICAS,
+    MIN_DB_POOL_SIZE,
+    NATS_REPLICAS_VARIABLE,
+    NATS_SCHEMES,
+    NATS_URL_VARIABLE,
+    as_path,
+    as_text,
+    check_max_age,
+    check_max_bytes,
+    check_positive_seconds,
+    parse_database_url,
+    parse_db_pool_size,
+    parse_duration,
+    parse_jwks_location,
+    parse_jwt_secret,
+    parse_log_level,
+    parse_nats_servers,
+    parse_rate_limit,
+    parse_replicas,
+    parse_seconds,
+    parse_size,
+    parse_switch,
+)
+from commands.fast_paths import FastPaths
+
+__all__ = [  # the forms other modules take from here, as before the split
+    "DB_POOL_SIZE_VARIABLE",
+    "DEFAULT_DATABASE_URL",
+    "LOG_LEVELS",
+    "MAX_NATS_REPLICAS",
+    "MIN_DB_POOL_SIZE",
+    "NATS_REPLICAS_VARIABLE",
+    "NATS_SCHEMES",
+    "NATS_URL_VARIABLE",
+    "VARIABLES",
+    "Settings",
+    "Variable",
+    "parse_db_pool_size",
+    "parse_duration",
+    "parse_nats_servers",
+    "parse_replicas",
+    "parse_size",
+]
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/taskexec.db"
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SIZE = re.compile(r"(\d+)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)?")
-_BYTES = {
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-
-
-def parse_duration(name: str, text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``15m``, ``12h``, ``30d``, ``2w``; ``0`` or
-    ``unlimited``: no limit (0). Anything else is a ValueError naming ``name``."""
-    text = text.strip().lower()
-    if text in ("unlimited", "none", "off"):
-        return 0.0
-    match = _DURATION.fullmatch(text)
-    if match is None:
-        raise ValueError(f"{name}={text!r}: use seconds or 90s, 15m, 12h, 30d, 2w, or unlimited")
-    return float(match.group(1)) * _SECONDS[match.group(2) or "s"]
-
-
-def parse_size(name: str, text: str) -> int:
-    """Bytes from ``1048576``, ``500MB``, ``10GB``, ``1GiB``, …; ``-1`` or ``unlimited``:
-    no limit (-1). Anything else is a ValueError naming ``name``."""
-    text = text.strip().lower()
-    if text in ("unlimited", "none", "off", "-1"):
-        return -1
-    match = _SIZE.fullmatch(text)
-    if match is None or int(match.group(1)) == 0:
-        raise ValueError(
-            f"{name}={text!r}: use a positive number of bytes (500MB, 10GB, 1GiB) or unlimited"
-        )
-    return int(match.group(1)) * _BYTES[match.group(2) or "b"]
-
-
-NATS_URL_VARIABLE = "TASKEXEC_NATS_URL"
-NATS_REPLICAS_VARIABLE = "TASKEXEC_NATS_REPLICAS"
-NATS_SCHEMES = ("nats", "tls", "ws", "wss")
-MAX_NATS_REPLICAS = 5  # JetStream's own limit for a stream's replicas
-
-
-def parse_nats_servers(text: str, name: str = NATS_URL_VARIABLE) -> tuple[str, ...]:
-    """The servers of a NATS URL setting: the NATS convention is a comma-separated
-    list, while nats-py's ``connect(servers=...)`` wants a list. Empty items and URLs
-    without a ``nats://``, ``tls://``, ``ws://`` or ``wss://`` scheme and a host are a
-    ValueError naming ``name`` (credentials in the URL are not echoed)."""
-    items = [item.strip() for item in text.split(",")]
-    if not any(items):
-        raise ValueError(f"{name} is empty: give nats://host:port, or several separated by ','")
-    for position, item in enumerate(items, start=1):
-        if not item:
-            raise ValueError(f"{name}: server {position} of {len(items)} is empty (stray ',')")
-        _check_nats_url(name, item)
-    return tuple(items)
-
-
-def _check_nats_url(name: str, url: str) -> None:
-    shown = re.sub(r"//[^/@]*@", "//***@", url)  # user:password@ stays out of the message
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- a port that is not a number raises here
-    except ValueError:
-        raise ValueError(f"{name}: {shown!r} is not a URL") from None
-    if parts.scheme.lower() not in NATS_SCHEMES or not parts.hostname:
-        schemes = ", ".join(f"{scheme}://" for scheme in NATS_SCHEMES)
-        raise ValueError(f"{name}: {shown!r} needs a scheme ({schemes}) and a host")
-
-
-def parse_replicas(text: str, name: str = NATS_REPLICAS_VARIABLE) -> int:
-    """Replicas of every stream and KV bucket: an integer from 1 to 5, else a
-    ValueError naming ``name``."""
-    try:
-        replicas = int(text.strip())
-    except ValueError:
-        replicas = 0
-    if not 1 <= replicas <= MAX_NATS_REPLICAS:
-        raise ValueError(f"{name}={text!r}: use an integer from 1 to {MAX_NATS_REPLICAS}")
-    return replicas
-
-
-DB_POOL_SIZE_VARIABLE = "TASKEXEC_DB_POOL_SIZE"
-MIN_DB_POOL_SIZE = 5  # commands/budget.py: the fixed connections and one per pool
-
-
-def parse_db_pool_size(text: str, name: str = DB_POOL_SIZE_VARIABLE) -> int:
-    """PostgreSQL connections one ``serve`` may hold: an integer of at least 5, else a
-    ValueError naming ``name``."""
-    try:
-        size = int(text.strip())
-    except ValueError:
-        size = 0
-    if size < MIN_DB_POOL_SIZE:
-        raise ValueError(f"{name}={text!r}: use an integer of at least {MIN_DB_POOL_SIZE}")
-    return size
 
 
 @dataclass(frozen=True)
@@ -138,16 +88,24 @@ class Settings:
     events_max_bytes: int = -1
     # PostgreSQL connections one serve holds at most (shared out in commands/budget.py).
     db_pool_size: int = 8
+    log_level: str = "INFO"
+    # The shortcuts below libraries' public APIs (commands/fast_paths.py): on = fast.
+    fast_nats_wire: bool = True
+    fast_pg_insert: bool = True
+    fast_task_cache: bool = True
+    fast_recent_events: bool = True
+    fast_gc_pause: bool = True
     # How long the API trusts a looked-up API key (a revocation takes effect within it).
     # Not an environment variable: a short, fixed bound is part of the security contract.
     apikey_cache_seconds: float = 5.0
 
     def __post_init__(self) -> None:
-        # A bad NATS setting fails at start-up, not at the first connect.
-        if self.nats_url is not None:
-            parse_nats_servers(self.nats_url)
-        parse_replicas(str(self.nats_replicas))
-        parse_db_pool_size(str(self.db_pool_size))
+        """Settings made in code are held to the same forms: a bad one fails at start-up,
+        not at its first use."""
+        for variable in VARIABLES:
+            value = getattr(self, variable.field)
+            if value is not None and variable.check is not None:
+                variable.check(variable.name, value)
 
     @property
     def nats_servers(self) -> tuple[str, ...]:
@@ -159,36 +117,27 @@ class Settings:
         """Where ``taskexec dev`` keeps its development API key (mode 0600)."""
         return self.var_dir / "dev-api-key"
 
+    @property
+    def fast_paths(self) -> FastPaths:
+        """The shortcuts to take, for TaskService, the publisher and the GC pauses."""
+        return FastPaths(
+            nats_wire=self.fast_nats_wire,
+            pg_insert=self.fast_pg_insert,
+            task_cache=self.fast_task_cache,
+            recent_events=self.fast_recent_events,
+            gc_pause=self.fast_gc_pause,
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every variable of VARIABLES that is set (blank: unset), parsed once."""
         env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
-
-        definitions = get("TASKEXEC_DEFINITIONS_DIR")
-        return cls(
-            database_url=get("TASKEXEC_DATABASE_URL") or DEFAULT_DATABASE_URL,
-            nats_url=get(NATS_URL_VARIABLE),  # empty: unset (an embedded server)
-            nats_replicas=parse_replicas(get(NATS_REPLICAS_VARIABLE) or "1"),
-            definitions_dir=Path(definitions) if definitions else None,
-            var_dir=Path(get("TASKEXEC_VAR_DIR") or "var"),
-            jwt_jwks=get("TASKEXEC_JWT_JWKS"),
-            jwt_secret=get("TASKEXEC_JWT_SECRET"),
-            jwt_issuer=get("TASKEXEC_JWT_ISSUER"),
-            jwt_audience=get("TASKEXEC_JWT_AUDIENCE"),
-            rate_limit=get("TASKEXEC_RATE_LIMIT") or "100/minute",
-            rate_limit_bulk=get("TASKEXEC_RATE_LIMIT_BULK") or "20/minute",
-            work_ack_wait_s=float(get("TASKEXEC_WORK_ACK_WAIT_SECONDS") or 30.0),
-            events_max_age_s=parse_duration(
-                "TASKEXEC_EVENTS_MAX_AGE", get("TASKEXEC_EVENTS_MAX_AGE") or "30d"
-            ),
-            events_max_bytes=parse_size(
-                "TASKEXEC_EVENTS_MAX_BYTES", get("TASKEXEC_EVENTS_MAX_BYTES") or "unlimited"
-            ),
-            db_pool_size=parse_db_pool_size(get(DB_POOL_SIZE_VARIABLE) or "8"),
-        )
+        values: dict[str, Any] = {}
+        for variable in VARIABLES:
+            text = env.get(variable.name, "").strip()
+            if text:
+                values[variable.field] = variable.parse(variable.name, text)
+        return cls(**values)
 
     @property
     def nats_store_dir(self) -> Path:
@@ -198,3 +147,53 @@ class Settings:
     def nats_url_file(self) -> Path:
         """Where a process with an embedded nats-server leaves its URL for local workers."""
         return self.nats_store_dir / "url"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A ``TASKEXEC_*`` variable: the Settings field it sets, how its text is parsed, and
+    how a value made in code is checked (None: any value of the field's type)."""
+
+    name: str
+    field: str
+    parse: Callable[[str, str], Any]
+    check: Callable[[str, Any], object] | None = None
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("TASKEXEC_DATABASE_URL", "database_url", parse_database_url, parse_database_url),
+    Variable(
+        NATS_URL_VARIABLE, "nats_url", as_text, lambda name, text: parse_nats_servers(text, name)
+    ),
+    Variable(
+        NATS_REPLICAS_VARIABLE,
+        "nats_replicas",
+        lambda name, text: parse_replicas(text, name),
+        lambda name, value: parse_replicas(str(value), name),
+    ),
+    Variable("TASKEXEC_DEFINITIONS_DIR", "definitions_dir", as_path),
+    Variable("TASKEXEC_VAR_DIR", "var_dir", as_path),
+    Variable("TASKEXEC_JWT_JWKS", "jwt_jwks", parse_jwks_location, parse_jwks_location),
+    Variable("TASKEXEC_JWT_SECRET", "jwt_secret", parse_jwt_secret, parse_jwt_secret),
+    Variable("TASKEXEC_JWT_ISSUER", "jwt_issuer", as_text),
+    Variable("TASKEXEC_JWT_AUDIENCE", "jwt_audience", as_text),
+    Variable("TASKEXEC_RATE_LIMIT", "rate_limit", parse_rate_limit, parse_rate_limit),
+    Variable("TASKEXEC_RATE_LIMIT_BULK", "rate_limit_bulk", parse_rate_limit, parse_rate_limit),
+    Variable(
+        "TASKEXEC_WORK_ACK_WAIT_SECONDS", "work_ack_wait_s", parse_seconds, check_positive_seconds
+    ),
+    Variable("TASKEXEC_EVENTS_MAX_AGE", "events_max_age_s", parse_duration, check_max_age),
+    Variable("TASKEXEC_EVENTS_MAX_BYTES", "events_max_bytes", parse_size, check_max_bytes),
+    Variable(
+        DB_POOL_SIZE_VARIABLE,
+        "db_pool_size",
+        lambda name, text: parse_db_pool_size(text, name),
+        lambda name, value: parse_db_pool_size(str(value), name),
+    ),
+    Variable("TASKEXEC_LOG_LEVEL", "log_level", parse_log_level, parse_log_level),
+    Variable("TASKEXEC_FAST_NATS_WIRE", "fast_nats_wire", parse_switch),
+    Variable("TASKEXEC_FAST_PG_INSERT", "fast_pg_insert", parse_switch),
+    Variable("TASKEXEC_FAST_TASK_CACHE", "fast_task_cache", parse_switch),
+    Variable("TASKEXEC_FAST_RECENT_EVENTS", "fast_recent_events", parse_switch),
+    Variable("TASKEXEC_FAST_GC_PAUSE", "fast_gc_pause", parse_switch),
+)

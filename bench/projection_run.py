@@ -3,9 +3,10 @@
 
 Run as a script (``python bench/projection_run.py URL``) so that a checkout of older code
 can be measured on the same store as the current one (``bench read_side --baseline``):
-it imports only what every version has (``projections``, ``api.runtime.read_models``,
-``bench.common.open_service``). The read models are dropped first, so the catch-up
-starts from position 0, as a new deployment's or a wiped read side's would.
+it imports only what every version has (``projections``, ``read_models`` from
+``api.bootstrap`` or, in older code, ``api.runtime``, ``bench.common.open_service``).
+The read models are dropped first, so the catch-up starts from position 0, as a new
+deployment's or a wiped read side's would.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import sys
 import time
 from typing import Any
 
-from api.runtime import read_models
+try:
+    from api.bootstrap import read_models
+except ImportError:  # code from before the composition root
+    from api.runtime import read_models  # type: ignore[attr-defined,no-redef]
 from bench.common import open_service
 from commands.persistence import DatabaseConfig
 from projections.db import Database

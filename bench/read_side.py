@@ -30,8 +30,9 @@ from pathlib import Path
 
 import uvicorn
 
+from api.bootstrap import read_models
 from api.http.app import create_app, to_response
-from api.runtime import Runtime, read_models
+from api.runtime import Runtime
 from api.settings import Settings
 from bench.common import (
     DEFAULT_PG,
@@ -188,8 +189,7 @@ def time_rebuild(url: str) -> None:
 
 
 def measure_queries(url: str) -> None:
-    runtime = Runtime(Settings(database_url=url, rate_limit="off", rate_limit_bulk="off"))
-    runtime.open()
+    runtime = Runtime.open(Settings(database_url=url, rate_limit="off", rate_limit_bulk="off"))
     try:
         ids = [row["id"] for row in runtime.list_tasks(limit=100).items]
         ids += [row["id"] for row in runtime.list_tasks(status="FAILED", limit=100).items]

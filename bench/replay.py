@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import functools
 import os
 import pstats
 import tempfile
@@ -30,7 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from api.runtime import read_models
+from api.bootstrap import command_stores, read_models
+from api.settings import Settings
 from bench.common import DEFAULT_PG, EXAMPLE_INPUT, fresh_postgres, open_service
 from commands.gc_pause import gc_paused
 from commands.persistence import DatabaseConfig
@@ -97,7 +99,9 @@ def run(url: str, events: int, profile: bool, jobs: int) -> None:
 
         with profiled(profile):
             begin = time.perf_counter()
-            report = verify(url, jobs=jobs)
+            report = verify(
+                functools.partial(command_stores, Settings(database_url=url)), jobs=jobs
+            )
             took = time.perf_counter() - begin
         figure(
             "verify", report.events, took, f"(chains + replay + read-model comparison, {jobs} jobs)"

@@ -3,10 +3,9 @@
 A batch of thousands of decoded events keeps tens of thousands of young containers alive
 (each event's state dict, its actor, input, lists) until it is written. CPython's
 collector is triggered by allocations: every few hundred it scans the young generation,
-and every so often an older one, which by then holds the batch so far. Catching up on
-SQLite spent about a third of its CPU there (measured: 34 -> 22 µs per event with the
-collector off), finding nothing: these objects are freed by reference counting when the
-batch is done. So the collector is paused for the batch and resumed after it, as
+and every so often an older one, which by then holds the batch so far: a large share of
+a catch-up's CPU, finding nothing, since these objects are freed by reference counting
+when the batch is done. So the collector is paused for the batch and resumed after it, as
 msgspec's and Instagram's guides suggest for allocation-heavy bursts; cycles created
 meanwhile (by any thread) wait for the next collection, which comes with the next
 allocations after the pause.
@@ -14,6 +13,9 @@ allocations after the pause.
 ``gc.disable`` is process-wide, so pauses are counted: overlapping pauses (the runner
 and its read-ahead thread) resume the collector only when the last one ends, and only
 if it was enabled when the first began.
+
+One switch for the process (``configure``, from ``TASKEXEC_FAST_GC_PAUSE``): off, a pause
+is a no-op and ``settle_heap`` leaves the collector as CPython configured it.
 """
 
 from __future__ import annotations
@@ -30,16 +32,20 @@ class GcPause:
     """Counted pauses of one collector (``gc`` itself; another object with
     ``isenabled``, ``enable`` and ``disable`` in tests)."""
 
-    def __init__(self, collector: ModuleType | Any = gc) -> None:
+    def __init__(self, collector: ModuleType | Any = gc, enabled: bool = True) -> None:
         self._collector = collector
         self._lock = threading.Lock()
         self._depth = 0
         self._resume = False
+        self.enabled = enabled  # False: ``paused`` changes nothing
 
     @contextmanager
     def paused(self) -> Iterator[None]:
         """The cyclic collector off for the ``with`` block (reference counting still
-        frees)."""
+        frees); nothing at all while the pauses are switched off."""
+        if not self.enabled:  # decided once per block: the count stays balanced
+            yield
+            return
         with self._lock:
             if self._depth == 0:
                 self._resume = self._collector.isenabled()
@@ -54,30 +60,35 @@ class GcPause:
                     self._collector.enable()
 
 
+_process = GcPause()
 #: The process's pauses of ``gc``: ``with gc_paused(): …``.
-gc_paused = GcPause().paused
+gc_paused = _process.paused
 
 
-# Allocations between young collections (CPython's default: 700). In serve under bulk load
-# (20,000 tasks, gc.callbacks timing): 10,000 spent 580-650 ms in young collections and
-# ~210 ms in middle ones; 50,000: 122 + 30 ms; 100,000: 58 + 16 ms, with as many
-# collections (most come when a batch's pause ends) and nothing more collected: the
-# young generation is mostly live in-flight work (a bulk request's 500 tasks, a batch of
-# reports, the task cache's new entries), scanned for nothing each time.
+def configure(enabled: bool) -> None:
+    """Switch the process's pauses and ``settle_heap`` on or off (on by default)."""
+    _process.enabled = enabled
+
+
+def enabled() -> bool:
+    return _process.enabled
+
+
+# Allocations between young collections (CPython's default: 700). Under load the young
+# generation is mostly live in-flight work (a bulk request's tasks, a batch of reports,
+# the task cache's new entries): scanning it often finds nothing to collect.
 YOUNG_THRESHOLD = 100_000
 
 
 def settle_heap(collector: ModuleType | Any = gc, young: int = YOUNG_THRESHOLD) -> None:
     """For a long-running process, once it has started: collect, then freeze what exists
-    (the app, modules, caches: ~90,000 objects in ``serve``) so that no later collection
-    scans it again, and collect the young generation less often.
-
-    Measured in ``serve`` under load (bench, 5,000 tasks, thread CPU in the collector):
-    0.55 s with the defaults, 0.12 s like this; a full collection scanned the whole heap
-    (~95 ms, holding the GIL) and now finds only what is young (see YOUNG_THRESHOLD for
-    why that is collected so rarely). Garbage without cycles is
-    still freed at once by reference counting; only cycles wait a little longer.
+    (the app, modules, caches) so that no later collection scans it again (a full one
+    would hold the GIL over the whole heap), and collect the young generation less often
+    (YOUNG_THRESHOLD). Garbage without cycles is still freed at once by reference
+    counting; only cycles wait a little longer. Nothing when switched off (``configure``).
     """
+    if not _process.enabled:
+        return
     collector.collect()
     collector.freeze()
     _, middle, old = collector.get_threshold()

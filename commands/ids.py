@@ -2,13 +2,10 @@
 
 ``uuid.uuid4()`` reads 16 bytes with ``os.urandom``, a system call that releases the
 GIL; in a busy process, getting the GIL back can wait behind other threads for up to the
-switch interval (5 ms). At group-commit batch sizes that added up to a large part of a
-batch's time. The same kernel randomness, drawn 4 KiB at a time, gives the same ids.
-
-Each thread draws from a block of its own: a block shared under a lock made the
-threads deciding bulk requests queue on that lock whenever the GIL changed hands inside
-it (py-spy: a quarter of those threads' samples under load). A forked child starts with
-fresh blocks, so that it never hands out the ids its parent will.
+switch interval. The same kernel randomness, drawn 4 KiB at a time, gives the same ids.
+Each thread draws from a block of its own (a shared block needs a lock that threads
+queue on), and a forked child starts with fresh blocks, so that it never hands out the
+ids its parent will. Why, measured: docs/benchmarks.md ("Design measurements").
 """
 
 from __future__ import annotations

@@ -1,19 +1,14 @@
 """Read the notification log in large pages, decoded, at a fraction of the library's cost.
 
 Projections (catch-up, rebuild) and the relay read the whole log through
-``TaskService.read_log``. The library's path per event — ``select_notifications`` (a
-dict or ``sqlite3.Row`` per row, a ``Notification`` dataclass) then
-``Mapper.to_domain_event`` (topic resolution, an ``lru_cache`` look-up for the id
-convertor, attribute look-ups) — cost about as much Python as applying the event to the
-read models. Here one query per page reads plain tuples (PostgreSQL in the binary
-format) and every event is built the way ``Mapper.to_domain_event`` builds it — the
-same topic, state, originator id conversion and ``class_version`` upcasting, then
-``object.__new__`` with the state as ``__dict__`` — with what depends only on the topic
-looked up once per topic. The rows selected are the ones ``select_notifications(after,
-limit, inclusive_of_start=False)`` selects: the events table, ordered by notification id.
-
-What this does not reproduce (a cipher, a compressor, another transcoder, another kind
-of recorder) falls back to the library's path, whole.
+``TaskService.read_log``, and the library's per-event path (``select_notifications``, then
+``Mapper.to_domain_event``) is most of a catch-up's Python (docs/benchmarks.md, "The write
+side's shortcuts, measured"). On SQLite and PostgreSQL one query per page reads plain
+tuples and builds each event as ``Mapper.to_domain_event`` does (the same topic, state, id
+conversion and ``class_version`` upcasting), with what depends only on the topic looked
+up once; the rows are those ``select_notifications(after, limit, inclusive_of_start=False)``
+selects. Anything else (a cipher, a compressor, another transcoder, another recorder such
+as the in-memory one of commands/memory.py) takes the library's public path, whole.
 """
 
 from __future__ import annotations
@@ -46,6 +41,14 @@ _ATTEMPTS = 10
 _Row = tuple[int, Any, int, str, bytes]  # notification id, originator id and version, topic, state
 
 
+class UndecodableEvent(Exception):
+    """A stored event cannot be turned back into a domain event."""
+
+    def __init__(self, position: int, cause: Exception) -> None:
+        super().__init__(f"notification {position} cannot be decoded: {cause!r}")
+        self.position = position
+
+
 class _Topic:
     """What decoding needs to know about one topic, found once."""
 
@@ -69,7 +72,9 @@ class _Topic:
 class LogReader:
     """``read(after, limit)``: the decoded events after position ``after``, in order."""
 
-    def __init__(self, recorder: Any, mapper: Mapper[Any], undecodable: Undecodable) -> None:
+    def __init__(
+        self, recorder: Any, mapper: Mapper[Any], undecodable: Undecodable = UndecodableEvent
+    ) -> None:
         self._recorder = recorder
         self._mapper = mapper
         self._undecodable = undecodable
@@ -103,7 +108,7 @@ class LogReader:
         decoded: Decoded = []
         append = decoded.append
         # Rows are decoded as they are fetched: each row dies young, which keeps down
-        # the garbage collector's work (about a tenth of a catch-up's).
+        # the garbage collector's work.
         with self._rows(after, limit) as (rows, convert):
             for position, originator_id, version, topic, state in rows:
                 try:
@@ -180,7 +185,7 @@ def _uuid(
     unknown: SafeUUID = SafeUUID.unknown,
 ) -> UUID:
     """``UUID(text)``, as the SQLite recorder converts ids, for the 32 hex digits it
-    stores, without ``UUID.__init__``'s string handling (half the cost of ``UUID(text)``).
+    stores, without ``UUID.__init__``'s string handling (the larger part of its cost).
     The same value and state (``int``, ``is_safe``) as ``UUID(text)``; anything else, and
     any error, goes through ``UUID(text)`` itself. (The defaults bind what it calls.)"""
     if len(text) == 32:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from commands.fast_paths import FastPaths
 
 APPLICATION_NAME = "taskexec"  # pinned: it names the PostgreSQL tables of the event store
 # Every connection of every process: named (pg_stat_activity), a bounded connect (2 s is
@@ -28,6 +31,10 @@ CONNECTION_OPTIONS = {
     "tcp_user_timeout": "10000",
 }
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# PostgreSQL's event recorder (commands/pg_recorder.py): the fast path ``pg_insert``
+# records a batch in one statement; the plain one inserts the library's way.
+FAST_RECORDER_TOPIC = "commands.pg_recorder:BinaryInsertProcessRecorder"
+PLAIN_RECORDER_TOPIC = "commands.pg_recorder:SerialDdlProcessRecorder"
 
 
 class DatabaseUrlError(ValueError):
@@ -38,7 +45,7 @@ class DatabaseUrlError(ValueError):
 class DatabaseConfig:
     """A parsed ``TASKEXEC_DATABASE_URL``."""
 
-    kind: str  # "sqlite" | "postgres"
+    kind: str  # "sqlite" | "postgres" | "memory"
     sqlite_path: Path | None = None
     host: str = "127.0.0.1"
     port: int = 5432
@@ -88,6 +95,12 @@ class DatabaseConfig:
             f"unsupported database URL scheme {parts.scheme!r}: use sqlite:/// or postgresql://"
         )
 
+    @classmethod
+    def memory(cls, name: str = "") -> DatabaseConfig:
+        """An event store in this process's memory, for tests (commands/memory.py): every
+        service built from this config shares it. No read models, no URL: never ``serve``."""
+        return cls(kind="memory", dbname=name or f"memory-{uuid.uuid4().hex}")
+
     @property
     def read_model_path(self) -> Path:
         """SQLite: read models live in a file of their own beside the events
@@ -116,10 +129,21 @@ class DatabaseConfig:
             fields["options"] = f"-csearch_path={self.schema}"
         return " ".join(f"{k}='{_quote(v)}'" for k, v in fields.items() if v)
 
-    def eventsourcing_env(self, pool_size: int = 10, pool_wait_s: float = 30.0) -> dict[str, str]:
+    def eventsourcing_env(
+        self,
+        pool_size: int = 10,
+        pool_wait_s: float = 30.0,
+        fast_paths: FastPaths | None = None,
+    ) -> dict[str, str]:
         """The environment that configures the eventsourcing Application: at most
         ``pool_size`` connections (no overflow), each request for one waiting at most
-        ``pool_wait_s`` (a ``serve`` waits little: commands/db_pool.py)."""
+        ``pool_wait_s`` (a ``serve`` waits little: commands/db_pool.py); the shortcuts
+        to take (None: all; TaskService reads them back: commands/fast_paths.py)."""
+        fast_paths = fast_paths or FastPaths()
+        if self.kind == "memory":
+            from commands.memory import memory_env
+
+            return {**memory_env(self.dbname), **fast_paths.to_eventsourcing_env()}
         if self.kind == "sqlite":
             assert self.sqlite_path is not None
             self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +151,7 @@ class DatabaseConfig:
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": str(self.sqlite_path),
                 "SQLITE_LOCK_TIMEOUT": "10",
+                **fast_paths.to_eventsourcing_env(),
             }
         env = {
             "POSTGRES_DBNAME": self.dbname,
@@ -143,8 +168,10 @@ class DatabaseConfig:
             "PERSISTENCE_MODULE": "commands.db_pool:Factory",
             "TASKEXEC_PG_CONNINFO": _options_conninfo(),
             "TASKEXEC_PG_POOL_WAIT": f"{pool_wait_s:g}",
-            # Inserts events as binary arrays (commands/pg_recorder.py).
-            "PROCESS_RECORDER_TOPIC": "commands.pg_recorder:BinaryInsertProcessRecorder",
+            "PROCESS_RECORDER_TOPIC": (
+                FAST_RECORDER_TOPIC if fast_paths.pg_insert else PLAIN_RECORDER_TOPIC
+            ),
+            **fast_paths.to_eventsourcing_env(),
         }
         if self.schema:
             env["POSTGRES_SCHEMA"] = self.schema

@@ -1,24 +1,21 @@
-"""The PostgreSQL event recorder, with a cheaper way to record a batch of events.
+"""The PostgreSQL event recorders: eventsourcing's, with its tables created by one
+process at a time, and one that records a batch of events in one statement.
 
-The library records a batch in pipeline mode: BEGIN, the tracking row, SET LOCAL
-lock_timeout, LOCK TABLE, NOTIFY, the INSERT, a sync to fetch the new ids, COMMIT, with
-the events as one array of a composite type in psycopg's text format, whose dumper
-escapes every field with regular expressions in Python. Our first recorder kept that
-pipeline and sent the rows as binary arrays instead; it still cost, in thread CPU per
-call (median of 300, this machine), 1.1 ms for one event, 1.5 ms with a tracking row,
-2.0 ms for fifty: psycopg's pipeline machinery in Python, paid per batch, and at light
-load a batch is one or two commands.
+The library records a batch in pipeline mode (BEGIN, the tracking row, SET LOCAL
+lock_timeout, LOCK TABLE, NOTIFY, the INSERT with the rows as a text-format array of a
+composite type, a sync, COMMIT): psycopg's pipeline machinery and its regex-escaping
+dumper, in Python, paid per batch. ``BinaryInsertProcessRecorder`` (the fast path
+``pg_insert``, commands/fast_paths.py) does the same work in one statement:
+``taskexec_insert_events_v1``, a PL/pgSQL function of its own in the deployment's schema
+(not the library's ``POSTGRES_ENABLE_DB_FUNCTIONS`` one, which skips the table lock and
+the tracking row), that records the tracking row, takes the same table lock, notifies the
+same channel and inserts the rows from four arrays sent in the binary format, in
+autocommit: one round trip. Same rows, same notification ids in the same order, same
+IntegrityError when a version or a tracking position is taken. It overrides methods of
+eventsourcing 9.5.6 (pinned).
 
-This recorder does the same work in one statement: ``taskexec_insert_events_v1``, a
-PL/pgSQL function of its own in the deployment's schema (not the library's
-``POSTGRES_ENABLE_DB_FUNCTIONS`` one, which skips the table lock and the tracking row),
-that records the tracking row, takes the same table lock, notifies the same channel and
-inserts the rows from four plain arrays (ids, versions, topics, states) sent in the
-binary format. It runs in the connection's autocommit mode, so the statement is its
-transaction: one round trip. Same rows, same notification ids in the same order, same
-IntegrityError when a version or a tracking position is taken: 0.4 ms for one event with
-or without tracking, 1.0 ms for fifty. It overrides methods of eventsourcing 9.5.6
-(pinned); the whole PostgreSQL half of the test suite runs on it.
+Switched off (``TASKEXEC_FAST_PG_INSERT=off``): ``SerialDdlProcessRecorder``, whose
+inserts are the library's own.
 """
 
 from __future__ import annotations
@@ -37,7 +34,30 @@ from commands.db_pool import NotRecorded, OutcomeUnknown
 INSERT_FUNCTION = "taskexec_insert_events_v1"  # a new signature gets a new version
 
 
-class BinaryInsertProcessRecorder(PostgresProcessRecorder):
+class SerialDdlProcessRecorder(PostgresProcessRecorder):
+    """eventsourcing's process recorder, its tables created by one process at a time."""
+
+    def create_table(self) -> None:
+        """The library's tables (and a subclass's function), one process at a time:
+        replicas starting together on a new schema would otherwise each see no tracking
+        table and each record its migration row (all but one failing with
+        IntegrityError), or replace a function at the same moment ("tuple concurrently
+        updated")."""
+        key = SQL("hashtext({0})").format(Literal(f"taskexec-ddl:{self.datastore.schema}"))
+        # The lock on a connection of its own, not one of the pool's: the library's DDL
+        # takes pool connections while it runs, and a pool of one (a command line's
+        # budget) would wait for itself. This one is closed before anything else opens.
+        pool = self.datastore.pool
+        kwargs = pool.kwargs if isinstance(pool.kwargs, dict) else {}
+        with psycopg.connect(str(pool.conninfo or ""), autocommit=True, **kwargs) as conn:
+            conn.execute(SQL("SELECT pg_advisory_lock({0})").format(key))
+            try:
+                super().create_table()
+            finally:
+                conn.execute(SQL("SELECT pg_advisory_unlock({0})").format(key))
+
+
+class BinaryInsertProcessRecorder(SerialDdlProcessRecorder):
     """A process recorder that records a batch (events and tracking) in one statement."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -57,24 +77,6 @@ class BinaryInsertProcessRecorder(PostgresProcessRecorder):
         self._insert = SQL(
             "SELECT n AS notification_id FROM {schema}.{function}(%b, %b, %b, %b, %s, %s) AS n"
         ).format(**names)
-
-    def create_table(self) -> None:
-        """The library's tables and our function, one process at a time: replicas
-        starting together on a new schema would otherwise each see no tracking table and
-        each record its migration row (all but one failing with IntegrityError), or
-        replace the function at the same moment ("tuple concurrently updated")."""
-        key = SQL("hashtext({0})").format(Literal(f"taskexec-ddl:{self.datastore.schema}"))
-        # The lock on a connection of its own, not one of the pool's: the library's DDL
-        # takes pool connections while it runs, and a pool of one (a command line's
-        # budget) would wait for itself. This one is closed before anything else opens.
-        pool = self.datastore.pool
-        kwargs = pool.kwargs if isinstance(pool.kwargs, dict) else {}
-        with psycopg.connect(str(pool.conninfo or ""), autocommit=True, **kwargs) as conn:
-            conn.execute(SQL("SELECT pg_advisory_lock({0})").format(key))
-            try:
-                super().create_table()
-            finally:
-                conn.execute(SQL("SELECT pg_advisory_unlock({0})").format(key))
 
     def _create_table(self, curs: Any) -> None:
         super()._create_table(curs)

@@ -15,6 +15,9 @@ unique, and a run is taken only if it is contiguous from the reader's position: 
 id in it is an event of ours, and none is missing. The events are the very objects that
 were stored (domain events are immutable; the test suite checks that each equals its
 decoded copy, type for type).
+
+Switched off (``TASKEXEC_FAST_RECENT_EVENTS=off``), TaskService keeps the library's event
+store and no window: ``follow_log`` is ``read_log``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,13 @@
 """TaskService: the write side. Every change is an appended event.
 
-eventsourcing is synchronous: call these methods from worker threads, never from
-the event loop. Each method reads as load -> act -> save.
+eventsourcing is synchronous: call these methods from worker threads, never from the
+event loop. Each method reads as load -> act -> save. Here: the commands, the group
+commit that saves them, and saving tasks. Beside it: what a submit must pass
+(commands/submission.py), a batch's decisions (commands/batch.py), reports
+(commands/reports.py), one task changed by hand or by the system
+(commands/task_changes.py), reading tasks back (commands/task_reads.py), the
+definitions' history and output schemas (commands/definition_records.py), the log
+(commands/log_reader.py).
 """
 
 from __future__ import annotations
@@ -10,11 +16,11 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
-import msgspec
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
 from eventsourcing.persistence import (
     EventStore,
     IntegrityError,
@@ -23,36 +29,30 @@ from eventsourcing.persistence import (
     Transcoder,
 )
 
-from commands import canonical
+from commands import canonical, task_changes
 from commands.batch import BatchCommand, cancel_task, decide, ids_to_load
-from commands.catalog import DefinitionCatalog, SchemaValidator, Violation, as_details
-from commands.errors import CommandError, Conflict, NotFound, TooLarge, ValidationFailed
-from commands.event_loading import select_events_many
+from commands.catalog import DefinitionCatalog, Violation
+from commands.definition_records import OutputSchemas, register_definitions
+from commands.errors import CommandError, NotFound
+from commands.fast_paths import FastPaths
 from commands.ids import RandomIds
-from commands.log_reader import LogReader
+from commands.log_reader import LogReader, UndecodableEvent
 from commands.messages import CancelTask, FinishManually, Outcome, RecordReport, SubmitTask
 from commands.persistence import APPLICATION_NAME
 from commands.recent import RecentEvents, RememberingEventStore
 from commands.reports import apply_reports
+from commands.submission import new_task
 from commands.task_cache import TaskCache
+from commands.task_changes import outcome
+from commands.task_reads import load_task, load_tasks
 from commands.transcoder import PayloadSafeTranscoder
 from domain import apikey as _apikey  # noqa: F401  (registers the API-key topics for decoding)
 from domain.definition import TaskDefinition
-from domain.definition_record import DefinitionRecord, definition_record_id
-from domain.errors import IllegalTransition, StaleResult
-from domain.task import WORKER_LOST, Task
-from domain.values import SYSTEM
+from domain.task import Task
+
+__all__ = ["TaskService", "UndecodableEvent", "utcnow"]
 
 log = logging.getLogger(__name__)
-_json = msgspec.json.Encoder()
-
-
-class UndecodableEvent(Exception):
-    """A stored event cannot be turned back into a domain event."""
-
-    def __init__(self, position: int, cause: Exception) -> None:
-        super().__init__(f"notification {position} cannot be decoded: {cause!r}")
-        self.position = position
 
 
 def utcnow() -> datetime:
@@ -63,6 +63,7 @@ class TaskService(Application[UUID]):
     """Submit, cancel, and record what workers report, as events in one store."""
 
     name = APPLICATION_NAME
+    recent: RecentEvents | None  # None: the recent-events fast path is off
 
     def __init__(
         self,
@@ -71,14 +72,16 @@ class TaskService(Application[UUID]):
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], UUID] | None = None,
     ) -> None:
+        # The shortcuts to take: from ``env`` as given (the library merges in os.environ).
+        self.fast_paths = FastPaths.from_eventsourcing_env(env)
         super().__init__(env)
         canonical.install()  # new events' hashes: msgspec where it writes the same bytes
         self._log_reader = LogReader(self.recorder, self.mapper, UndecodableEvent)
         self.catalog = catalog
-        self._output_validators: dict[tuple[str, int], SchemaValidator] = {}
+        self._output_schemas = OutputSchemas(self.repository, catalog)
         self._clock = clock
         self._new_id = new_id or RandomIds()
-        self.task_cache = TaskCache()
+        self.task_cache = TaskCache(enabled=self.fast_paths.task_cache)
         # The largest input accepted (its JSON): set from the broker's message limit.
         self.max_input_bytes: int | None = None
 
@@ -87,6 +90,9 @@ class TaskService(Application[UUID]):
 
     def construct_event_store(self) -> EventStore[UUID]:
         # What this process records stays in memory a while for its own log readers.
+        if not self.fast_paths.recent_events:
+            self.recent = None
+            return super().construct_event_store()
         self.recent = RecentEvents()
         return RememberingEventStore(self.mapper, self.recorder, self.recent)
 
@@ -105,10 +111,8 @@ class TaskService(Application[UUID]):
     # -- commands -------------------------------------------------------------------
 
     def submit(self, cmd: SubmitTask) -> Outcome:
-        """Record a new PENDING task; refuse unknown definitions and invalid input.
-
-        With an idempotency key, a retry returns the original task (``replayed``).
-        """
+        """Record a new PENDING task; refuse unknown definitions and invalid input. With an
+        idempotency key, a retry returns the original task (``replayed``)."""
         return _one(self.execute([cmd]))
 
     def cancel(self, cmd: CancelTask) -> Outcome:
@@ -116,13 +120,9 @@ class TaskService(Application[UUID]):
         return _one(self.execute([cmd]))
 
     def submit_many(self, cmds: Sequence[SubmitTask]) -> list[Outcome | CommandError]:
-        """Record every acceptable task in ONE transaction; one result per command, in order.
-
-        A refused command gets its error and records nothing; the others are saved
-        together, all or none. A keyed command that lost a race with a concurrent
-        duplicate (IntegrityError) makes the whole batch run again, and the retry finds
-        the winner's task; anything else that goes wrong is raised.
-        """
+        """Record every acceptable task in ONE transaction (all or none); one result per
+        command, in order: a refused command gets its error. A keyed command that lost a
+        race (IntegrityError) makes the batch run again; anything else is raised."""
         results = self.execute(cmds, atomic=True)
         for result in results:
             if not isinstance(result, Outcome | CommandError):
@@ -132,17 +132,13 @@ class TaskService(Application[UUID]):
     def execute(
         self, cmds: Sequence[BatchCommand], atomic: bool = False
     ) -> list[Outcome | Exception]:
-        """Group commit: submits and cancels decided together and saved in ONE transaction;
-        one result per command, in order (an Outcome, or the error for that command alone).
+        """Group commit: submits and cancels decided together (commands/batch.py) and saved
+        in ONE transaction; one result per command, in order (an Outcome or its error).
 
-        A keyed submit with an existing task gets that task (``replayed``) if the request
-        is the same, else ValidationFailed. When the save itself fails (a concurrent
-        duplicate key, a task that changed meanwhile: IntegrityError) nothing is recorded;
-        then each command runs again on its own, so that only the one that clashed is
-        affected, and alone a clash is retried on fresh state (which finds the winner's
-        task, or the task's new status). ``atomic`` (a bulk request: all or none) retries
-        the whole batch instead, and only if a keyed submit may have lost a race.
-        """
+        When the save fails (IntegrityError: a concurrent duplicate key, a task changed
+        meanwhile) nothing is recorded and each command runs again alone, on fresh state,
+        so only the one that clashed is affected. ``atomic`` (all or none) retries the
+        whole batch instead, and only if a keyed submit may have lost a race."""
         for attempt in range(3):
             try:
                 return self._execute_once(cmds)
@@ -162,30 +158,24 @@ class TaskService(Application[UUID]):
     def _execute_once(self, cmds: Sequence[BatchCommand]) -> list[Outcome | Exception]:
         existing = self.load_many(ids_to_load(cmds))
         at = self._clock()
-        decision = decide(
-            cmds,
-            existing,
-            new_task=self._new_task,
-            new_id=self._new_id,
-            cancel=lambda task, cmd: cancel_task(task, cmd, at),
-        )
+        cancel = partial(cancel_task, at=at)
+        decision = decide(cmds, existing, self._new_task, self._new_id, cancel)
         aggregates = decision.aggregates()
         positions: dict[UUID, int] = {}
         if aggregates:
-            # What save() does here, without its two runtime-Protocol isinstance checks
-            # per aggregate (tens of microseconds each on Python 3.11): no snapshots, no
-            # cache, no notify hooks are configured.
+            # What save() does here, without its runtime-Protocol isinstance checks per
+            # aggregate (docs/benchmarks.md): no snapshots, cache or notify hooks are set.
             events = [event for task in aggregates for event in task.collect_events()]
             for recording in self._put(aggregates, events):
                 positions[recording.domain_event.originator_id] = recording.notification.id
         results: dict[int, Outcome | Exception] = dict(decision.answers)
         for index, task in decision.changed.items():
-            results[index] = _outcome(task, positions[task.id])
+            results[index] = outcome(task, positions[task.id])
         if decision.replays:
             # Their events are committed, so the log's end is at or past them.
             head = self.recorder.max_notification_id() or 0
             for index, task in decision.replays.items():
-                results[index] = replace(_outcome(task, head), replayed=True)
+                results[index] = replace(outcome(task, head), replayed=True)
         for index, earlier in decision.repeats.items():
             original = results[earlier]
             results[index] = (
@@ -194,110 +184,21 @@ class TaskService(Application[UUID]):
         return [results[index] for index in range(len(cmds))]
 
     def load_many(self, ids: Collection[UUID]) -> dict[UUID, Task]:
-        """The tasks among ``ids`` that exist: kept ones from the cache (copies), the others
-        read with one query (not one per task)."""
-        if not ids:
-            return {}
-        tasks = self.task_cache.take(ids)
-        missing = [task_id for task_id in ids if task_id not in tasks]
-        if not missing:
-            return tasks
-        to_domain_event = self.mapper.to_domain_event
-        for task_id, stored in select_events_many(self.recorder, missing).items():
-            # What the library's project_aggregate does, without its per-event isinstance
-            # check against a runtime Protocol (tens of microseconds each on Python 3.11).
-            aggregate: Any = None
-            for record in stored:
-                event: Any = to_domain_event(record)
-                aggregate = event.mutate(aggregate)
-            if isinstance(aggregate, Task):
-                tasks[task_id] = aggregate
-        return tasks
+        """The tasks among ``ids`` that exist, kept or read at once (commands/task_reads.py)."""
+        return load_tasks(self.task_cache, self.recorder, self.mapper, ids)
 
     def _new_task(self, cmd: SubmitTask, task_id: UUID, request_hash: str | None) -> Task:
-        """A new task for ``cmd`` (not saved); NotFound or ValidationFailed if refused."""
-        definition = self.catalog.get(cmd.definition_id)
-        if definition is None:
-            raise NotFound(
-                f"task definition '{cmd.definition_id}' not found",
-                {"field": "taskDefinitionId", "value": cmd.definition_id},
-            )
-        if self.max_input_bytes is not None:
-            # The input travels in the task's messages, with its workflow instance id.
-            size = len(_json.encode(cmd.input)) + len(cmd.workflow_instance_id or "")
-            if size > self.max_input_bytes:
-                raise TooLarge(
-                    f"input is {size} bytes as JSON; at most {self.max_input_bytes} are accepted",
-                    {"field": "input", "size": size, "limit": self.max_input_bytes},
-                )
-        violations = self.catalog.input_violations(definition.id, cmd.input)
-        if violations:
-            raise ValidationFailed(
-                "input does not match the task definition's inputSchema",
-                {
-                    "field": "input",
-                    "violations": as_details(violations),
-                },
-            )
-        return Task.submit(
-            task_id=task_id,
-            at=self._clock(),
-            actor=cmd.actor,
-            definition=definition,
-            input=cmd.input,
-            workflow_instance_id=cmd.workflow_instance_id,
-            priority=cmd.priority,
-            timeout_ms=cmd.timeout_ms,
-            retry_policy=cmd.retry_policy,
-            definition_revision=self.catalog.revision(definition.id),
-            request_hash=request_hash,
-        )
+        """A new task for ``cmd`` (not saved); refused: commands/submission.py."""
+        return new_task(self.catalog, cmd, task_id, request_hash, self._clock, self.max_input_bytes)
 
     def finish_manually(self, cmd: FinishManually) -> Outcome:
         """Complete (with a validated output) or fail a MANUAL task by hand."""
-        task = self.load(cmd.task_id)
-        at = self._clock()
-        try:
-            if cmd.error_type is None:
-                task.complete_manually(output=cmd.output, at=at, actor=cmd.actor)
-            else:
-                task.fail_manually(
-                    error_type=cmd.error_type,
-                    error_message=cmd.error_message,
-                    at=at,
-                    actor=cmd.actor,
-                )
-        except IllegalTransition as exc:
-            raise Conflict(str(exc), {"status": exc.status}) from None
-        if cmd.error_type is None and (violations := self.output_violations(task, cmd.output)):
-            # Refused before saving: the changed aggregate is dropped, nothing is recorded.
-            raise ValidationFailed(
-                "output does not match the task definition's outputSchema",
-                {"field": "output", "violations": as_details(violations)},
-            )
-        return _outcome(task, self.save(task)[-1].notification.id)
+        return task_changes.finish_manually(self, cmd, self._clock, self.output_violations)
 
     def give_up(self, task_id: UUID, attempt: int, error_type: str, reason: str) -> bool:
         """``attempt``'s work can never be done: the task ends FAILED with ``error_type``
         if it still waits on that attempt. False if it moved on (or is unknown)."""
-        for _ in range(3):
-            try:
-                task = self.load(task_id)
-                task.give_up(
-                    attempt=attempt,
-                    error_type=error_type,
-                    error_message=reason,
-                    at=self._clock(),
-                    actor=SYSTEM,
-                )
-            except (NotFound, StaleResult):
-                return False
-            try:
-                self.save(task)
-            except IntegrityError:  # a report came meanwhile: judge again
-                continue
-            return True
-        raise RuntimeError(f"task {task_id} kept changing; not given up")
+        return task_changes.give_up(self, task_id, attempt, error_type, reason, self._clock)
 
     def awaits_start(self, task_id: UUID, attempt: int) -> bool:
         """Does the task still wait for ``attempt`` to start?"""
@@ -309,54 +210,20 @@ class TaskService(Application[UUID]):
     def expire_attempt(self, task_id: UUID, attempt: int, reason: str) -> bool:
         """No report came back from a started attempt in time: count it as a failure
         (``WORKER_LOST``, retried per policy). False if the task moved on meanwhile."""
-        task = self.load(task_id)
-        try:
-            task.fail(
-                attempt=attempt,
-                error_type=WORKER_LOST,
-                error_message=reason,
-                at=self._clock(),
-                actor=SYSTEM,
-            )
-        except StaleResult:
-            return False
-        try:
-            self.save(task)
-        except IntegrityError:  # a report arrived at the same moment: it wins
-            return False
-        return True
+        return task_changes.expire_attempt(self, task_id, attempt, reason, self._clock)
 
     def output_violations(self, task: Task, output: Any) -> list[Violation]:
         """Check ``output`` against the outputSchema of the definition revision the task
         was submitted against."""
-        key = (task.definition_id, task.definition_revision)
-        validator = self._output_validators.get(key)
-        if validator is None:
-            validator = self._output_validator(*key)
-            self._output_validators[key] = validator
-        return validator.violations(output)
-
-    def _output_validator(self, definition_id: str, revision: int) -> SchemaValidator:
-        if revision:
-            try:
-                record: Any = self.repository.get(
-                    definition_record_id(definition_id), version=revision
-                )
-                return SchemaValidator(record.document.get("outputSchema") or {})
-            except AggregateNotFoundError:
-                pass
-        definition = self.catalog.get(definition_id)
-        return SchemaValidator(definition.output_schema if definition else {})
+        return self._output_schemas.violations(task, output)
 
     def record_reports(self, reports: Sequence[RecordReport]) -> int:
         """Apply a batch of worker reports in one transaction; the number of events recorded.
 
-        Idempotent by each report's identity (task, attempt, kind) against the task's
-        state, never by a stream position: JetStream redelivers out of order, and several
-        replicas consume at once. A repeat or a late report (after a cancel, say) changes
-        nothing and is logged with the reason. IntegrityError: a task changed meanwhile
-        (another replica recorded it); the caller tries again on fresh state.
-        """
+        Idempotent by each report's identity (task, attempt, kind) against the task's state,
+        never by a stream position: JetStream redelivers out of order, and replicas consume
+        at once. A repeat or a late report changes nothing (logged). IntegrityError: a task
+        changed meanwhile (another replica); the caller tries again on fresh state."""
         ids = {report.task_id for report in reports}
         tasks = self.load_many(ids)
         stale = apply_reports(tasks, reports, self.output_violations)
@@ -393,44 +260,13 @@ class TaskService(Application[UUID]):
         return super().save(*objs, **kwargs)
 
     def register_definitions(self, definitions: Sequence[TaskDefinition]) -> dict[str, int]:
-        """Record new and changed definitions in one transaction; unchanged ones record
-        nothing. Returns every definition's revision (the store's version of its record).
-
-        Several replicas may start at once: a lost race (IntegrityError) is retried, and
-        the retry finds the winner's events and records nothing again.
-        """
-        for attempt in range(3):
-            at = self._clock()
-            changed: list[DefinitionRecord] = []
-            revisions: dict[str, int] = {}
-            for definition in definitions:
-                document = definition.to_document()
-                try:
-                    record: Any = self.repository.get(definition_record_id(definition.id))
-                except AggregateNotFoundError:
-                    record = DefinitionRecord.register(
-                        definition_id=definition.id, document=document, at=at, actor=SYSTEM
-                    )
-                    changed.append(record)
-                else:
-                    if record.revise(document=document, at=at, actor=SYSTEM):
-                        changed.append(record)
-                revisions[definition.id] = record.revision
-            try:
-                if changed:
-                    self.save(*changed)
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-                continue
-            return revisions
-        raise AssertionError("unreachable")
+        """Record new and changed definitions in one transaction; every definition's
+        revision (commands/definition_records.py)."""
+        return register_definitions(self.repository, self.save, definitions, self._clock)
 
     def read_log(self, after: int, limit: int) -> list[tuple[int, Any]]:
-        """Decoded events of the notification log after position ``after``, in order.
-
-        Decoded as the library decodes them, without its per-event overhead (see
-        commands/log_reader.py: this is most of the cost of a projection catch-up)."""
+        """Decoded events of the notification log after position ``after``, in order,
+        as the library decodes them (commands/log_reader.py)."""
         return self._log_reader.read(after, limit)
 
     def follow_log(self, after: int, limit: int) -> list[tuple[int, Any]]:
@@ -438,28 +274,14 @@ class TaskService(Application[UUID]):
         ``read_log`` returns, or a shorter start of it, taken from memory when this
         process recorded those events itself (commands/recent.py). Empty only when
         ``read_log`` is; a reader calls again from where the page ended."""
-        recent = self.recent.after(after, limit)
+        recent = self.recent.after(after, limit) if self.recent is not None else None
         if recent is not None:
             return recent
         return self._log_reader.read(after, limit)
 
     def load(self, task_id: UUID) -> Task:
-        try:
-            task: Any = self.repository.get(task_id)
-        except AggregateNotFoundError:
-            raise NotFound(f"task {task_id} not found", {"field": "taskId"}) from None
-        assert isinstance(task, Task)
-        return task
-
-
-def _outcome(task: Task, position: int) -> Outcome:
-    return Outcome(
-        task_id=task.id,
-        status=task.status.value,
-        created_at=task.created_at,
-        updated_at=task.updated_at,
-        position=position,
-    )
+        """The task ``task_id``; NotFound if there is none."""
+        return load_task(self.repository, task_id)
 
 
 def _one(results: list[Outcome | Exception]) -> Outcome:

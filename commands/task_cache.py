@@ -19,6 +19,9 @@ to them). When full, a new task is kept only if the oldest one is older than
 ``max_age``: work is mostly taken in the order it was submitted, so the oldest entries
 are the next to be used, and evicting them to make room would miss on every task of a
 long backlog.
+
+Switched off (``enabled=False``, from ``TASKEXEC_FAST_TASK_CACHE``) it keeps nothing:
+every command loads its tasks from the event store.
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ class TaskCache:
         max_age: float = MAX_AGE_S,
         pause: float = PAUSE_S,
         clock: Callable[[], float] = time.monotonic,
+        enabled: bool = True,
     ) -> None:
+        self.enabled = enabled
         self._capacity = capacity
         self._max_age = max_age
         self._pause = pause
@@ -68,6 +73,8 @@ class TaskCache:
     def take(self, ids: Iterable[UUID]) -> dict[UUID, Task]:
         """Copies of the kept tasks among ``ids`` (the others must be loaded)."""
         found: dict[UUID, Task] = {}
+        if not self.enabled:
+            return found
         with self._lock:
             if self._clock() < self._off_until:
                 return found
@@ -84,6 +91,8 @@ class TaskCache:
     def remember(self, tasks: Iterable[Task]) -> None:
         """``tasks`` were committed just now, with no pending events: keep the unfinished
         ones (unless a newer version is kept already), drop the finished ones."""
+        if not self.enabled:
+            return
         now = self._clock()
         with self._lock:
             if now < self._off_until:

@@ -1,33 +1,30 @@
 """The Task aggregate: the rules of a task's life, recorded as events.
 
-Guards live in the public command methods; event ``apply`` bodies only copy
-values onto the aggregate, so replaying stored events is deterministic.
-Topics are pinned and versioned: they are a persisted contract, so renaming or
-moving a class never orphans stored events.
+Commands check the rules (domain/task_rules.py) and record events; ``apply`` bodies only
+copy values onto the aggregate, so replay is deterministic. Topics are pinned, versioned
+and persisted: renaming or moving a class never orphans stored events.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain import task_rules as rules
 from domain.chain import ChainedAggregate
 from domain.definition import TaskDefinition
-from domain.errors import IllegalTransition, StaleResult, TaskNotCancellable
+from domain.error_types import OUTPUT_VALIDATION_ERROR as OUTPUT_VALIDATION_ERROR
+from domain.error_types import TIMEOUT as TIMEOUT
+from domain.error_types import UNDELIVERABLE as UNDELIVERABLE
+from domain.error_types import UNPUBLISHABLE as UNPUBLISHABLE
+from domain.error_types import WORKER_LOST as WORKER_LOST
+from domain.errors import IllegalTransition as IllegalTransition
+from domain.task_rules import NotManual as NotManual
+from domain.task_state import task_state
 from domain.values import Actor, Priority, RetryPolicy, TaskStatus, TaskType
-
-TIMEOUT = "TIMEOUT"  # error type of an attempt stopped at its timeout
-OUTPUT_VALIDATION_ERROR = "OUTPUT_VALIDATION_ERROR"  # output broke the outputSchema
-WORKER_LOST = "WORKER_LOST"  # no report came back from a started attempt in time
-UNPUBLISHABLE = "UNPUBLISHABLE"  # the task's work is larger than the broker takes
-UNDELIVERABLE = "UNDELIVERABLE"  # its work was delivered as often as allowed, never done
-
-
-class NotManual(IllegalTransition):
-    """Completing or failing by hand is only for MANUAL tasks."""
 
 
 class Task(ChainedAggregate):
@@ -169,8 +166,7 @@ class Task(ChainedAggregate):
             task.next_attempt_at = None
 
     def __init__(self) -> None:
-        # Placeholders, so that every attribute is declared once with its type;
-        # Submitted.apply sets the real values straight after.
+        # Placeholders declaring each attribute's type; Submitted.apply sets the values.
         self.request_hash: str | None = None
         self.definition_id: str = ""
         self.definition_version: str = ""
@@ -209,25 +205,15 @@ class Task(ChainedAggregate):
         request_hash: str | None = None,
     ) -> Task:
         """A new PENDING task of ``definition``; per-task settings override the definition's."""
-        execution = {
-            key: definition.execution_config[key]
-            for key in ("handler", "endpoint", "isolation")
-            if key in definition.execution_config
-        }
         return cls._create(
             cls.Submitted,
             id=task_id,
             timestamp=at,
             actor=actor.as_dict(),
-            definition_id=definition.id,
-            definition_version=definition.version,
-            task_type=definition.type.value,
+            **rules.from_definition(definition, timeout_ms, retry_policy),
             workflow_instance_id=workflow_instance_id,
             input=input,
             priority=priority.value,
-            timeout_ms=timeout_ms if timeout_ms is not None else definition.timeout_ms,
-            retry_policy=(retry_policy or definition.retry_policy).as_dict(),
-            execution=execution,
             definition_revision=definition_revision,
             request_hash=request_hash,
         )
@@ -241,31 +227,19 @@ class Task(ChainedAggregate):
         return self.modified_on
 
     def start(self, *, attempt: int, worker: str, at: datetime, actor: Actor) -> None:
-        """A worker began ``attempt``. Repeats and late reports raise StaleResult.
-
-        The same attempt starting on another worker is recorded too: the first worker
-        vanished and JetStream redelivered its work (handlers run at least once).
-        """
-        first_start = self.awaits_start(attempt)
-        redelivered = (
-            self.status is TaskStatus.RUNNING and attempt == self.attempt and worker != self.worker
-        )
-        if self.task_type is TaskType.MANUAL or not (first_start or redelivered):
-            raise StaleResult(str(self.id), self.status, f"start attempt {attempt}")
-        self.trigger_event(
-            self.Started, timestamp=at, actor=actor.as_dict(), attempt=attempt, worker=worker
-        )
+        """A worker began ``attempt`` (also on another worker, when its work was
+        redelivered). Repeats and late reports raise StaleResult."""
+        rules.check_start(self, attempt, worker)
+        self._record(self.Started, at, actor, attempt=attempt, worker=worker)
 
     def awaits_start(self, attempt: int) -> bool:
         """True while ``attempt`` is the task's next attempt and has not started."""
-        return self.status is TaskStatus.PENDING and attempt == self.attempt + 1
+        return rules.awaits_start(self, attempt)
 
     def complete(self, *, attempt: int, output: Any, at: datetime, actor: Actor) -> None:
         """The running ``attempt`` produced ``output``."""
-        self._check_running(attempt, "complete")
-        self.trigger_event(
-            self.Completed, timestamp=at, actor=actor.as_dict(), attempt=attempt, output=output
-        )
+        rules.check_running(self, attempt, "complete")
+        self._record(self.Completed, at, actor, attempt=attempt, output=output)
 
     def fail(
         self,
@@ -278,129 +252,49 @@ class Task(ChainedAggregate):
         retryable: bool = True,
         output: Any = None,
     ) -> None:
-        """The running ``attempt`` failed with an error of ``error_type``.
-
-        Retried per the retry policy (``RetryScheduled``) when ``retryable`` and the type
-        is not listed as non-retryable and retries are left; otherwise the task ends:
-        TIMED_OUT when the last attempt timed out, else FAILED.
-        """
-        self._check_running(attempt, "fail")
-        common = {"timestamp": at, "actor": actor.as_dict(), "attempt": attempt}
-        if self.retry_policy.allows_retry(attempt, error_type, retryable):
-            retry_at = at + timedelta(milliseconds=self.retry_policy.delay_ms(attempt))
-            self.trigger_event(
-                self.RetryScheduled,
-                **common,
-                error_type=error_type,
-                error_message=error_message,
-                retry_at=retry_at.isoformat(),
-                output=output,
-            )
+        """The running ``attempt`` failed with an error of ``error_type``: retried per the
+        retry policy (``RetryScheduled``) if ``retry_at`` allows; otherwise the task ends,
+        TIMED_OUT when the last attempt timed out, else FAILED."""
+        rules.check_running(self, attempt, "fail")
+        due = rules.retry_at(self.retry_policy, attempt, error_type, retryable, at)
+        error = {"attempt": attempt, "error_type": error_type, "error_message": error_message}
+        if due is not None:
+            self._record(self.RetryScheduled, at, actor, **error, retry_at=due, output=output)
         elif error_type == TIMEOUT:
-            self.trigger_event(self.TimedOut, **common, error_message=error_message)
+            self._record(self.TimedOut, at, actor, attempt=attempt, error_message=error_message)
         else:
-            self.trigger_event(
-                self.Failed,
-                **common,
-                error_type=error_type,
-                error_message=error_message,
-                output=output,
-                retryable=retryable,
-            )
+            self._record(self.Failed, at, actor, **error, output=output, retryable=retryable)
 
     def give_up(
         self, *, attempt: int, error_type: str, error_message: str, at: datetime, actor: Actor
     ) -> None:
-        """``attempt``'s work can never be done (it was delivered as often as allowed, it
-        cannot be read, or it is too large to publish): the task ends FAILED, never
-        retried. StaleResult if the task no longer waits on that attempt."""
-        running = self.status is TaskStatus.RUNNING and attempt == self.attempt
-        if self.task_type is TaskType.MANUAL or not (running or self.awaits_start(attempt)):
-            raise StaleResult(str(self.id), self.status, f"give up attempt {attempt}")
-        self.trigger_event(
-            self.Failed,
-            timestamp=at,
-            actor=actor.as_dict(),
-            attempt=attempt,
-            error_type=error_type,
-            error_message=error_message,
-        )
+        """``attempt``'s work can never be done (delivered as often as allowed, unreadable,
+        too large): the task ends FAILED, never retried. StaleResult if it is not awaited."""
+        rules.check_give_up(self, attempt)
+        error = {"error_type": error_type, "error_message": error_message}
+        self._record(self.Failed, at, actor, attempt=attempt, **error)
 
     def complete_manually(self, *, output: Any, at: datetime, actor: Actor) -> None:
         """A person (or system) finished a MANUAL task with ``output``."""
-        self._check_manual("complete")
-        self.trigger_event(
-            self.Completed, timestamp=at, actor=actor.as_dict(), attempt=1, output=output
-        )
+        rules.check_manual(self, "complete")
+        self._record(self.Completed, at, actor, attempt=1, output=output)
 
     def fail_manually(
         self, *, error_type: str, error_message: str, at: datetime, actor: Actor
     ) -> None:
         """A person (or system) declared a MANUAL task failed. Never retried."""
-        self._check_manual("fail")
-        self.trigger_event(
-            self.Failed,
-            timestamp=at,
-            actor=actor.as_dict(),
-            attempt=1,
-            error_type=error_type,
-            error_message=error_message,
-        )
-
-    def _check_manual(self, action: str) -> None:
-        if self.task_type is not TaskType.MANUAL:
-            raise NotManual(str(self.id), self.status, f"{action} it by hand (only MANUAL tasks)")
-        if self.status is not TaskStatus.PENDING:
-            raise IllegalTransition(str(self.id), self.status, action)
+        rules.check_manual(self, "fail")
+        error = {"error_type": error_type, "error_message": error_message}
+        self._record(self.Failed, at, actor, attempt=1, **error)
 
     def cancel(self, *, reason: str | None, force: bool, at: datetime, actor: Actor) -> None:
         """Stop the task for good. Only a task that has not finished can be cancelled."""
-        if self.status.is_terminal:
-            raise TaskNotCancellable(str(self.id), self.status, "cancel")
-        self.trigger_event(
-            self.Cancelled, timestamp=at, actor=actor.as_dict(), reason=reason, force=force
-        )
+        rules.check_cancellable(self)
+        self._record(self.Cancelled, at, actor, reason=reason, force=force)
 
-    def _check_running(self, attempt: int, action: str) -> None:
-        if self.status is not TaskStatus.RUNNING or attempt != self.attempt:
-            raise StaleResult(str(self.id), self.status, f"{action} attempt {attempt}")
+    def _record(self, event_class: Any, at: datetime, actor: Actor, **fields: Any) -> None:
+        self.trigger_event(event_class, timestamp=at, actor=actor.as_dict(), **fields)
 
     def state(self) -> dict[str, Any]:
         """Everything the aggregate knows, as plain values (for comparisons and views)."""
-        return {
-            "id": str(self.id),
-            "version": self.version,
-            "definition_id": self.definition_id,
-            "definition_version": self.definition_version,
-            "definition_revision": self.definition_revision,
-            "type": self.task_type.value,
-            "workflow_instance_id": self.workflow_instance_id,
-            "input": self.input,
-            "priority": self.priority.value,
-            "timeout_ms": self.timeout_ms,
-            "retry_policy": self.retry_policy.as_dict(),
-            "execution": self.execution,
-            "status": self.status.value,
-            "attempt": self.attempt,
-            "output": self.output,
-            "error": self.error,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "worker": self.worker,
-            "cancel_reason": self.cancel_reason,
-            "next_attempt_at": self.next_attempt_at,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
-
-
-__all__ = [
-    "OUTPUT_VALIDATION_ERROR",
-    "TIMEOUT",
-    "UNDELIVERABLE",
-    "UNPUBLISHABLE",
-    "WORKER_LOST",
-    "IllegalTransition",
-    "NotManual",
-    "Task",
-]
+        return task_state(self)

@@ -5,8 +5,7 @@ Batch size: a runner that is caught up reads small batches (its waiters see each
 soon); once a batch comes back full, it is behind, and reads ``catch_up_size`` until a
 batch comes back short. Larger batches cost less per event: more of each task's events
 fall in one batch, so its row is written once, as an INSERT of the final row, rather
-than INSERTed and UPDATEd (measured, SQLite catch-up: 5,000 -> 20,000 events per batch,
-~29k -> ~40k events/s; more bought nothing).
+than INSERTed and UPDATEd (docs/benchmarks.md, "Design measurements").
 
 On PostgreSQL, catching up and rebuilding alternate between reading (event store) and
 writing (read models), and each waits on the server for part of the time: reading (and
@@ -14,9 +13,8 @@ decoding) the next batch in a second thread while this one is written raises thr
 Only a full batch schedules a read-ahead (we are behind).
 
 On SQLite there is no server to wait for: both sides are work in this process, under one
-GIL, and a second thread only added hand-overs of the GIL (SQLite gives it up at every
-row it steps through): measured side by side, the same catch-up took 20-30% more CPU and
-was no faster. There ``threaded=False`` reads each batch when it is asked for.
+GIL, and a second thread only adds hand-overs of the GIL (SQLite gives it up at every
+row it steps through). There ``threaded=False`` reads each batch when it is asked for.
 """
 
 from __future__ import annotations

@@ -268,8 +268,8 @@ def _lead_index(cur: Cursor, filters: dict[str, Any]) -> tuple[str, list[Any], s
 
     Left to itself, PostgreSQL walked the creation index and filtered: fast while matches
     are spread evenly, but when the newest tasks do not match (a burst of PENDING ones,
-    and a list of COMPLETED) it reads through all of them: 10,000 rows and 9 ms for
-    page 1 at 1,000,000 tasks, where the status index takes 1 ms. Ordering by the lead
+    and a list of COMPLETED) it reads through all of them (docs/benchmarks.md, "Design
+    measurements"). Ordering by the lead
     column is not enough there: under ``lead = ?`` the planner knows the column constant
     and drops it from the sort key. ``lead = ANY(?)`` (one value) it does not, so only
     the lead's index gives the order asked for. SQLite takes ``lead = ?`` with the

@@ -2,24 +2,18 @@
 each batch to every projection, with the new position, in one transaction.
 
 - Wake-ups: an in-process ``poke()`` after a local commit, PostgreSQL LISTEN/NOTIFY for
-  commits by other processes, and a poll as the safety net (the only way on SQLite).
+  commits by other processes (projections/commit_listener.py), and a poll as the safety
+  net (the only way on SQLite). Readers wait on projections/applied_position.py.
 - PostgreSQL: one active runner per database (a session advisory lock); the others stand
   by, follow the recorded position for their waiters, and take over if the active one
   goes. Each batch also takes a transaction-level lock and checks the generation and
   position, so a rebuild's switch and a runner's batch never interleave.
-- A live batch on PostgreSQL after one of this runner's own is checked without waiting:
-  a statement that fails the transaction unless generation and position are still the
-  ones it wrote (then the batch runs again the long way), and the task projection uses
-  the rows it kept from its own batches (projections/tasks.py). Such a batch is one
-  round trip, at its COMMIT, instead of four.
 - A batch that cannot be applied rolls back and stops the runner with a logged error
   naming the notification id; reads keep answering from the rows already there.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import sqlite3
 import threading
@@ -34,6 +28,8 @@ from commands.db_monitor import DatabaseUnavailable
 from commands.gc_pause import gc_paused
 from commands.leadership import AdvisoryLock, LockSession, lock_key
 from commands.persistence import DatabaseConfig
+from projections.applied_position import AppliedPosition, ProjectionStopped
+from projections.commit_listener import listen_for_commits
 from projections.db import Database
 from projections.prefetch import CATCH_UP_BATCH, Prefetcher
 from projections.runner_types import ReadLog
@@ -51,6 +47,7 @@ from projections.schema import (
 )
 
 log = logging.getLogger(__name__)
+__all__ = ["PIPELINED_BATCH", "ProjectionRunner", "ProjectionStopped", "write_lock"]
 
 
 def write_lock(config: DatabaseConfig) -> int:
@@ -68,10 +65,6 @@ _TRANSIENT = (
     InterfaceError,
 )
 PIPELINED_BATCH = 200  # events: up to this many, a batch is written in pipeline mode
-
-
-class ProjectionStopped(RuntimeError):
-    """The projection hit an event it cannot apply and stopped."""
 
 
 class ProjectionRunner:
@@ -100,22 +93,22 @@ class ProjectionRunner:
         self._listen_channel = listen_channel
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._changed = threading.Condition()
-        self._position = 0
-        self._generation = 0
+        self._applied = AppliedPosition()  # how far; who waits for it; the stopping error
         # True when generation and position are what this runner's last batch wrote and
         # the projections keep what it wrote: the next batch may skip reading them.
         self._own = False
         self._threads: list[threading.Thread] = []
         # PostgreSQL: the active runner's lock, on a shared connection if given one.
         self._lead = AdvisoryLock(db.config, "active-runner", lock_session) if db.postgres else None
-        self._waiters: list[tuple[int, int, Future[None]]] = []  # a heap by position
-        self._waiter_ids = itertools.count()
-        self.error: str | None = None
 
     @property
     def position(self) -> int:
-        return self._position
+        return self._applied.position
+
+    @property
+    def error(self) -> str | None:
+        """Why the projection stopped (None while it runs)."""
+        return self._applied.error
 
     @property
     def active(self) -> bool:
@@ -124,9 +117,10 @@ class ProjectionRunner:
 
     def start(self) -> None:
         self.prepare()
-        self._spawn(self._run, "projection-runner")
+        self._spawn("projection-runner", self._run)
         if self._db.postgres and self._listen_channel:
-            self._spawn(self._listen, "projection-listen")
+            listen = (self._db.config.conninfo(), self._listen_channel, self._wake, self._stop)
+            self._spawn("projection-listen", listen_for_commits, *listen)
 
     def prepare(self) -> None:
         """Create the tables of the active generation and read its position."""
@@ -134,13 +128,13 @@ class ProjectionRunner:
             if self._db.postgres:
                 cur.execute("SELECT pg_advisory_xact_lock(?)", (write_lock(self._db.config),))
             ensure_meta(cur)
-            self._generation = active_generation(cur)
-            create_generation(cur, self._projections, self._generation)
-            self._position = read_position(cur, self._generation)
+            self._applied.generation = generation = active_generation(cur)
+            create_generation(cur, self._projections, generation)
+            self._applied.position = read_position(cur, generation)
         self._forget()
 
-    def _spawn(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
@@ -161,41 +155,15 @@ class ProjectionRunner:
         """Block until ``position`` is applied; raise TimeoutError or ProjectionStopped."""
         if poke:
             self.poke()
-        with self._changed:
-            ok = self._changed.wait_for(
-                lambda: self._position >= position or self.error is not None, timeout
-            )
-        if self.error is not None and self._position < position:
-            raise ProjectionStopped(self.error)
-        if not ok:
-            raise TimeoutError(f"read models did not reach position {position}")
+        self._applied.wait_for(position, timeout)
 
     def applied(self, position: int) -> Future[None]:
         """A future that is done once ``position`` is applied (or fails with
         ProjectionStopped): lets a coroutine wait without holding a thread."""
-        future: Future[None] = Future()
-        with self._changed:
-            if self._position >= position:
-                future.set_result(None)
-            elif self.error is not None:
-                future.set_exception(ProjectionStopped(self.error))
-            else:
-                heapq.heappush(self._waiters, (position, next(self._waiter_ids), future))
+        future = self._applied.applied(position)
         if not future.done():
             self.poke()
         return future
-
-    def _resolve_waiters(self) -> None:
-        """Resolve the waiters that are satisfied (called with ``_changed`` held)."""
-        while self._waiters and self._waiters[0][0] <= self._position:
-            future = heapq.heappop(self._waiters)[2]
-            if not future.done():
-                future.set_result(None)
-        if self.error is not None:
-            for _, _, future in self._waiters:
-                if not future.done():
-                    future.set_exception(ProjectionStopped(self.error))
-            self._waiters.clear()
 
     # -- one batch ----------------------------------------------------------------------
 
@@ -205,7 +173,10 @@ class ProjectionRunner:
             return self._run_batch()
 
     def _run_batch(self) -> int:
-        events = self._prefetch.read(self._position)
+        """A live batch on PostgreSQL after one of this runner's own is checked at COMMIT
+        (one round trip, not four) and uses the rows the task projection kept; if another
+        writer moved generation or position, the check fails it and it runs the long way."""
+        events = self._prefetch.read(self._applied.position)
         if not events:
             return 0
         # A small batch (the usual one when caught up) in pipeline mode: its dozen
@@ -220,7 +191,7 @@ class ProjectionRunner:
             if checked_at_commit and moved(exc):  # another runner wrote, or a rebuild
                 return self._run_batch()  # switched: again, reading where things are
             raise
-        self._advance(generation, position)
+        self._applied.advance(generation, position)
         for projection in self._projections:
             projection.remember()
         self._own = True
@@ -244,16 +215,17 @@ class ProjectionRunner:
                         "pg_advisory_xact_lock(?)",
                         (write_lock(self._db.config),),
                     )
+                current = self._applied
                 if checked_at_commit:
-                    generation, position = self._generation, self._position
+                    generation, position = current.generation, current.position
                     expect_generation_and_position(cur, generation, position)
                 else:
                     generation, position = generation_and_position(cur)
-                    if (generation, position) != (self._generation, self._position):
+                    if (generation, position) != (current.generation, current.position):
                         self._forget()  # someone else wrote: nothing kept can be trusted
-                    if generation != self._generation:  # a rebuild switched generations
+                    if generation != current.generation:  # a rebuild switched generations
                         create_generation(cur, self._projections, generation)
-                    if position != self._position:  # someone else moved it: from there
+                    if position != current.position:  # someone else moved it: from there
                         events = self._read_log(position, self._batch_size)
                         first = events[0][0] if events else first
                 if events:
@@ -269,13 +241,6 @@ class ProjectionRunner:
         self._own = False
         for projection in self._projections:
             projection.forget()
-
-    def _advance(self, generation: int, position: int) -> None:
-        with self._changed:
-            self._generation = generation
-            self._position = position
-            self._resolve_waiters()
-            self._changed.notify_all()
 
     # -- loops --------------------------------------------------------------------------
 
@@ -320,7 +285,7 @@ class ProjectionRunner:
         except _TRANSIENT as exc:
             log.warning("projection standby: %r", exc)
             return
-        self._advance(generation, position)
+        self._applied.advance(generation, position)
 
     def _try_become_active(self) -> bool:
         return self._lead is None or self._lead.acquire()
@@ -330,23 +295,6 @@ class ProjectionRunner:
         if self._lead is not None:
             self._lead.release()
 
-    def _listen(self) -> None:
-        """Wake the runner on PostgreSQL NOTIFY from any process's commit."""
-        assert self._listen_channel is not None
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self._db.config.conninfo(), autocommit=True) as conn:
-                    conn.execute(f'LISTEN "{self._listen_channel}"')
-                    while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self._wake.set()
-            except psycopg.Error as exc:
-                log.warning("projection LISTEN: %r; reconnecting", exc)
-                self._stop.wait(1.0)
-
     def _fail(self, message: str) -> None:
         log.error(message)
-        with self._changed:
-            self.error = message
-            self._resolve_waiters()
-            self._changed.notify_all()
+        self._applied.stop(message)

@@ -5,11 +5,10 @@
   row (pipelined ``executemany`` spent most of catch-up in the driver). A small batch (the
   live one, pipelined: no COPY there) sends its rows as one JSON document instead
   (``json_populate_recordset`` over the table's own row type): psycopg dumps arrays in
-  Python, element by element, which cost a tenth of a live batch for 22 one-row arrays;
-  msgspec encodes the rows in C (live batch 2.3 -> 1.8 ms CPU, median of 150).
+  Python, element by element; msgspec encodes the rows in C.
 - SQLite: ``executemany`` per shape of row. Python 3.11's sqlite3 looks up adapters for
-  every ``None`` it binds (two failed attribute look-ups, one formatting an exception
-  message: about a sixth of the cost of writing a row, callgrind). So rows are grouped
+  every ``None`` it binds (two failed attribute look-ups and an exception message). So
+  rows are grouped
   by which columns are NULL, and those are written as ``NULL`` literals; only values are
   bound.
 """

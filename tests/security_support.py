@@ -207,7 +207,7 @@ def tls_for_loopback(directory: Path) -> tuple[Path, ssl.SSLContext]:
 @contextmanager
 def api_client(settings: Settings) -> Iterator[tuple[TestClient[Any], Runtime]]:
     """The real app on ``settings`` (no NATS: nothing here needs workers)."""
-    runtime = Runtime(settings)
+    runtime = Runtime.open(settings)
     with TestClient(create_app(runtime, None)) as client:
         yield client, runtime
 

@@ -69,17 +69,10 @@ def add_commands(commands: Any) -> None:
 @contextlib.contextmanager
 def key_service(settings: Settings) -> Iterator[ApiKeyService]:
     """The API keys of the configured event store, for one command."""
-    from commands.catalog import DefinitionCatalog
-    from commands.persistence import DatabaseConfig, prepare_database
-    from commands.service import TaskService
+    from api.bootstrap import event_store
 
-    config = DatabaseConfig.from_url(settings.database_url)
-    prepare_database(config)
-    service = TaskService(config.eventsourcing_env(pool_size=2), DefinitionCatalog([]))
-    try:
+    with event_store(settings) as service:
         yield ApiKeyService(service)
-    finally:
-        service.close()
 
 
 def operator() -> Actor:

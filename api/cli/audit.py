@@ -5,10 +5,9 @@ verify stream the whole store in batches.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import functools
 import os
 import sys
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -58,21 +57,6 @@ def add_commands(commands: Any) -> None:
     verify.set_defaults(func=cmd_verify)
 
 
-@contextlib.contextmanager
-def _service(settings: Settings) -> Iterator[Any]:
-    from commands.catalog import DefinitionCatalog
-    from commands.persistence import DatabaseConfig, prepare_database
-    from commands.service import TaskService
-
-    config = DatabaseConfig.from_url(settings.database_url)
-    prepare_database(config)
-    service = TaskService(config.eventsourcing_env(pool_size=2), DefinitionCatalog([]))
-    try:
-        yield service
-    finally:
-        service.close()
-
-
 def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
     from commands.service import UndecodableEvent
     from projections.audit.history import task_history
@@ -82,7 +66,9 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError:
         print(f"taskexec history: {args.task_id!r} is not a task id", file=sys.stderr)
         return 2
-    with _service(settings) as service:
+    from api.bootstrap import event_store
+
+    with event_store(settings) as service:
         try:
             entries = task_history(service, task_id)
         except UndecodableEvent as exc:
@@ -161,7 +147,9 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
         print("taskexec audit export: --since must lie before --until", file=sys.stderr)
         return 2
     progress = ProgressBar("export")
-    with _service(settings) as service:
+    from api.bootstrap import event_store
+
+    with event_store(settings) as service:
         try:
             if args.output is None:
                 result = export(service, sys.stdout.buffer, since, until, progress)
@@ -195,6 +183,7 @@ def default_jobs(settings: Settings) -> int:
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from api.bootstrap import command_stores
     from api.cli.progress import ProgressBar
     from projections.audit.verify import Problem, ReadModelMissing, verify
 
@@ -209,7 +198,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     try:
         report = verify(
-            settings.database_url,
+            functools.partial(command_stores, settings),
             jobs=args.jobs or default_jobs(settings),
             max_problems=args.max_problems,
             progress=ProgressBar("verify"),

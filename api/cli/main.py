@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Coroutine, Iterator
@@ -35,15 +34,17 @@ log = logging.getLogger("taskexec")
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("TASKEXEC_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = Settings.from_env()
-    except ValueError as exc:  # a malformed TASKEXEC_* variable
+    except ValueError as exc:  # a malformed TASKEXEC_* variable: one line, no traceback
         print(f"taskexec: {exc}", file=sys.stderr)
         return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from commands import gc_pause
+
+    gc_pause.configure(settings.fast_paths.gc_pause)  # process-wide, like gc itself
     result: int = args.func(settings, args)
     return result
 
@@ -120,7 +121,7 @@ def serve(settings: Settings, host: str, port: int, nats_url: str) -> None:
             super().handle_exit(sig, frame)
             self._captured_signals.clear()
 
-    app = create_app(Runtime(settings), nats_url, on_started=settle_heap)
+    app = create_app(Runtime.open(settings), nats_url, on_started=settle_heap)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     Server(config).run()
 
@@ -177,21 +178,12 @@ def spawn_worker(nats_url: str) -> subprocess.Popen[bytes]:
 def cmd_projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     """Build the read models aside from the event store; the API keeps serving the old
     tables until the new ones have caught up, then switches."""
+    from api.bootstrap import command_stores, read_models
     from api.cli.progress import ProgressBar
-    from api.runtime import read_models
-    from commands.catalog import DefinitionCatalog
-    from commands.persistence import DatabaseConfig, prepare_database
-    from commands.service import TaskService
-    from projections.db import Database
     from projections.rebuild import Rebuilder
 
-    config = DatabaseConfig.from_url(settings.database_url)
-    prepare_database(config)
-    catalog = DefinitionCatalog.load(settings.definitions_dir)
     # A command line holds at most CLI_TOTAL (2) connections: one per pool.
-    service = TaskService(config.eventsourcing_env(pool_size=1), catalog)
-    db = Database(config, pool_size=1)
-    try:
+    with command_stores(settings) as (service, db):
         rebuilder = Rebuilder(
             service.read_log,
             lambda: service.recorder.max_notification_id() or 0,
@@ -199,9 +191,6 @@ def cmd_projections_rebuild(settings: Settings, args: argparse.Namespace) -> int
             db,
         )
         result = rebuilder.rebuild(progress=ProgressBar("rebuild"))
-    finally:
-        db.close()
-        service.close()
     print(
         f"rebuilt generation {result.new_generation} (was {result.old_generation}): "
         f"{result.events:,} events to position {result.position} in {result.seconds:.1f}s "
@@ -220,14 +209,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from api.bootstrap import run_worker
+
     run_event_loop(
-        run_worker(
-            nats_url,
-            args.concurrency,
-            args.worker_id,
-            args.grace,
-            settings.work_ack_wait_s,
-        )
+        run_worker(settings, nats_url, args.concurrency, args.worker_id, args.grace, settle_heap)
     )
     return 0
 
@@ -247,35 +232,6 @@ def _local_nats_url(path: Path) -> str | None:
         return path.read_text().strip() or None
     except OSError:
         return None
-
-
-async def run_worker(
-    nats_url: str,
-    concurrency: int,
-    worker_id: str | None,
-    grace_s: float,
-    ack_wait_s: float,
-) -> None:
-    from api.messaging import connect_nats
-    from workers.executor import Worker
-
-    nc = await connect_nats(nats_url, name="taskexec-worker")
-    worker = Worker(
-        nc,
-        worker_id=worker_id,
-        concurrency=concurrency,
-        grace_s=grace_s,
-        ack_wait_s=ack_wait_s,
-    )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
-    settle_heap()  # started: what exists now lives as long as the process
-    try:
-        await worker.run()
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.drain()
 
 
 if __name__ == "__main__":

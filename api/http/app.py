@@ -226,12 +226,12 @@ async def health(runtime: NamedDependency[Runtime]) -> Response[Health]:
 def create_app(
     runtime: Runtime, nats_url: str | None, on_started: Callable[[], None] = lambda: None
 ) -> Litestar:
-    """The app; its lifespan opens the runtime and, with a NATS URL, starts messaging,
-    then calls ``on_started`` (``serve`` settles the heap there: commands/gc_pause.py)."""
+    """The app over an open runtime (``Runtime.open``); its lifespan starts messaging
+    when there is a NATS URL, calls ``on_started`` (``serve`` settles the heap there:
+    commands/gc_pause.py) and closes the runtime at the end."""
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        await asyncio.to_thread(runtime.open)
         await runtime.start_security()
         if nats_url:
             await runtime.start_messaging(nats_url)

@@ -66,7 +66,7 @@ def service(database_url: str, nats_server: EmbeddedNatsServer, tmp_path: Path) 
         rate_limit_bulk="off",
         work_ack_wait_s=ACK_WAIT_S,
     )
-    runtime = Runtime(settings)
+    runtime = Runtime.open(settings)
     env = {
         **os.environ,
         "TASKEXEC_NATS_URL": nats_server.url,

@@ -32,8 +32,10 @@ EXAMPLE = {
 
 
 @pytest.fixture
-def runtime(database_url: str, tmp_path: Path) -> Runtime:
-    return Runtime(Settings(database_url=database_url, var_dir=tmp_path))
+def runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    runtime = Runtime.open(Settings(database_url=database_url, var_dir=tmp_path))
+    yield runtime
+    runtime.close()  # the app's lifespan closed it already, if a client ran
 
 
 @pytest.fixture

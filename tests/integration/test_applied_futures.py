@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import pytest
 
-from api.runtime import read_models
+from api.bootstrap import read_models
 from commands.messages import SubmitTask
 from commands.service import TaskService
 from domain.task import Task

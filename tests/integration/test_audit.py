@@ -4,6 +4,7 @@ deleted and inconsistent rows that a test writes straight into the databases."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
+from api.bootstrap import command_stores
 from api.http.app import create_app
 from api.runtime import Runtime
 from api.settings import Settings
@@ -31,7 +33,7 @@ from domain.definition_record import definition_record_id
 from domain.values import ANONYMOUS
 from projections.audit.event_reader import EventStoreReader
 from projections.audit.history import export
-from projections.audit.verify import ReadModelMissing, verify
+from projections.audit.verify import ReadModelMissing, Stores, verify
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT, ROOT, taskexec
 from tests.security_support import OPERATOR, new_key
 
@@ -81,8 +83,7 @@ def seed(runtime: Runtime) -> Seeded:
 
 @pytest.fixture
 def runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    runtime = Runtime(Settings(database_url=database_url, var_dir=tmp_path))
-    runtime.open()
+    runtime = Runtime.open(Settings(database_url=database_url, var_dir=tmp_path))
     yield runtime
     runtime.close()
 
@@ -343,7 +344,7 @@ def test_verify_passes_on_a_clean_store(
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK: ")
     assert "every hash chain intact" in result.stdout
-    report = verify(database_url, jobs=1)
+    report = verify(stores(database_url), jobs=1)
     assert report.ok and report.problems == []
     assert (report.aggregates["task"], report.aggregates["apikey"]) == (4, 1)
     assert report.compared["task"] == 4
@@ -365,7 +366,7 @@ def test_verify_catches_an_event_altered_in_the_database(
     assert expected in result.stdout
     assert result.stdout.splitlines()[-1].startswith("FAILED: ")
 
-    report = verify(database_url, jobs=1)
+    report = verify(stores(database_url), jobs=1)
     found = {(p.aggregate, p.version) for p in report.problems}
     assert (str(seeded.completed), 3) in found
     # The replay (of the altered event) no longer matches the read model either.
@@ -378,7 +379,7 @@ def test_verify_with_several_processes_finds_the_same_problems(
 ) -> None:
     tamper = Tamper(database_url)
     tamper.set_state(seeded.failed, 2, tamper.state(seeded.failed, 2).replace(b"w-2", b"w-9"))
-    one, two = verify(database_url, jobs=1), verify(database_url, jobs=2)
+    one, two = verify(stores(database_url), jobs=1), verify(stores(database_url), jobs=2)
     assert {str(p) for p in one.problems} == {str(p) for p in two.problems}
     assert (one.events, one.aggregates, one.problem_count) == (
         two.events,
@@ -401,7 +402,7 @@ def test_verify_catches_a_deleted_last_event_through_the_read_model(
     database_url: str, runtime: Runtime, seeded: Seeded
 ) -> None:
     Tamper(database_url).delete(seeded.completed, 3)  # no gap: the chain alone looks fine
-    report = verify(database_url, jobs=1)
+    report = verify(stores(database_url), jobs=1)
     assert not report.ok
     (problem,) = [p for p in report.problems if p.aggregate == str(seeded.completed)]
     assert problem.version == 2
@@ -432,7 +433,7 @@ def test_verify_catches_rows_the_store_does_not_know_and_drifted_counts(
     tamper.read_model(
         "UPDATE task_counts_g{g} SET n = n + 1 WHERE status = 'PENDING' AND type = 'AUTOMATED'"
     )
-    report = verify(database_url, jobs=1)
+    report = verify(stores(database_url), jobs=1)
     messages = [str(p) for p in report.problems]
     assert f"task {stranger}: in the read model but not in the event store" in messages
     assert any(m.startswith("read-model task_view: 5 rows") for m in messages)
@@ -450,7 +451,7 @@ def test_verify_names_undecodable_events_and_events_without_a_hash(
     state = json.loads(tamper.state(seeded.cancelled, 2))
     del state["hash"], state["prev_hash"]
     tamper.set_state(seeded.cancelled, 2, json.dumps(state).encode())
-    report = verify(database_url, jobs=1)
+    report = verify(stores(database_url), jobs=1)
     by_task = {p.aggregate: p for p in report.problems}
     assert by_task[str(seeded.pending)].version == 1
     assert "undecodable" in by_task[str(seeded.pending)].message
@@ -465,7 +466,7 @@ def test_verify_leaves_out_what_the_read_model_has_not_applied_yet(
     command = SubmitTask("calculate-order-total", EXAMPLE_INPUT, ANONYMOUS)
     later = runtime.service.submit(command)
     runtime.service.cancel(CancelTask(seeded.pending, ANONYMOUS))
-    report = verify(database_url, jobs=1)
+    report = verify(stores(database_url), jobs=1)
     assert report.ok, [str(p) for p in report.problems]
     head = runtime.service.recorder.max_notification_id()
     assert report.read_model_position < later.position < report.head == head
@@ -482,7 +483,7 @@ def test_verify_without_read_models_says_so(database_url: str, tmp_path: Path) -
     service = TaskService(config.eventsourcing_env(pool_size=2), DefinitionCatalog([]))
     service.close()
     with pytest.raises(ReadModelMissing):
-        verify(database_url, jobs=1)
+        verify(stores(database_url), jobs=1)
     result = taskexec(database_url, tmp_path, "verify")
     assert result.returncode == 1
     assert "the read models do not exist yet" in result.stderr
@@ -515,13 +516,18 @@ def test_export_and_history_stop_at_an_undecodable_event_naming_its_position(
     assert client.get(f"{TASKS}/{ids.completed}/history").status_code == 200
 
 
-def failing_shard(database_url: str, index: int, *args: Any) -> None:
+def stores(database_url: str) -> Stores:
+    """What ``taskexec verify`` opens (api/bootstrap.py), for the store at ``database_url``."""
+    return functools.partial(command_stores, Settings(database_url=database_url))
+
+
+def failing_shard(stores: Any, index: int, *args: Any) -> None:
     """A verification process whose work fails: it reports its traceback, as
     ``_shard_main`` does."""
     args[-1].put(("error", index, "Traceback …\nRuntimeError: disk on fire\n"))
 
 
-def dying_shard(database_url: str, index: int, *args: Any) -> None:
+def dying_shard(stores: Any, index: int, *args: Any) -> None:
     """A verification process that dies without a word (killed, out of memory, …)."""
     os._exit(3)
 
@@ -530,12 +536,12 @@ def test_a_failing_or_dying_verification_process_fails_the_verification(
     database_url: str, runtime: Runtime, seeded: Seeded
 ) -> None:
     with pytest.raises(RuntimeError, match="failed"):
-        verify(database_url, jobs=2, shard_main=failing_shard)
+        verify(stores(database_url), jobs=2, shard_main=failing_shard)
     # Both die; which deaths are seen first depends on how fast each spawned process starts.
     with pytest.raises(
         RuntimeError, match=r"process\(es\) (verify-0|verify-1|verify-0, verify-1) died"
     ):
-        verify(database_url, jobs=2, shard_main=dying_shard)
+        verify(stores(database_url), jobs=2, shard_main=dying_shard)
 
 
 def test_verify_finds_tasks_that_wait_longer_than_the_bound(
@@ -547,15 +553,15 @@ def test_verify_finds_tasks_that_wait_longer_than_the_bound(
     runtime.service.record_reports([RecordReport(running, 1, "started", "w-gone", long_ago)])
     runtime.runner.wait_for(runtime.service.recorder.max_notification_id() or 0, 10)
 
-    assert verify(database_url, jobs=1).ok  # within the default bound (15 min): not yet
+    assert verify(stores(database_url), jobs=1).ok  # within the default bound (15 min): not yet
     result = taskexec(database_url, tmp_path, "verify", "--stranded-after", "0.01s")
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"FAIL task {seeded.pending}: PENDING since " in result.stdout
     assert f"FAIL task {running}: RUNNING since " in result.stdout
     assert "(stranded)" in result.stdout
-    report = verify(database_url, jobs=1, stranded_after_s=0.01)
+    report = verify(stores(database_url), jobs=1, stranded_after_s=0.01)
     assert {p.aggregate for p in report.problems} == {str(seeded.pending), str(running)}
-    assert verify(database_url, jobs=1, stranded_after_s=None).ok  # off
+    assert verify(stores(database_url), jobs=1, stranded_after_s=None).ok  # off
 
     refused = taskexec(database_url, tmp_path, "verify", "--stranded-after", "soon")
     assert refused.returncode == 2

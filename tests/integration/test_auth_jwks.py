@@ -16,6 +16,7 @@ from api.runtime import Runtime
 from api.security.jwks import JwksError, JwksSource, check_location
 from api.security.principal import WouldBlock
 from api.settings import Settings
+from tests.fakes import FakeClock
 from tests.security_support import (
     AUDIENCE,
     ISSUER,
@@ -42,14 +43,6 @@ def settings(tmp_path: Path, jwks: str) -> Settings:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_https_jwks_with_a_private_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +112,7 @@ def test_an_auth_service_down_at_start_is_fetched_on_demand(tmp_path: Path) -> N
 
 def test_refetch_on_unknown_kid_is_limited_per_interval(tmp_path: Path) -> None:
     keys = Keys()
-    clock = Clock()
+    clock = FakeClock(1000.0)
     with JwksServer(keys.jwks(keys.rsa)) as server:
         source = JwksSource(server.url, refetch_interval=30, max_age=600, clock=clock)
         source.start()
@@ -139,7 +132,7 @@ def test_refetch_on_unknown_kid_is_limited_per_interval(tmp_path: Path) -> None:
 
 def test_old_keys_are_refreshed_and_kept_when_the_refresh_fails(tmp_path: Path) -> None:
     keys = Keys()
-    clock = Clock()
+    clock = FakeClock(1000.0)
     with JwksServer(keys.jwks(keys.rsa, keys.ec)) as server:
         source = JwksSource(server.url, refetch_interval=30, max_age=600, clock=clock)
         source.start()
@@ -182,10 +175,8 @@ def test_plain_http_only_on_loopback(tmp_path: Path) -> None:
     for bad in ("http://auth.example.test/jwks.json", "http://10.0.0.1/jwks", "ftp://x/jwks"):
         with pytest.raises(ValueError, match="https URL"):
             check_location(bad)
-    runtime = Runtime(settings(tmp_path, "http://auth.example.test/jwks.json"))
     with pytest.raises(ValueError, match="https URL"):
-        runtime.open()
-    runtime.close()
+        Runtime.open(settings(tmp_path, "http://auth.example.test/jwks.json"))
 
 
 @pytest.mark.parametrize(

@@ -251,17 +251,13 @@ def test_without_jwt_settings_bearer_tokens_are_401(tmp_path: Path, keys: Keys) 
 
 
 def test_a_short_hs256_secret_is_refused_at_start(tmp_path: Path, keys: Keys) -> None:
-    runtime = Runtime(settings_for(tmp_path, keys, jwt_secret="too-short"))
     with pytest.raises(ValueError, match="at least 32 bytes"):
-        runtime.open()
-    runtime.close()
+        Runtime.open(settings_for(tmp_path, keys, jwt_secret="too-short"))
 
 
 def test_an_unreadable_jwks_file_is_refused_at_start(tmp_path: Path, keys: Keys) -> None:
-    runtime = Runtime(settings_for(tmp_path, keys, jwt_jwks=str(tmp_path / "missing.json")))
     with pytest.raises(Exception, match="cannot read JWKS"):
-        runtime.open()
-    runtime.close()
+        Runtime.open(settings_for(tmp_path, keys, jwt_jwks=str(tmp_path / "missing.json")))
 
 
 def test_a_kid_that_is_not_a_string_is_401(client: TestClient[Any]) -> None:

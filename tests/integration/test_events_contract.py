@@ -95,8 +95,7 @@ async def serve(
 ) -> AsyncIterator[Runtime]:
     """``serve``'s object graph: projection, relay, results consumer (no worker)."""
     settings = Settings(database_url=database_url, definitions_dir=definitions, var_dir=tmp_path)
-    runtime = Runtime(settings)
-    await asyncio.to_thread(runtime.open)
+    runtime = await asyncio.to_thread(Runtime.open, settings)
     await runtime.start_messaging(nats_server.url)
     yield runtime
     await runtime.stop_messaging()
@@ -305,8 +304,9 @@ def sqlite(tmp_path: Path) -> str:
 async def test_a_subscriber_started_after_1000_tasks_reads_all_their_events_in_order(
     database_url: str, nats_server: EmbeddedNatsServer, tmp_path: Path
 ) -> None:
-    runtime = Runtime(Settings(database_url=database_url, var_dir=tmp_path))
-    await asyncio.to_thread(runtime.open)
+    runtime = await asyncio.to_thread(
+        Runtime.open, Settings(database_url=database_url, var_dir=tmp_path)
+    )
     await runtime.start_messaging(nats_server.url)
     try:
 
@@ -373,8 +373,9 @@ async def stream_with_events(
     nats_server: EmbeddedNatsServer, tmp_path: Path
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """A stream holding the events of a few tasks (relay on a SQLite store)."""
-    runtime = Runtime(Settings(database_url=sqlite(tmp_path), var_dir=tmp_path))
-    await asyncio.to_thread(runtime.open)
+    runtime = await asyncio.to_thread(
+        Runtime.open, Settings(database_url=sqlite(tmp_path), var_dir=tmp_path)
+    )
     await runtime.start_messaging(nats_server.url)
     try:
         for _ in range(3):
@@ -476,8 +477,9 @@ async def test_the_example_subscriber_drops_a_republished_event_by_id(
 async def test_events_recorded_while_nats_refuses_them_are_published_afterwards(
     database_url: str, nats_server: EmbeddedNatsServer, tmp_path: Path
 ) -> None:
-    runtime = Runtime(Settings(database_url=database_url, var_dir=tmp_path))
-    await asyncio.to_thread(runtime.open)
+    runtime = await asyncio.to_thread(
+        Runtime.open, Settings(database_url=database_url, var_dir=tmp_path)
+    )
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
     await ensure_streams(js)
@@ -530,8 +532,7 @@ async def test_serve_applies_the_configured_retention_and_workers_leave_it_alone
             events_max_age_s=7 * 86400,
             events_max_bytes=256 * 2**20,
         )
-        runtime = Runtime(settings)
-        await asyncio.to_thread(runtime.open)
+        runtime = await asyncio.to_thread(Runtime.open, settings)
         await runtime.start_messaging(nats_server.url)
         await runtime.stop_messaging()
         await asyncio.to_thread(runtime.close)

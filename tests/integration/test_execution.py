@@ -180,8 +180,7 @@ async def stack(
         rate_limit="off",
         rate_limit_bulk="off",
     )
-    runtime = Runtime(settings)
-    await asyncio.to_thread(runtime.open)
+    runtime = await asyncio.to_thread(Runtime.open, settings)
     await runtime.start_messaging(nats_server.url)
     built = Stack(runtime, nats_server.url)
     yield built
@@ -445,16 +444,16 @@ async def test_integration_tasks_call_their_endpoint(
             "executionConfig": {"endpoint": url},
         }
         (directory / f"{name}.json").write_text(json.dumps(doc))
-    runtime = Runtime(
+    runtime = await asyncio.to_thread(
+        Runtime.open,
         Settings(
             database_url=database_url,
             definitions_dir=directory,
             var_dir=tmp_path,
             rate_limit="off",
             rate_limit_bulk="off",
-        )
+        ),
     )
-    await asyncio.to_thread(runtime.open)
     await runtime.start_messaging(nats_server.url)
     stack = Stack(runtime, nats_server.url)
     try:

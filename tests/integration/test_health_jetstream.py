@@ -36,7 +36,7 @@ RECOVER_BOUND_S = 40.0  # a node back: Raft elections (4-9 s each, two rounds at
 
 def runtime(tmp_path: Path, replicas: int = 1) -> Runtime:
     database = f"sqlite:///{tmp_path / 'health.db'}"
-    return Runtime(Settings(database_url=database, var_dir=tmp_path, nats_replicas=replicas))
+    return Runtime.open(Settings(database_url=database, var_dir=tmp_path, nats_replicas=replicas))
 
 
 def wait_for_status(client: TestClient[Any], status: int, within_s: float) -> dict[str, Any]:
@@ -118,7 +118,8 @@ def test_unavailable_without_quorum_although_connected(
     with TestClient(create_app(the_runtime, cluster.url)) as client:
         assert client.get("/health").status_code == 200
         changes = Changes()  # after the start: Litestar configures logging then
-        nc = the_runtime._nc
+        assert the_runtime.bridge is not None
+        nc = the_runtime.bridge.nc
         assert nc is not None and nc.connected_url is not None
         port = nc.connected_url.port
         assert port is not None

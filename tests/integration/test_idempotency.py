@@ -1,11 +1,11 @@
-"""Idempotency-Key on submit (SQLite and PostgreSQL): a retry gets the original task, a
-reused key with another body is refused, and concurrent duplicates create one task."""
+"""Idempotency-Key on submit over HTTP (SQLite and PostgreSQL): a retry gets the original
+task, a reused key with another body is refused, and concurrent duplicates create one
+task. The service's own cases (threads, replicas racing): tests/contract/test_batches.py."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -16,18 +16,12 @@ from litestar.testing import AsyncTestClient, TestClient
 from api.http.app import create_app
 from api.runtime import Runtime
 from api.settings import Settings
-from commands.catalog import DefinitionCatalog
-from commands.errors import ValidationFailed
-from commands.messages import Outcome, SubmitTask
-from commands.persistence import DatabaseConfig
-from commands.service import TaskService
 from domain.task import Task
-from domain.values import Actor, Priority
+from domain.values import Priority
 from tests.conftest import EXAMPLE_INPUT
 from tests.security_support import TASKS, api_client, assert_envelope, new_key
 
 SUBMIT = {"taskDefinitionId": "calculate-order-total", "input": EXAMPLE_INPUT}
-ALICE = Actor(id="alice", kind="jwt")
 
 
 @pytest.fixture
@@ -132,7 +126,7 @@ def test_a_non_ascii_key_is_400(app: tuple[TestClient[Any], Runtime]) -> None:
 async def test_concurrent_duplicates_over_http_create_one_task(
     database_url: str, tmp_path: Path
 ) -> None:
-    runtime = Runtime(Settings(database_url=database_url, var_dir=tmp_path, rate_limit="off"))
+    runtime = Runtime.open(Settings(database_url=database_url, var_dir=tmp_path, rate_limit="off"))
     async with AsyncTestClient(app=create_app(runtime, None)) as client:
         key = await asyncio.to_thread(new_key, runtime)
         headers = {"X-API-Key": key, "Idempotency-Key": "burst"}
@@ -143,89 +137,3 @@ async def test_concurrent_duplicates_over_http_create_one_task(
         assert len({r.json()["id"] for r in responses}) == 1
         events = await asyncio.to_thread(submitted_events, runtime, responses[0].json()["id"])
         assert len(events) == 1
-
-
-def command(key: str, **overrides: Any) -> SubmitTask:
-    fields: dict[str, Any] = {
-        "definition_id": "calculate-order-total",
-        "input": EXAMPLE_INPUT,
-        "actor": ALICE,
-        "idempotency_key": key,
-    }
-    fields.update(overrides)
-    return SubmitTask(**fields)
-
-
-def test_concurrent_duplicates_from_threads_create_one_task(service: TaskService) -> None:
-    barrier = threading.Barrier(8)
-    outcomes: list[Outcome] = []
-
-    def submit() -> None:
-        barrier.wait()
-        outcomes.append(service.submit(command("threads")))
-
-    threads = [threading.Thread(target=submit) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert len(outcomes) == 8
-    assert len({o.task_id for o in outcomes}) == 1
-    assert sorted(o.replayed for o in outcomes) == [False] + [True] * 7
-    assert service.repository.get(outcomes[0].task_id).version == 1
-
-
-class LateReplica(TaskService):
-    """Sees no task at first, and another replica saves the same task right after:
-    exactly the race in which this replica's save hits the store's uniqueness."""
-
-    name = TaskService.name  # eventsourcing names a subclass's tables after the class
-
-    def __init__(self, *args: Any, rival: TaskService, rival_cmd: SubmitTask, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self._rival, self._rival_cmd, self.lookups = rival, rival_cmd, 0
-
-    def load_many(self, ids: Collection[UUID]) -> dict[UUID, Task]:
-        self.lookups += 1
-        if self.lookups == 1:
-            self._rival.submit(self._rival_cmd)  # commits between our check and our save
-            return {}
-        return super().load_many(ids)
-
-
-@pytest.mark.parametrize("same_body", [True, False])
-def test_losing_the_race_to_another_replica(
-    service: TaskService, database_url: str, same_body: bool
-) -> None:
-    config = DatabaseConfig.from_url(database_url)
-    rival_cmd = command("race") if same_body else command("race", priority=Priority.HIGH)
-    late = LateReplica(
-        config.eventsourcing_env(),
-        DefinitionCatalog.load(),
-        rival=service,
-        rival_cmd=rival_cmd,
-    )
-    try:
-        if same_body:
-            outcome = late.submit(command("race"))
-            assert outcome.replayed
-            assert late.lookups == 2  # IntegrityError, then the winner was found
-        else:
-            with pytest.raises(ValidationFailed, match="different request"):
-                late.submit(command("race"))
-    finally:
-        late.close()
-    winners = [e for _, e in service.read_log(0, 100) if isinstance(e, Task.Submitted)]
-    assert len(winners) == 1
-    assert winners[0].priority == rival_cmd.priority.value
-
-
-def test_the_service_refuses_an_unusable_key_itself(service: TaskService) -> None:
-    """The API checks the header first; the service does not rely on it."""
-    before = service.recorder.max_notification_id()
-    for key in ("", "a b", "x" * 256):
-        with pytest.raises(ValidationFailed, match="Idempotency-Key"):
-            service.submit(command(key))
-    results = service.submit_many([command("fine"), command("not fine")])
-    assert isinstance(results[0], Outcome) and isinstance(results[1], ValidationFailed)
-    assert service.recorder.max_notification_id() != before

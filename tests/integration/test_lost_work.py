@@ -135,8 +135,9 @@ async def test_work_of_a_started_attempt_that_runs_out_of_deliveries_fails_its_t
 async def runtime(
     database_url: str, nats_server: EmbeddedNatsServer, tmp_path: Path
 ) -> AsyncIterator[Runtime]:
-    running = Runtime(Settings(database_url=database_url, var_dir=tmp_path, rate_limit="off"))
-    await asyncio.to_thread(running.open)
+    running = await asyncio.to_thread(
+        Runtime.open, Settings(database_url=database_url, var_dir=tmp_path, rate_limit="off")
+    )
     await running.start_messaging(nats_server.url)
     yield running
     await running.stop_messaging()

@@ -81,8 +81,7 @@ async def stack(
 ) -> AsyncIterator[Runtime]:
     """serve's object graph (projection, relay, results consumer) plus one worker."""
     settings = Settings(database_url=database_url, definitions_dir=user_code, var_dir=tmp_path)
-    runtime = Runtime(settings)
-    await asyncio.to_thread(runtime.open)
+    runtime = await asyncio.to_thread(Runtime.open, settings)
     await runtime.start_messaging(nats_server.url)
     nc = await nats.connect(nats_server.url)
     worker = Worker(nc, worker_id="it-worker", concurrency=2)
@@ -143,8 +142,9 @@ async def test_many_tasks_all_finish_exactly_once(stack: Runtime) -> None:
 async def test_relay_publishes_events_and_work_and_a_replay_is_deduplicated(
     database_url: str, nats_server: EmbeddedNatsServer, tmp_path: Path
 ) -> None:
-    runtime = Runtime(Settings(database_url=database_url, var_dir=tmp_path))
-    await asyncio.to_thread(runtime.open)
+    runtime = await asyncio.to_thread(
+        Runtime.open, Settings(database_url=database_url, var_dir=tmp_path)
+    )
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
     await ensure_streams(js)

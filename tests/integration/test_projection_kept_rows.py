@@ -11,7 +11,7 @@ from uuid import UUID
 
 import pytest
 
-from api.runtime import read_models
+from api.bootstrap import read_models
 from commands.messages import RecordReport, SubmitTask
 from commands.service import TaskService
 from domain.definition_record import DefinitionRecord

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from api.runtime import read_models
+from api.bootstrap import read_models
 from commands.messages import SubmitTask
 from commands.persistence import DatabaseConfig, prepare_database
 from commands.service import TaskService

@@ -15,6 +15,7 @@ from nats.errors import MaxPayloadError
 from nats.js.api import DiscardPolicy, StreamConfig
 from nats.js.errors import APIError, NoStreamResponseError
 
+from api.settings import Settings
 from workers.bridge import nats_wire
 from workers.bridge.publisher import JetStreamPublisher
 from workers.nats_server import EmbeddedNatsServer
@@ -146,3 +147,32 @@ async def test_a_tapped_handler_that_fails_leaves_the_connection_up(nc: Client) 
     nats_wire.untap(nc, tapped)
     await nc.publish("tap.x", b"4")  # untapped: back to the subscription
     assert (await tapped.next_msg(timeout=2)).data == b"4"
+
+
+@pytest.mark.parametrize(("text", "expected"), [("on", True), ("off", False)])
+async def test_the_setting_picks_the_way(nc: Client, text: str, expected: bool) -> None:
+    """TASKEXEC_FAST_NATS_WIRE, as the composition root passes it on."""
+    fast = Settings.from_env({"TASKEXEC_FAST_NATS_WIRE": text}).fast_paths
+    publisher = JetStreamPublisher(nc, wire=fast.nats_wire)
+    assert publisher.wire is expected
+    await publisher.publish([message("a.x", 1)])
+    assert publisher._sub is not None
+    assert (publisher._sub._id in nats_wire._taps.get(nc, {})) is expected
+    await publisher.close()
+
+
+async def test_asked_for_but_missing_internals_take_the_public_calls(
+    nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another nats-py: the shortcut asked for is not taken, and nothing breaks."""
+    monkeypatch.setattr(nats_wire, "_INTERNALS", ("_no_such_internal",))
+
+    async def never(*args: object) -> None:
+        raise AssertionError("the frames were written below nats-py")
+
+    monkeypatch.setattr(nats_wire, "publish_frames", never)
+    publisher = JetStreamPublisher(nc, wire=True)
+    assert publisher.wire is False
+    await publisher.publish([message("a.x", n) for n in range(5)])
+    assert (await nc.jetstream().stream_info("A")).state.messages == 5
+    await publisher.close()

@@ -192,13 +192,13 @@ def test_off_disables_limits_and_headers(database_url: str, tmp_path: Path) -> N
 @pytest.mark.parametrize("value", ["100", "100/fortnight", "0/minute", "-1/minute", "lots"])
 def test_a_bad_setting_is_refused_at_start(tmp_path: Path, value: str) -> None:
     with pytest.raises(ValueError, match="TASKEXEC_RATE_LIMIT"):
-        Runtime(Settings(database_url=f"sqlite:///{tmp_path}/x.db", rate_limit=value))
+        Runtime.open(Settings(database_url=f"sqlite:///{tmp_path}/x.db", rate_limit=value))
     with pytest.raises(ValueError, match="TASKEXEC_RATE_LIMIT_BULK"):
-        Runtime(Settings(database_url=f"sqlite:///{tmp_path}/x.db", rate_limit_bulk=value))
+        Runtime.open(Settings(database_url=f"sqlite:///{tmp_path}/x.db", rate_limit_bulk=value))
 
 
 async def test_concurrent_requests_are_counted_exactly(database_url: str, tmp_path: Path) -> None:
-    runtime = Runtime(settings(database_url, tmp_path, rate_limit="10/minute"))
+    runtime = Runtime.open(settings(database_url, tmp_path, rate_limit="10/minute"))
     async with AsyncTestClient(app=create_app(runtime, None)) as client:
         key = {"X-API-Key": await asyncio.to_thread(new_key, runtime)}
         responses = await asyncio.gather(

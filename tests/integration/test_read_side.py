@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from api.bootstrap import read_models
 from api.http.app import create_app
-from api.runtime import Runtime, read_models
+from api.runtime import Runtime
 from api.settings import Settings
 from commands.messages import CancelTask, RecordReport, SubmitTask
 from domain.values import ANONYMOUS, Priority
@@ -27,8 +28,10 @@ PAYMENT = {"orderId": "A", "amount": 10, "currency": "EUR"}
 
 
 @pytest.fixture
-def runtime(database_url: str, tmp_path: Path) -> Runtime:
-    return Runtime(Settings(database_url=database_url, var_dir=tmp_path))
+def runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    runtime = Runtime.open(Settings(database_url=database_url, var_dir=tmp_path))
+    yield runtime
+    runtime.close()  # the app's lifespan closed it already, if a client ran
 
 
 @pytest.fixture
@@ -232,8 +235,7 @@ def test_changed_definition_files_record_a_new_revision(database_url: str, tmp_p
     settings = Settings(database_url=database_url, var_dir=tmp_path, definitions_dir=extra)
 
     def start() -> Runtime:
-        runtime = Runtime(settings)
-        runtime.open()
+        runtime = Runtime.open(settings)
         return runtime
 
     first = start()

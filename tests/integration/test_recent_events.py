@@ -1,6 +1,7 @@
 """The log read from memory (commands/recent.py) against the store it stands in for, on
 SQLite and PostgreSQL: the same events, type for type, and the store read whenever the
-window cannot answer exactly (another process's events, a burned id, a reader behind)."""
+window cannot answer exactly (another process's events, a burned id, a reader behind).
+Switched off (TASKEXEC_FAST_RECENT_EVENTS=off), the log is read from the store alone."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import EventStore, IntegrityError
 
 from commands.apikeys import ApiKeyService
 from commands.catalog import DefinitionCatalog
+from commands.fast_paths import FastPaths
 from commands.messages import CancelTask, FinishManually, RecordReport, SubmitTask
 from commands.persistence import DatabaseConfig, prepare_database
 from commands.recent import RecentEvents
@@ -24,10 +26,11 @@ from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
 USER = Actor("alice", "jwt")
 
 
-def open_service(database_url: str) -> TaskService:
+def open_service(database_url: str, fast_paths: FastPaths | None = None) -> TaskService:
     config = DatabaseConfig.from_url(database_url)
     prepare_database(config)
-    service = TaskService(config.eventsourcing_env(), DefinitionCatalog.load())
+    env = config.eventsourcing_env(fast_paths=fast_paths)
+    service = TaskService(env, DefinitionCatalog.load())
     service.catalog.set_revisions(service.register_definitions(service.catalog.all()))
     return service
 
@@ -104,6 +107,7 @@ def test_memory_holds_the_same_events_as_the_store_type_for_type(
     every_kind_of_event(service)
     head = service.recorder.max_notification_id() or 0
     stored = service._log_reader.read(0, 10_000)
+    assert service.recent is not None
     remembered = service.recent.after(0, 10_000)
     assert remembered is not None
     assert [position for position, _ in remembered] == [position for position, _ in stored]
@@ -134,6 +138,7 @@ def test_another_process_s_events_come_from_the_store_in_order(
     exact = ours.read_log(start, 100)  # the store's page, whole, whoever wrote it
     assert [p for p, _ in read] == [p for p, _ in exact]
     assert [event.originator_id for _, event in exact] == [a, b, c]
+    assert ours.recent is not None
     assert ours.recent.hits >= 1 and ours.recent.misses >= 1  # both ways were taken
 
 
@@ -166,3 +171,30 @@ def test_a_reader_behind_the_window_reads_the_store(database_url: str) -> None:
         assert [event.originator_id for _, event in events] == ids
     finally:
         service.close()
+
+
+def test_switched_off_the_log_comes_from_the_store_alone(database_url: str) -> None:
+    plain = open_service(database_url, FastPaths(recent_events=False))
+    other = open_service(database_url)
+    try:
+        assert plain.recent is None
+        assert type(plain.events) is EventStore  # the library's own
+        start = plain.recorder.max_notification_id() or 0
+        every_kind_of_event(plain)
+        ids = [submit(plain), submit(other), submit(plain)]
+        read: list[tuple[int, Any]] = []
+        position = start
+        while events := plain.follow_log(position, 7):
+            read += events
+            position = events[-1][0]
+        exact = plain.read_log(start, 10_000)
+        assert [p for p, _ in read] == [p for p, _ in exact]
+        assert [plain_types(e) for _, e in read] == [plain_types(e) for _, e in exact]
+        assert [event.originator_id for _, event in read][-3:] == ids
+    finally:
+        plain.close()
+        other.close()
+
+
+def plain_types(event: Any) -> Any:
+    return (type(event).__name__, plain(vars(event)))

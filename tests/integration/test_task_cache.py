@@ -1,6 +1,7 @@
 """The task cache on real event stores (SQLite and PostgreSQL): kept tasks spare the
 reads, and a stale one (another replica, or a save past the cache, changed the task)
-is refused by the store and never decides an outcome."""
+is refused by the store and never decides an outcome. Switched off
+(TASKEXEC_FAST_TASK_CACHE=off), every command reads the store: the same outcomes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from commands.errors import Conflict
+from commands.fast_paths import FastPaths
 from commands.messages import CancelTask, Outcome, RecordReport, SubmitTask
 from commands.persistence import DatabaseConfig
 from commands.service import TaskService
@@ -124,3 +126,46 @@ def test_a_save_that_fails_otherwise_forgets_only_its_tasks(
     monkeypatch.setattr(service.events, "put", real_put)
     assert set(service.task_cache.take([touched.task_id, other.task_id])) == {other.task_id}
     assert service.record_reports([report(touched, "started")]) == 1
+
+
+# -- switched off ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def uncached(service: TaskService, database_url: str) -> Iterator[TaskService]:
+    """A service on the same store with the task cache switched off."""
+    env = DatabaseConfig.from_url(database_url).eventsourcing_env(
+        fast_paths=FastPaths(task_cache=False)
+    )
+    plain = TaskService(env, service.catalog)
+    yield plain
+    plain.close()
+
+
+def test_switched_off_every_report_reads_the_store(uncached: TaskService) -> None:
+    first, second = uncached.submit(order()), uncached.submit(order())
+    assert uncached.record_reports([report(first, "started"), report(second, "started")]) == 2
+    assert uncached.record_reports([report(first, "completed", output=EXAMPLE_OUTPUT)]) == 1
+    assert not uncached.task_cache.enabled
+    assert (len(uncached.task_cache), uncached.task_cache.hits) == (0, 0)
+    stored = uncached.load(first.task_id)
+    assert (stored.version, stored.status) == (3, TaskStatus.COMPLETED)
+    decoder = EventDecoder(uncached)
+    links = [
+        ChainLink(record.version, record.topic, decoder.state(record))
+        for record in EventStoreReader(uncached).aggregate(first.task_id)
+    ]
+    assert check_chain(first.task_id, links) == []
+
+
+def test_switched_off_another_replica_s_change_is_seen_at_once(
+    uncached: TaskService, replica: TaskService
+) -> None:
+    """No stale copy, so no refusal: the answer of the fresh state straight away."""
+    task = uncached.submit(order())
+    replica.cancel(CancelTask(task.task_id, ANONYMOUS, reason="elsewhere"))
+    assert uncached.record_reports([report(task, "started")]) == 0  # stale: discarded
+    with pytest.raises(Conflict):
+        uncached.cancel(CancelTask(task.task_id, ANONYMOUS))
+    stored = uncached.load(task.task_id)
+    assert (stored.version, stored.status) == (2, TaskStatus.CANCELLED)

@@ -83,3 +83,15 @@ def test_every_imported_package_is_declared() -> None:
             if not owners & declared:
                 missing.setdefault(top, str(path.relative_to(ROOT)))
     assert missing == {}
+
+
+MAX_MODULE_LINES = 300  # a module a newcomer reads in one sitting
+
+
+def test_no_production_module_is_over_300_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for path in sources(*PACKAGES)
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}

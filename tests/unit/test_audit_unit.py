@@ -31,7 +31,7 @@ from domain.task import Task
 from domain.values import Actor, TaskType
 from projections.audit.event_reader import EventDecoder, StoredRecord
 from projections.audit.history import export_line, history_entry
-from projections.audit.verify import shard_bounds
+from projections.audit.verifier import shard_bounds
 from workers.protocol import EVENTS_STREAM
 from workers.streams import DUPLICATE_WINDOW_S, EventsRetention, stream_configs
 

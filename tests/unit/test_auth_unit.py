@@ -14,18 +14,11 @@ from api.security.auth import ApiKeyCache, Authenticator, Credentials, credentia
 from api.security.principal import AuthFailure, WouldBlock
 from api.security.tokens import TokenVerifier
 from commands.apikeys import ApiKeyRecord, generate_key, hash_key, parse_key_id
+from tests.fakes import FakeClock
 
 SECRET = "x" * 32
 NOW = 2_000_000_000
 AT = datetime.fromtimestamp(NOW, UTC)
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def record(key: str, **overrides: Any) -> ApiKeyRecord:

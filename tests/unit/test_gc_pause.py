@@ -1,6 +1,7 @@
 """commands/gc_pause.py: the collector is off inside, restored after, counted across
 overlapping pauses and threads, never switched on if it was off before; a started process
-settles its heap (collected, frozen, young collections spaced out).
+settles its heap (collected, frozen, young collections spaced out). Switched off
+(TASKEXEC_FAST_GC_PAUSE=off), neither touches the collector; and nothing else does.
 
 The logic is tested on a collector of its own (a stand-in with gc's three methods): the
 real ``gc`` is process-wide, and other tests' background threads pause it too."""
@@ -8,12 +9,18 @@ real ``gc`` is process-wide, and other tests' background threads pause it too.""
 from __future__ import annotations
 
 import gc
+import re
 import threading
 import weakref
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from commands import gc_pause
 from commands.gc_pause import YOUNG_THRESHOLD, GcPause, gc_paused, settle_heap
+
+ROOT = Path(__file__).parents[2]
 
 
 class Collector:
@@ -144,3 +151,62 @@ def test_settle_heap_on_the_real_collector_freezes_what_exists() -> None:
     finally:
         gc.unfreeze()  # this test process goes on collecting as before
         gc.set_threshold(*before_threshold)
+
+
+# -- switched off ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def switched_off() -> Iterator[None]:
+    gc_pause.configure(False)
+    try:
+        yield
+    finally:
+        gc_pause.configure(True)
+
+
+def test_a_pause_switched_off_leaves_the_collector_alone() -> None:
+    collector = Collector()
+    pause = GcPause(collector, enabled=False)
+    with pause.paused(), pause.paused():
+        assert collector.enabled
+    assert collector.switches == 0
+
+
+def test_switching_during_a_pause_keeps_the_count_balanced() -> None:
+    collector = Collector()
+    pause = GcPause(collector)
+    with pause.paused():
+        pause.enabled = False
+        with pause.paused():  # taken off: not counted
+            assert not collector.enabled
+        pause.enabled = True
+        assert not collector.enabled
+    assert collector.enabled and collector.switches == 2
+
+
+@pytest.mark.usefixtures("switched_off")
+def test_the_process_s_pauses_and_settling_switched_off() -> None:
+    assert not gc_pause.enabled()
+    with gc_paused():
+        assert gc.isenabled()
+    collector = Settling()
+    settle_heap(collector, young=12_345)
+    assert collector.calls == [] and collector.threshold == (700, 10, 10)
+
+
+def test_the_switch_is_on_by_default() -> None:
+    assert gc_pause.enabled()
+
+
+def test_no_other_module_drives_the_collector() -> None:
+    """One GC-pause implementation: only commands/gc_pause.py switches, freezes or
+    re-tunes the collector."""
+    calls = re.compile(r"\bgc\.(disable|enable|freeze|unfreeze|set_threshold)\(")
+    offenders = [
+        str(path.relative_to(ROOT))
+        for package in ("api", "commands", "domain", "projections", "workers", "bench")
+        for path in (ROOT / package).rglob("*.py")
+        if path.name != "gc_pause.py" and calls.search(path.read_text())
+    ]
+    assert offenders == []

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes import FakeMarkers, FakeMsg, FakeNats
 from workers.attempt import Attempt
 from workers.executor import Worker
 from workers.handlers import HandlerRegistry, inline
@@ -38,23 +39,6 @@ def plain(payload: Any, context: Any) -> Any:
     return payload
 
 
-class FakeMsg:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.calls: list[str] = []
-
-    async def ack(self) -> None:
-        self.calls.append("ack")
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.calls.append("nak")
-
-
-class FakeMarkers:
-    async def marked(self, task_ids: list[str]) -> set[str]:
-        return set()
-
-
 class FakeReports:
     """Keeps what was sent; the test decides when (and whether) JetStream stored it."""
 
@@ -67,11 +51,6 @@ class FakeReports:
         self.sent.append((report, stored))
         self.arrived.set()
         return stored
-
-
-class FakeNats:
-    def jetstream(self) -> None:
-        return None
 
 
 def item(task_id: str, handler: str, **fields: Any) -> WorkItem:
@@ -120,11 +99,11 @@ async def test_inline_attempts_report_at_once_and_are_acked_once_stored() -> Non
     ]
     assert all(r.started_at is not None and r.started_at <= r.at for r in sent)
     assert w._settling_count == 2  # their slots stay taken until the work is acked
-    assert msgs[0].calls == msgs[1].calls == []  # not before JetStream stored the reports
+    assert msgs[0].actions == msgs[1].actions == []  # not before JetStream stored the reports
     for _, stored in reports.sent:
         stored.set_result(None)
     await asyncio.sleep(0.01)
-    assert msgs[0].calls == msgs[1].calls == ["ack"]
+    assert msgs[0].actions == msgs[1].actions == ["ack"]
     assert w._settling_count == 0 and not w._settling
 
 
@@ -148,8 +127,8 @@ async def test_work_whose_report_was_not_stored_is_not_acked() -> None:
     reports.sent[0][1].set_exception(TimeoutError("no ack from JetStream"))
     reports.sent[1][1].set_result(None)
     await asyncio.sleep(0.01)
-    assert msgs[0].calls == []  # redelivered after ack_wait: runs again (at least once)
-    assert msgs[1].calls == ["ack"]
+    assert msgs[0].actions == []  # redelivered after ack_wait: runs again (at least once)
+    assert msgs[1].actions == ["ack"]
     assert w._settling_count == 0
 
 
@@ -159,7 +138,7 @@ async def test_a_stopping_worker_hands_back_work_whose_report_is_not_stored() ->
     await w._begin(msgs)  # type: ignore[arg-type]
     assert len(reports.sent) == 2  # sent, never stored
     await w._drain_running()  # grace 50 ms; the reports are never stored
-    assert msgs[0].calls == msgs[1].calls == ["nak"]
+    assert msgs[0].actions == msgs[1].actions == ["nak"]
     await asyncio.sleep(0.01)
     assert w._settling_count == 0
 
@@ -195,4 +174,4 @@ async def test_a_full_attempt_acks_its_work_only_once_its_report_is_stored(store
     else:
         future.set_exception(TimeoutError("no ack from JetStream"))
     await task
-    assert msg.calls == (["ack"] if stored else [])  # unstored: redelivered, runs again
+    assert msg.actions == (["ack"] if stored else [])  # unstored: redelivered, runs again

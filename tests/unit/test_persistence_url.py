@@ -5,11 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from eventsourcing.postgres import PostgresProcessRecorder
 from psycopg.conninfo import conninfo_to_dict
 
+from commands import pg_recorder
+from commands.fast_paths import ENV_KEY, FastPaths
 from commands.persistence import (
     APPLICATION_NAME,
     CONNECTION_OPTIONS,
+    FAST_RECORDER_TOPIC,
+    PLAIN_RECORDER_TOPIC,
     DatabaseConfig,
     DatabaseUrlError,
 )
@@ -215,3 +220,31 @@ def test_conninfo_quotes_awkward_values():
 
 def test_postgres_database_name_is_percent_decoded():
     assert DatabaseConfig.from_url("postgresql://h/my%20db").dbname == "my db"
+
+
+# -- fast paths (commands/fast_paths.py) ---------------------------------------------------
+
+
+def test_the_recorder_is_the_fast_one_unless_switched_off():
+    config = DatabaseConfig.from_url("postgresql://h/tasks")
+    assert config.eventsourcing_env()["PROCESS_RECORDER_TOPIC"] == FAST_RECORDER_TOPIC
+    plain = config.eventsourcing_env(fast_paths=FastPaths(pg_insert=False))
+    assert plain["PROCESS_RECORDER_TOPIC"] == PLAIN_RECORDER_TOPIC
+    assert plain[ENV_KEY] == "pg_insert"
+    module, _, name = PLAIN_RECORDER_TOPIC.partition(":")
+    assert pg_recorder.__name__ == module
+    recorder = getattr(pg_recorder, name)
+    assert issubclass(recorder, PostgresProcessRecorder)
+    # Only table creation differs from the library's: the inserts are its own.
+    assert recorder.insert_events is PostgresProcessRecorder.insert_events
+    assert getattr(pg_recorder, FAST_RECORDER_TOPIC.partition(":")[2]).__mro__[1] is recorder
+
+
+@pytest.mark.parametrize("url", ["sqlite:///{tmp}/x.db", "postgresql://h/tasks"])
+def test_switches_ride_in_the_environment_only_when_one_is_off(url: str, tmp_path: Path):
+    config = DatabaseConfig.from_url(url.format(tmp=tmp_path))
+    assert ENV_KEY not in config.eventsourcing_env()
+    assert ENV_KEY not in config.eventsourcing_env(fast_paths=FastPaths())
+    off = FastPaths(task_cache=False, recent_events=False)
+    env = config.eventsourcing_env(fast_paths=off)
+    assert FastPaths.from_eventsourcing_env(env) == off

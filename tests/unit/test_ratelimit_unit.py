@@ -5,15 +5,9 @@ from __future__ import annotations
 import pytest
 
 from api.security.gate import bucket_of, is_open
-from api.security.ratelimit import Decision, MemoryLimiter, Rate
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from api.security.memory_limiter import MemoryLimiter
+from api.security.rates import Decision, Rate
+from tests.fakes import FakeClock
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from commands.catalog import BUILTIN_DIR, SchemaValidator, load_dir, schema_violations
-from commands.schema_check import _equal, compile_check
+from commands.schema_check import compile_check
+from commands.schema_values import equal as copied_equal
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 NAMES = ["a", "b", "c", "d"]
@@ -328,10 +329,10 @@ def test_leaf_keywords_equal_jsonschema(schema: Any) -> None:
 @settings(max_examples=300, deadline=None)
 @given(json_values, json_values)
 def test_equal_is_jsonschemas_equal(one: Any, two: Any) -> None:
-    from jsonschema._utils import equal  # private: the function ``_equal`` copies
+    from jsonschema._utils import equal  # private: the function ``copied_equal`` copies
 
     for a, b in [(one, two), (one, copy.deepcopy(one)), (one, one)]:
-        assert _equal(a, b) == bool(equal(a, b))
+        assert copied_equal(a, b) == bool(equal(a, b))
 
 
 # --- The edge cases, spelled out (each also checked against jsonschema) ----------------

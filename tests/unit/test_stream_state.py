@@ -1,6 +1,6 @@
 """Unit tests of how unreachable streams are logged (workers/stream_state.py): once per
 change of state, never once per check; and of the worker's aging check feeding it
-(workers/executor.Worker._order): a JetStream error there is an outage to wait out,
+(workers/queue_probe.QueueProbe.order): a JetStream error there is an outage to wait out,
 not a reason for the worker to exit. Stand-ins for NATS; the real path is in
 tests/faults/test_nats_faults.py."""
 
@@ -12,19 +12,12 @@ from typing import Any
 import pytest
 from nats.js.errors import ServiceUnavailableError
 
+from tests.fakes import FakeClock, FakeNats
 from workers.executor import Worker
 from workers.protocol import PRIORITIES
 from workers.stream_state import StreamState, describe
 
 LOGGER = "tests.stream_state"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def records(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
@@ -35,7 +28,7 @@ def test_one_warning_per_outage_and_one_info_per_recovery(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, LOGGER)
-    clock = Clock()
+    clock = FakeClock(100.0)
     state = StreamState("stream X", logging.getLogger(LOGGER), clock)
     for _ in range(3):
         clock.now += 1
@@ -87,15 +80,6 @@ class FlakyJetStream:
         return type("Info", (), {"num_pending": 0})()
 
 
-class FakeNats:
-    def __init__(self, js: FlakyJetStream) -> None:
-        self.js = js
-        self.is_connected = True
-
-    def jetstream(self) -> FlakyJetStream:
-        return self.js
-
-
 async def test_the_worker_waits_out_an_unavailable_stream_and_logs_it_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -105,8 +89,8 @@ async def test_the_worker_waits_out_an_unavailable_stream_and_logs_it_once(
     worker = Worker(nc, worker_id="w")  # type: ignore[arg-type]
 
     async def check() -> list[str]:
-        worker._aging_checked = 0.0  # as if a second had passed
-        return await worker._order()
+        worker._queues._aging_checked = 0.0  # as if a second had passed
+        return await worker._queues.order()
 
     assert await check() == list(PRIORITIES)
     js.down = True

@@ -8,6 +8,7 @@ from uuid import UUID, uuid4
 from commands.task_cache import TaskCache
 from domain.task import Task
 from domain.values import Actor
+from tests.fakes import FakeClock
 from tests.unit.test_chain import DEFINITION
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -21,14 +22,6 @@ def committed(task_id: UUID | None = None) -> Task:
     )
     task.collect_events()
     return task
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_kept_task_is_handed_out_as_a_copy_the_caller_may_change():
@@ -78,7 +71,7 @@ def test_an_older_version_does_not_replace_a_newer_one():
 
 
 def test_when_full_a_new_task_waits_unless_the_oldest_is_old():
-    clock = Clock()
+    clock = FakeClock()
     cache = TaskCache(capacity=2, max_age=60.0, clock=clock)
     first, second, third = committed(), committed(), committed()
     cache.remember([first, second])
@@ -90,7 +83,7 @@ def test_when_full_a_new_task_waits_unless_the_oldest_is_old():
 
 
 def test_remembering_a_kept_task_again_renews_its_age():
-    clock = Clock()
+    clock = FakeClock()
     cache = TaskCache(capacity=2, max_age=60.0, clock=clock)
     first, second = committed(), committed()
     cache.remember([first, second])
@@ -103,7 +96,7 @@ def test_remembering_a_kept_task_again_renews_its_age():
 
 
 def test_a_refused_save_empties_the_cache_and_pauses_it():
-    clock = Clock()
+    clock = FakeClock()
     cache = TaskCache(pause=60.0, clock=clock)
     kept, later = committed(), committed()
     cache.remember([kept])

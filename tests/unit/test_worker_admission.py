@@ -8,42 +8,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.fakes import FakeMarkers, FakeMsg, FakeNats
 from workers.executor import Worker
 from workers.protocol import WorkItem, encoder
-
-
-class FakeMsg:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.headers: dict[str, str] | None = None
-        self.calls: list[tuple[str, Any]] = []
-
-    async def ack(self) -> None:
-        self.calls.append(("ack", None))
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.calls.append(("nak", delay))
-
-    async def term(self) -> None:
-        self.calls.append(("term", None))
-
-
-class FakeMarkers:
-    def __init__(self, marked: set[str] | None = None, error: Exception | None = None) -> None:
-        self.asked: list[list[str]] = []
-        self._marked = marked or set()
-        self._error = error
-
-    async def marked(self, task_ids: list[str]) -> set[str]:
-        self.asked.append(list(task_ids))
-        if self._error is not None:
-            raise self._error
-        return self._marked & set(task_ids)
-
-
-class FakeNats:
-    def jetstream(self) -> None:
-        return None
 
 
 def work(task_id: str, not_before: datetime | None = None) -> FakeMsg:

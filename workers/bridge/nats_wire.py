@@ -3,15 +3,17 @@ JetStream messages and four acks per task).
 
 - ``publish_frames``: a batch's HPUB frames built with one format each and handed to
   the connection's outgoing buffer at once, where ``Client.publish`` checks, encodes
-  and appends one message at a time (~3.5 µs each).
+  and appends one message at a time.
 - ``tap``: the messages of one subscription go from the connection's parser straight to
   a plain function, where nats-py builds a ``Msg``, queues it and switches to the
-  subscription's task for each (~6 µs an ack).
+  subscription's task for each.
 
 Both use nats-py internals (``Client._send_command``, ``_flush_pending``,
-``_flush_queue``, ``_process_msg``, ``Subscription._id``), as of nats-py 2.16.
-``available`` checks they are there; without them the publisher keeps to the public
-calls, and tests/integration/test_publisher.py runs every case both ways.
+``_flush_queue``, ``_process_msg``, ``stats``, ``Subscription._id``) of the pinned
+nats-py (pyproject.toml; tests/unit/test_nats_internals.py checks them). ``available``
+checks they are there; without them, or with ``TASKEXEC_FAST_NATS_WIRE=off``, the
+publisher keeps to the public calls. tests/integration/test_publisher.py runs every case
+both ways.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 nats-py's ``publish_async`` does this one message at a time: a fresh reply token from
 ``secrets``, an asyncio future, a done-callback and a semaphore slot per message, and
-each ack decoded from JSON into a ``PubAck``. The relay sends four messages per task, so
-that was a tenth of ``serve``'s CPU under load (bench profile). Here one subscription
-takes the acks of the whole batch, replies are numbered (``<inbox>.<batch>.<index>``),
-and an ack is only looked at for an error; the batch is one future.
+each ack decoded from JSON into a ``PubAck``: a large share of ``serve``'s CPU, as the
+relay sends four messages per task. Here one subscription takes the acks of the whole
+batch, replies are numbered (``<inbox>.<batch>.<index>``), and an ack is only looked at
+for an error; the batch is one future.
 
 A batch succeeds when every message has its ack (a duplicate, dropped by its
 ``Nats-Msg-Id``, is acked too). It fails with the first error the server answers (no
@@ -13,11 +13,12 @@ stream for a subject, a stream refusing the message) or with TimeoutError; acks 
 batch given up on are ignored. The caller publishes the batch again from its position:
 JetStream drops the repeats.
 
-Below nats-py, where it lets us (workers/bridge/nats_wire.py): the batch's HPUB frames are
-written as one buffer, and the acks are taken from the connection's parser straight to
-this publisher, without nats-py's per-message objects, queue and task switch. A
-publish went from ~10 to ~5 µs of CPU per message. Where those internals are missing
-(another nats-py), or the connection is not up, the public calls above do the same work.
+Below nats-py, where it lets us (workers/bridge/nats_wire.py, the fast path ``nats_wire``):
+the batch's HPUB frames are written as one buffer, and the acks are taken from the
+connection's parser straight to this publisher, without nats-py's per-message objects,
+queue and task switch (about half the CPU per message). Switched off
+(``TASKEXEC_FAST_NATS_WIRE=off``), or where those internals are missing (another
+nats-py), or while the connection is not up, the public calls do the same work.
 """
 
 from __future__ import annotations
@@ -61,9 +62,7 @@ class _Batch:
 class JetStreamPublisher:
     """Publishes batches in order on one connection, one batch at a time."""
 
-    def __init__(
-        self, nc: Client, timeout_s: float = PUBLISH_TIMEOUT_S, wire: bool | None = None
-    ) -> None:
+    def __init__(self, nc: Client, timeout_s: float = PUBLISH_TIMEOUT_S, wire: bool = True) -> None:
         self._nc = nc
         self._timeout_s = timeout_s
         self._inbox = nc.new_inbox()
@@ -71,8 +70,9 @@ class JetStreamPublisher:
         self._sub: Subscription | None = None
         self._batch: _Batch | None = None
         self._numbers = 0
-        # Frames written and acks taken below nats-py's public calls (see the docstring).
-        self.wire = nats_wire.available(nc) if wire is None else wire
+        # Frames written and acks taken below nats-py's public calls (see the docstring):
+        # when asked (the fast path nats_wire) and this nats-py has what that needs.
+        self.wire = wire and nats_wire.available(nc)
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Send every message, then wait until each is acked; raise on the first error."""

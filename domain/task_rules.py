@@ -1,0 +1,108 @@
+"""The rules a task's commands check before anything is recorded (domain/task.py records
+what they allow): which attempt may start, end or be given up, which task may be finished
+by hand or cancelled, and when a failed attempt is tried again."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID
+
+from domain.definition import TaskDefinition
+from domain.errors import IllegalTransition, StaleResult, TaskNotCancellable
+from domain.values import RetryPolicy, TaskStatus, TaskType
+
+
+class NotManual(IllegalTransition):
+    """Completing or failing by hand is only for MANUAL tasks."""
+
+
+class TaskFacts(Protocol):
+    """What the rules read of a task (domain.task.Task)."""
+
+    @property
+    def id(self) -> UUID: ...
+
+    @property
+    def status(self) -> TaskStatus: ...
+
+    @property
+    def task_type(self) -> TaskType: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+    @property
+    def worker(self) -> str | None: ...
+
+
+def awaits_start(task: TaskFacts, attempt: int) -> bool:
+    """True while ``attempt`` is the task's next attempt and has not started."""
+    return task.status is TaskStatus.PENDING and attempt == task.attempt + 1
+
+
+def check_start(task: TaskFacts, attempt: int, worker: str) -> None:
+    """StaleResult unless ``attempt`` may start on ``worker``: the next attempt, or the
+    running one on another worker (the first vanished and JetStream redelivered its work:
+    handlers run at least once). Repeats and late reports are stale."""
+    redelivered = (
+        task.status is TaskStatus.RUNNING and attempt == task.attempt and worker != task.worker
+    )
+    if task.task_type is TaskType.MANUAL or not (awaits_start(task, attempt) or redelivered):
+        raise StaleResult(str(task.id), task.status, f"start attempt {attempt}")
+
+
+def check_running(task: TaskFacts, attempt: int, action: str) -> None:
+    """StaleResult unless ``attempt`` is the one running."""
+    if task.status is not TaskStatus.RUNNING or attempt != task.attempt:
+        raise StaleResult(str(task.id), task.status, f"{action} attempt {attempt}")
+
+
+def check_give_up(task: TaskFacts, attempt: int) -> None:
+    """StaleResult unless the task still waits on ``attempt`` (running, or next to start)."""
+    running = task.status is TaskStatus.RUNNING and attempt == task.attempt
+    if task.task_type is TaskType.MANUAL or not (running or awaits_start(task, attempt)):
+        raise StaleResult(str(task.id), task.status, f"give up attempt {attempt}")
+
+
+def check_manual(task: TaskFacts, action: str) -> None:
+    """NotManual unless a MANUAL task; IllegalTransition unless it is still PENDING."""
+    if task.task_type is not TaskType.MANUAL:
+        raise NotManual(str(task.id), task.status, f"{action} it by hand (only MANUAL tasks)")
+    if task.status is not TaskStatus.PENDING:
+        raise IllegalTransition(str(task.id), task.status, action)
+
+
+def check_cancellable(task: TaskFacts) -> None:
+    """TaskNotCancellable once the task has finished."""
+    if task.status.is_terminal:
+        raise TaskNotCancellable(str(task.id), task.status, "cancel")
+
+
+def retry_at(
+    policy: RetryPolicy, attempt: int, error_type: str, retryable: bool, at: datetime
+) -> str | None:
+    """When the next attempt is due (ISO 8601) after ``attempt`` failed at ``at``; None when
+    the failure ends the task (not ``retryable``, a non-retryable type, no retry left)."""
+    if not policy.allows_retry(attempt, error_type, retryable):
+        return None
+    return (at + timedelta(milliseconds=policy.delay_ms(attempt))).isoformat()
+
+
+def from_definition(
+    definition: TaskDefinition, timeout_ms: int | None, retry_policy: RetryPolicy | None
+) -> dict[str, Any]:
+    """A submitted task's fields taken from its definition: a task's own timeout and retry
+    policy override the definition's; the worker gets the execution config it needs."""
+    return {
+        "definition_id": definition.id,
+        "definition_version": definition.version,
+        "task_type": definition.type.value,
+        "timeout_ms": timeout_ms if timeout_ms is not None else definition.timeout_ms,
+        "retry_policy": (retry_policy or definition.retry_policy).as_dict(),
+        "execution": {
+            key: definition.execution_config[key]
+            for key in ("handler", "endpoint", "isolation")
+            if key in definition.execution_config
+        },
+    }

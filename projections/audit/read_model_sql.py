@@ -1,0 +1,75 @@
+"""The read-model queries ``taskexec verify`` runs: each reads the rows it needs together
+with the read model's position, in the snapshot of one ``Generation.query``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from projections.db import Cursor
+from projections.schema import read_position
+
+CHUNK = 900  # ids per statement: below SQLite's old default limit of 999 parameters
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The read model's totals at one position ``P0``."""
+
+    position: int
+    counts: dict[tuple[str, str], int]
+    task_rows: int
+    definition_rows: int
+
+
+def read_baseline(cur: Cursor, g: int) -> Baseline:
+    counts = {
+        (row["status"], row["type"]): int(row["n"])
+        for row in cur.execute(f"SELECT status, type, n FROM task_counts_g{g}").fetchall()
+        if int(row["n"])
+    }
+    tasks = cur.execute(f"SELECT COUNT(*) AS n FROM task_view_g{g}").fetchone()
+    definitions = cur.execute(f"SELECT COUNT(*) AS n FROM definition_view_g{g}").fetchone()
+    return Baseline(
+        read_position(cur, g),
+        counts,
+        int(tasks["n"]) if tasks else 0,
+        int(definitions["n"]) if definitions else 0,
+    )
+
+
+def _in(cur: Cursor, column: str, ids: Sequence[str]) -> tuple[str, list[Any]]:
+    if cur.postgres:
+        return f"{column} = ANY(?)", [list(ids)]
+    return f"{column} IN ({', '.join('?' for _ in ids)})", list(ids)
+
+
+def task_rows(cur: Cursor, g: int, ids: Sequence[str]) -> tuple[int, dict[str, dict[str, Any]]]:
+    """The position, and the task rows of ``ids`` by id."""
+    rows: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), CHUNK):
+        condition, params = _in(cur, "id", ids[start : start + CHUNK])
+        query = f"SELECT * FROM task_view_g{g} WHERE {condition}"
+        for row in cur.execute(query, params).fetchall():
+            rows[row["id"]] = row  # JSON columns stay text: compared as text first
+    return read_position(cur, g), rows
+
+
+def definition_rows(
+    cur: Cursor, g: int, ids: Sequence[str]
+) -> tuple[int, dict[str, dict[str, Any]]]:
+    """The position, and the definition rows of ``ids`` by id (documents decoded)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), CHUNK):
+        condition, params = _in(cur, "id", ids[start : start + CHUNK])
+        query = f"SELECT * FROM definition_view_g{g} WHERE {condition}"
+        for row in cur.execute(query, params).fetchall():
+            row["document"] = json.loads(row["document"])
+            rows[row["id"]] = row
+    return read_position(cur, g), rows
+
+
+def task_ids(cur: Cursor, g: int) -> list[str]:
+    return [row["id"] for row in cur.execute(f"SELECT id FROM task_view_g{g}").fetchall()]
