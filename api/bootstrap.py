@@ -109,6 +109,9 @@ def open_serve(settings: Settings) -> ServeParts:
     budget = ConnectionBudget.split(
         settings.db_pool_size, rate_limits=db_config.is_postgres and rates != (None, None)
     )
+    off = settings.fast_paths.off()
+    if off:
+        log.info("fast paths off, the plain library paths instead: %s", ", ".join(off))
     with contextlib.ExitStack() as stack:
         prepare_database(db_config)
         env = db_config.eventsourcing_env(budget.event_store, POOL_WAIT_S, settings.fast_paths)

@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 
 from commands.db_monitor import DatabaseUnavailable
 from projections.db import Database
+from projections.sql import statement
 from workers.protocol import RESULTS_STREAM, WORK_STREAM
 from workers.stream_state import StreamState
 
@@ -36,7 +37,7 @@ def database_ok(db: Database) -> bool:
     """The read models' database answers a query (blocking: call it from a thread)."""
     try:
         with db.read() as cur:
-            cur.execute("SELECT 1").fetchone()
+            cur.execute(statement("ping")).fetchone()
     except DatabaseUnavailable:  # the monitor has logged the outage
         return False
     except Exception:

@@ -39,7 +39,6 @@ from commands.persistence import DatabaseConfig
 from commands.service import TaskService
 from domain.task import Task
 from domain.values import ANONYMOUS, Actor, Priority
-from projections.audit.event_reader import EventDecoder, EventStoreReader
 from projections.audit.verify import verify
 from projections.db import Database
 from projections.rebuild import Rebuilder
@@ -128,8 +127,8 @@ def profiled(enabled: bool) -> Iterator[None]:
 
 def replay(service: TaskService, batch: int = 10_000) -> tuple[int, int]:
     """Every event in global order, decoded and applied; returns (events, aggregates)."""
-    reader = EventStoreReader(service)
-    decoder = EventDecoder(service)
+    reader = service.event_reader
+    decoder = service.event_decoder
     aggregates: dict[uuid.UUID, Any] = {}
     count = 0
     with gc_paused():

@@ -32,6 +32,8 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import PersistenceError
 
+from commands import event_store_sql as sql
+
 log = logging.getLogger(__name__)
 
 
@@ -190,7 +192,7 @@ class DatabaseMonitor:
     async def _answers(self, conn: psycopg.AsyncConnection[Any]) -> bool:
         # Not wait_for: cancelling a running query makes psycopg send a cancel request
         # and wait up to 10 s for it. A silent server gets its socket shut down instead.
-        beat = asyncio.ensure_future(conn.execute("SELECT 1"))
+        beat = asyncio.ensure_future(conn.execute(sql.PING))
         done, _ = await asyncio.wait({beat}, timeout=self.timings.answer_within_s)
         if not done:
             sever(conn)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from commands import event_store_sql as sql
 from commands.db_monitor import DatabaseMonitor, sever
 from commands.persistence import DatabaseConfig
 
@@ -78,7 +79,7 @@ class LockSession:
             if conn is None:
                 return False
             try:
-                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+                row = conn.execute(sql.TRY_ADVISORY_LOCK, (key,)).fetchone()
             except psycopg.Error as exc:
                 log.warning("%s: lock not taken: %r", purpose, exc)
                 self._lost()
@@ -102,7 +103,7 @@ class LockSession:
             if key in self._keys and self._conn is not None:
                 self._keys.discard(key)
                 try:
-                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                    self._conn.execute(sql.ADVISORY_UNLOCK, (key,))
                 except psycopg.Error:
                     self._lost()
             if not self._keys:  # nothing held: no connection kept for nothing
@@ -135,7 +136,7 @@ class LockSession:
         if self._conn is None:
             return False
         try:
-            self._conn.execute("SELECT 1")
+            self._conn.execute(sql.PING)
         except psycopg.Error as exc:
             log.warning("%s: locks lost with their connection: %r", purpose, exc)
             self._lost()

@@ -191,9 +191,11 @@ def prepare_database(config: DatabaseConfig) -> None:
     if config.is_postgres and config.schema:
         import psycopg
 
+        from commands.event_store_sql import create_schema
+
         # IF NOT EXISTS checks before it creates: another process may win the race.
         with (
             psycopg.connect(config.conninfo(), autocommit=True) as conn,
             contextlib.suppress(psycopg.errors.UniqueViolation),
         ):
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{config.schema}"')
+            conn.execute(create_schema(config.schema))

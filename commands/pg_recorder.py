@@ -12,7 +12,7 @@ the tracking row), that records the tracking row, takes the same table lock, not
 same channel and inserts the rows from four arrays sent in the binary format, in
 autocommit: one round trip. Same rows, same notification ids in the same order, same
 IntegrityError when a version or a tracking position is taken. It overrides methods of
-eventsourcing 9.5.6 (pinned).
+eventsourcing 9.5.6 (pinned). Its SQL: commands/event_store_sql.py.
 
 Switched off (``TASKEXEC_FAST_PG_INSERT=off``): ``SerialDdlProcessRecorder``, whose
 inserts are the library's own.
@@ -26,12 +26,10 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
-from psycopg.sql import SQL, Identifier, Literal
 
+from commands import event_store_sql as sql
 from commands.db_monitor import DatabaseUnavailable
 from commands.db_pool import NotRecorded, OutcomeUnknown
-
-INSERT_FUNCTION = "taskexec_insert_events_v1"  # a new signature gets a new version
 
 
 class SerialDdlProcessRecorder(PostgresProcessRecorder):
@@ -43,18 +41,18 @@ class SerialDdlProcessRecorder(PostgresProcessRecorder):
         table and each record its migration row (all but one failing with
         IntegrityError), or replace a function at the same moment ("tuple concurrently
         updated")."""
-        key = SQL("hashtext({0})").format(Literal(f"taskexec-ddl:{self.datastore.schema}"))
+        lock, unlock = sql.ddl_lock(self.datastore.schema)
         # The lock on a connection of its own, not one of the pool's: the library's DDL
         # takes pool connections while it runs, and a pool of one (a command line's
         # budget) would wait for itself. This one is closed before anything else opens.
         pool = self.datastore.pool
         kwargs = pool.kwargs if isinstance(pool.kwargs, dict) else {}
         with psycopg.connect(str(pool.conninfo or ""), autocommit=True, **kwargs) as conn:
-            conn.execute(SQL("SELECT pg_advisory_lock({0})").format(key))
+            conn.execute(lock)
             try:
                 super().create_table()
             finally:
-                conn.execute(SQL("SELECT pg_advisory_unlock({0})").format(key))
+                conn.execute(unlock)
 
 
 class BinaryInsertProcessRecorder(SerialDdlProcessRecorder):
@@ -64,19 +62,14 @@ class BinaryInsertProcessRecorder(SerialDdlProcessRecorder):
         super().__init__(*args, **kwargs)
         if not self.datastore.single_row_tracking:  # the function writes that table's way
             raise ValueError("the taskexec recorder needs single-row tracking (the default)")
-        names = {
-            "schema": Identifier(self.datastore.schema),
-            "events": Identifier(self.events_table_name),
-            "tracking": Identifier(self.tracking_table_name),
-            "channel": Identifier(self.channel_name),
-            "function": Identifier(INSERT_FUNCTION),
-            "id_type": Identifier(self.datastore.originator_id_type),
-            "lock_timeout": Literal(f"{self.datastore.lock_timeout}s"),
-        }
-        self._create_function = SQL(_FUNCTION).format(**names)
-        self._insert = SQL(
-            "SELECT n AS notification_id FROM {schema}.{function}(%b, %b, %b, %b, %s, %s) AS n"
-        ).format(**names)
+        self._create_function, self._insert = sql.insert_function(
+            schema=self.datastore.schema,
+            events=self.events_table_name,
+            tracking=self.tracking_table_name,
+            channel=self.channel_name,
+            id_type=self.datastore.originator_id_type,
+            lock_timeout=self.datastore.lock_timeout,
+        )
 
     def _create_table(self, curs: Any) -> None:
         super()._create_table(curs)
@@ -121,35 +114,3 @@ def _refused_by_server(exc: BaseException) -> bool:
     which may come after the statement's commit."""
     sqlstate = getattr(exc.__cause__, "sqlstate", None)
     return sqlstate is not None and sqlstate[:2] not in ("08", "57")
-
-
-# What the library's insert does, in its order: tracking row (single-row table: it only
-# moves forward, else the batch is refused), then the lock, the NOTIFY, the rows.
-_FUNCTION = """
-CREATE OR REPLACE FUNCTION {schema}.{function}(
-    ids {id_type}[], versions bigint[], topics text[], states bytea[],
-    tracking_name text, tracking_id bigint
-) RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
-BEGIN
-    IF tracking_name IS NOT NULL THEN
-        INSERT INTO {schema}.{tracking} AS t (application_name, notification_id)
-        VALUES (tracking_name, tracking_id)
-        ON CONFLICT (application_name) DO UPDATE SET notification_id = tracking_id
-        WHERE t.notification_id < tracking_id;
-        IF NOT FOUND THEN
-            RAISE unique_violation USING MESSAGE =
-                'Failed to record tracking for ' || tracking_name || ' ' || tracking_id;
-        END IF;
-    END IF;
-    IF cardinality(ids) > 0 THEN
-        PERFORM set_config('lock_timeout', {lock_timeout}, true);
-        LOCK TABLE {schema}.{events} IN EXCLUSIVE MODE;
-        NOTIFY {channel};
-        RETURN QUERY
-            INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state)
-            SELECT * FROM unnest(ids, versions, topics, states)
-            RETURNING notification_id;
-    END IF;
-END
-$body$
-"""

@@ -7,7 +7,8 @@ commit that saves them, and saving tasks. Beside it: what a submit must pass
 (commands/reports.py), one task changed by hand or by the system
 (commands/task_changes.py), reading tasks back (commands/task_reads.py), the
 definitions' history and output schemas (commands/definition_records.py), the log
-(commands/log_reader.py).
+(commands/log_reader.py), read by commands/event_reader.py and decoded by
+commands/event_decoder.py.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ from commands.batch import BatchCommand, cancel_task, decide, ids_to_load
 from commands.catalog import DefinitionCatalog, Violation
 from commands.definition_records import OutputSchemas, register_definitions
 from commands.errors import CommandError, NotFound
+from commands.event_decoder import EventDecoder, UndecodableEvent
+from commands.event_reader import EventReader
 from commands.fast_paths import FastPaths
 from commands.ids import RandomIds
-from commands.log_reader import LogReader, UndecodableEvent
+from commands.log_reader import LogReader
 from commands.messages import CancelTask, FinishManually, Outcome, RecordReport, SubmitTask
 from commands.persistence import APPLICATION_NAME
 from commands.recent import RecentEvents, RememberingEventStore
@@ -76,7 +79,10 @@ class TaskService(Application[UUID]):
         self.fast_paths = FastPaths.from_eventsourcing_env(env)
         super().__init__(env)
         canonical.install()  # new events' hashes: msgspec where it writes the same bytes
-        self._log_reader = LogReader(self.recorder, self.mapper, UndecodableEvent)
+        # One reader and one decoder of the store, for every read beside the repository.
+        self.event_reader = EventReader(self.recorder)
+        self.event_decoder = EventDecoder(self.mapper)
+        self._log_reader = LogReader(self.event_reader, self.event_decoder, self.mapper)
         self.catalog = catalog
         self._output_schemas = OutputSchemas(self.repository, catalog)
         self._clock = clock
@@ -185,7 +191,7 @@ class TaskService(Application[UUID]):
 
     def load_many(self, ids: Collection[UUID]) -> dict[UUID, Task]:
         """The tasks among ``ids`` that exist, kept or read at once (commands/task_reads.py)."""
-        return load_tasks(self.task_cache, self.recorder, self.mapper, ids)
+        return load_tasks(self.task_cache, self.event_reader, self.event_decoder, ids)
 
     def _new_task(self, cmd: SubmitTask, task_id: UUID, request_hash: str | None) -> Task:
         """A new task for ``cmd`` (not saved); refused: commands/submission.py."""

@@ -9,6 +9,8 @@ import threading
 
 import psycopg
 
+from projections.sql import statement
+
 log = logging.getLogger("projections.runner")  # the runner's logger, as before
 
 
@@ -19,7 +21,7 @@ def listen_for_commits(
     while not stop.is_set():
         try:
             with psycopg.connect(conninfo, autocommit=True) as conn:
-                conn.execute(f'LISTEN "{channel}"')
+                conn.execute(statement("pg_listen").format(channel=channel))
                 while not stop.is_set():
                     for _ in conn.notifies(timeout=0.5, stop_after=1):
                         wake.set()

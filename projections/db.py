@@ -18,8 +18,12 @@ from psycopg.rows import dict_row, tuple_row
 
 from commands.db_pool import GuardedPool
 from commands.persistence import DatabaseConfig
+from projections.sql import statement
 
 WRITER_CACHE_KIB = 32 * 1024  # SQLite: the read-model writer's page cache
+_BEGIN, _BEGIN_WRITE = statement("begin"), statement("sqlite_begin_write")
+_COMMIT, _ROLLBACK = statement("commit"), statement("rollback")
+_SNAPSHOT = statement("pg_snapshot")
 
 
 class Cursor:
@@ -111,8 +115,8 @@ class Cursor:
         column of the given type: the cheapest way to insert many rows (a tenth of the
         client's work of an ``INSERT … SELECT FROM unnest(…)``)."""
         assert self.copies, "COPY is PostgreSQL's, and not in a pipelined or deferred batch"
-        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-        with self._raw.copy(statement) as copy:
+        copying = statement("pg_copy_binary").format(table=table, columns=", ".join(columns))
+        with self._raw.copy(copying) as copy:
             copy.set_types(list(types))
             for row in rows:
                 copy.write_row(row)
@@ -195,8 +199,8 @@ class Database:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(statement("sqlite_wal"))
+            conn.execute(statement("sqlite_synchronous"))
             self._local.conn = conn
             with self._lock:
                 self._sqlite_connections.append(conn)
@@ -229,15 +233,15 @@ class Database:
         if not getattr(self._local, "writes", False):
             # The writer's page cache (2 MB by default) holds a catch-up batch's index
             # pages: fewer reads from the file. Readers keep the default.
-            conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+            conn.execute(statement("sqlite_cache_size").format(kib=WRITER_CACHE_KIB))
             self._local.writes = True
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_BEGIN_WRITE)
         try:
             yield Cursor(conn.cursor(), postgres=False)
         except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute(_ROLLBACK)
             raise
-        conn.execute("COMMIT")
+        conn.execute(_COMMIT)
 
     def _deferred_transaction(self) -> Iterator[Cursor]:
         assert self._pool is not None
@@ -266,16 +270,16 @@ class Database:
         """Several reads that see one consistent state of the database."""
         if self._pool is not None:
             with self._pool.connection() as conn, conn.cursor() as cur:
-                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cur.execute(_SNAPSHOT)
                 yield Cursor(cur, postgres=True)
                 conn.rollback()
             return
         conn = self._sqlite()
-        conn.execute("BEGIN")
+        conn.execute(_BEGIN)
         try:
             yield Cursor(conn.cursor(), postgres=False)
         finally:
-            conn.execute("COMMIT")
+            conn.execute(_COMMIT)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -7,6 +7,7 @@ from typing import Any
 from domain.definition_record import DefinitionRecord
 from projections.db import Cursor
 from projections.schema import ApplyError
+from projections.sql import statement
 from projections.tasks import json_text, timestamp_text
 
 _EVENTS = (DefinitionRecord.Registered, DefinitionRecord.Revised)
@@ -22,20 +23,8 @@ class DefinitionProjection:
 
     def ddl(self, generation: int) -> list[str]:
         (view,) = self.tables(generation)
-        return [
-            f"""CREATE TABLE IF NOT EXISTS {view} (
-                id TEXT PRIMARY KEY,
-                name TEXT NOT NULL,
-                description TEXT NOT NULL,
-                type TEXT NOT NULL,
-                version TEXT NOT NULL,
-                revision INTEGER NOT NULL,
-                document TEXT NOT NULL,
-                created_at TEXT NOT NULL,
-                updated_at TEXT NOT NULL
-            )""",
-            f"CREATE INDEX IF NOT EXISTS ix_definition_type_g{generation} ON {view} (type, id)",
-        ]
+        names = ("create_definition_view", "create_definition_type_index")
+        return [statement(name).format(view=view, g=generation) for name in names]
 
     def remember(self) -> None:
         """Nothing is kept: definitions change rarely."""
@@ -70,16 +59,14 @@ def _columns(document: dict[str, Any]) -> tuple[str, str, str, str, str]:
 def _insert(cur: Cursor, view: str, e: DefinitionRecord.Registered) -> None:
     at = timestamp_text(e.timestamp)
     cur.execute(
-        f"INSERT INTO {view} (id, name, description, type, version, document, revision, "
-        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        statement("insert_definition").format(view=view),
         (e.definition_id, *_columns(e.document), e.originator_version, at, at),
     )
 
 
 def _revise(cur: Cursor, view: str, e: DefinitionRecord.Revised) -> None:
     cur.execute(
-        f"UPDATE {view} SET name = ?, description = ?, type = ?, version = ?, document = ?, "
-        "revision = ?, updated_at = ? WHERE id = ?",
+        statement("revise_definition").format(view=view),
         (
             *_columns(e.document),
             e.originator_version,
@@ -89,8 +76,7 @@ def _revise(cur: Cursor, view: str, e: DefinitionRecord.Revised) -> None:
     )
     if cur.deferred:  # no rowcount: fails the transaction (then the batch runs again
         cur.execute(  # the long way, which raises the LookupError below)
-            f"SELECT 1 / (SELECT count(*)::int FROM {view} WHERE id = ?) AS found",
-            (str(e.document["id"]),),
+            statement("expect_definition").format(view=view), (str(e.document["id"]),)
         )
     elif cur.rowcount != 1:
         raise LookupError(f"definition {e.document['id']} is missing from the read model")

@@ -1,4 +1,5 @@
-"""Queries over the read models: plain SQL over the active generation's tables.
+"""Queries over the read models: plain SQL (projections/sql/reads.sql) over the active
+generation's tables.
 
 Nothing here loads an aggregate. ``totalItems`` comes from the counts table (status and
 type filters) or from the workflow index (a workflow's tasks), never from a scan of all
@@ -23,10 +24,10 @@ import psycopg
 
 from projections.db import Cursor, Database
 from projections.schema import active_generation
+from projections.sql import any_of, equals, reads, where
 from projections.stranded import stranded
 
 T = TypeVar("T")
-SUMMARY_COLUMNS = "id, definition_id, status, type, workflow_instance_id, created_at, updated_at"
 _MISSING_TABLE = (sqlite3.OperationalError, psycopg.errors.UndefinedTable)
 
 
@@ -88,7 +89,7 @@ class TaskQueries:
         """The task's row with JSON columns decoded, or None if there is none."""
 
         def run(cur: Cursor, g: int) -> dict[str, Any] | None:
-            return cur.execute(f"SELECT * FROM task_view_g{g} WHERE id = ?", (task_id,)).fetchone()
+            return cur.execute(reads.task_by_id(g), (task_id,)).fetchone()
 
         row = self._generation.query(run, snapshot=False)
         return decode_task(row) if row is not None else None
@@ -112,47 +113,35 @@ class TaskQueries:
             )
             if value is not None
         }
-        conditions = [f"{column} = ?" for column in filters]
+        conditions = [equals(column) for column in filters]
         params: list[Any] = list(filters.values())
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
 
         def page_where(cur: Cursor) -> tuple[str, list[Any], str]:
             """WHERE, its parameters and the ORDER BY key (newest first) of a page."""
             if not filters:
-                return where, params, "created_at DESC, id DESC"
+                return "", params, reads.NEWEST_FIRST
             return _lead_index(cur, filters)
 
         def run(cur: Cursor, g: int) -> Page:
             if workflow_instance_id is None:
-                count_where = " AND ".join(conditions) or "1 = 1"
-                row = cur.execute(
-                    f"SELECT COALESCE(SUM(n), 0) AS n FROM task_counts_g{g} WHERE {count_where}",
-                    params,
-                ).fetchone()
+                count = reads.count_tasks_from_counts(g, conditions)
             else:
-                row = cur.execute(
-                    f"SELECT COUNT(*) AS n FROM task_view_g{g} {where}", params
-                ).fetchone()
+                count = reads.count_tasks(g, where(conditions))
+            row = cur.execute(count, params).fetchone()
             total = int(row["n"]) if row else 0
             offset = (page - 1) * limit
             if offset >= total:
                 return Page([], page, limit, total)
             size = min(limit, total - offset)
-            columns = (
-                "id, definition_id, status, type, workflow_instance_id, created_at, updated_at"
-            )
             rows_where, rows_params, newest_first = page_where(cur)
             if offset <= total // 2:
                 rows = cur.execute(
-                    f"SELECT {columns} FROM task_view_g{g} {rows_where} "
-                    f"ORDER BY {newest_first} LIMIT ? OFFSET ?",
-                    [*rows_params, size, offset],
+                    reads.task_page(g, rows_where, newest_first), [*rows_params, size, offset]
                 ).fetchall()
             else:  # nearer the end: count from the oldest, then turn the page around
-                oldest_first = newest_first.replace("DESC", "ASC")
+                oldest_first = reads.oldest_first(newest_first)
                 rows = cur.execute(
-                    f"SELECT {columns} FROM task_view_g{g} {rows_where} "
-                    f"ORDER BY {oldest_first} LIMIT ? OFFSET ?",
+                    reads.task_page(g, rows_where, oldest_first),
                     [*rows_params, size, total - offset - size],
                 ).fetchall()
                 rows.reverse()
@@ -165,11 +154,7 @@ class TaskQueries:
         (fixed-width UTC text): (task id, attempt)."""
 
         def run(cur: Cursor, g: int) -> builtins.list[tuple[str, int]]:
-            rows = cur.execute(
-                f"SELECT id, attempts FROM task_view_g{g} WHERE lease_deadline < ? "
-                "ORDER BY lease_deadline LIMIT ?",
-                (before, limit),
-            ).fetchall()
+            rows = cur.execute(reads.expired_leases(g), (before, limit)).fetchall()
             return [(row["id"], int(row["attempts"])) for row in rows]
 
         return self._generation.query(run)
@@ -192,9 +177,7 @@ class DefinitionQueries:
 
     def get(self, definition_id: str) -> dict[str, Any] | None:
         def run(cur: Cursor, g: int) -> dict[str, Any] | None:
-            return cur.execute(
-                f"SELECT * FROM definition_view_g{g} WHERE id = ?", (definition_id,)
-            ).fetchone()
+            return cur.execute(reads.definition_by_id(g), (definition_id,)).fetchone()
 
         row = self._generation.query(run, snapshot=False)
         if row is not None:
@@ -213,25 +196,19 @@ class DefinitionQueries:
         conditions: list[str] = []
         params: list[Any] = []
         if task_type is not None:
-            conditions.append("type = ?")
+            conditions.append(equals("type"))
             params.append(task_type)
         if search:
             pattern = "%" + _escape_like(search.lower()) + "%"
-            conditions.append(
-                "(LOWER(name) LIKE ? ESCAPE '\\' OR LOWER(description) LIKE ? ESCAPE '\\')"
-            )
+            conditions.append(reads.definition_matches())
             params += [pattern, pattern]
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        clause = where(conditions)
 
         def run(cur: Cursor, g: int) -> Page:
-            row = cur.execute(
-                f"SELECT COUNT(*) AS n FROM definition_view_g{g} {where}", params
-            ).fetchone()
+            row = cur.execute(reads.count_definitions(g, clause), params).fetchone()
             total = int(row["n"]) if row else 0
             rows = cur.execute(
-                f"SELECT id, name, description, type, version, revision FROM definition_view_g{g} "
-                f"{where} ORDER BY id LIMIT ? OFFSET ?",
-                [*params, limit, (page - 1) * limit],
+                reads.definition_page(g, clause), [*params, limit, (page - 1) * limit]
             ).fetchall()
             return Page(rows, page, limit, total)
 
@@ -278,9 +255,9 @@ def _lead_index(cur: Cursor, filters: dict[str, Any]) -> tuple[str, list[Any], s
     conditions, values = [], []
     for column, value in filters.items():
         if column == lead and cur.postgres:
-            conditions.append(f"{column} = ANY(?)")
+            conditions.append(any_of(column))
             values.append([value])
         else:
-            conditions.append(f"{column} = ?")
+            conditions.append(equals(column))
             values.append(value)
-    return f"WHERE {' AND '.join(conditions)}", values, f"{lead} DESC, created_at DESC, id DESC"
+    return where(conditions), values, reads.newest_first(lead)

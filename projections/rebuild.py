@@ -30,6 +30,7 @@ from projections.schema import (
     set_active_generation,
     write_position,
 )
+from projections.sql import statement
 
 Progress = Callable[[int, int], None]  # (events done, events in the store)
 
@@ -99,10 +100,10 @@ class Rebuilder:
             if not self._db.postgres:
                 # Statistics from a sample of each index (as SQLite's PRAGMA optimize
                 # advises), not a full scan of each.
-                cur.execute(f"PRAGMA analysis_limit={SQLITE_ANALYSIS_LIMIT}")
+                cur.execute(statement("sqlite_analysis_limit").format(rows=SQLITE_ANALYSIS_LIMIT))
             for projection in self._projections:
                 for table in projection.tables(new):
-                    cur.execute(f"ANALYZE {table}")
+                    cur.execute(statement("analyze").format(table=table))
 
         with self._db.transaction() as cur:  # catch up and switch, under the lock
             self._lock(cur)
@@ -141,11 +142,11 @@ class Rebuilder:
 
     def _lock(self, cur: Cursor) -> None:
         if self._db.postgres:
-            cur.execute("SELECT pg_advisory_xact_lock(?)", (write_lock(self._db.config),))
+            cur.execute(statement("pg_write_lock"), (write_lock(self._db.config),))
 
     def _highest_generation(self) -> int:
         """Past generations may have positions left behind; never reuse their number."""
         with self._db.read() as cur:
-            rows = cur.execute("SELECT name FROM projection_position").fetchall()
+            rows = cur.execute(statement("position_names")).fetchall()
         numbers = [int(r["name"].rsplit("_g", 1)[1]) for r in rows if "_g" in r["name"]]
         return max(numbers, default=0)

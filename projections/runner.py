@@ -45,6 +45,7 @@ from projections.schema import (
     read_position,
     write_position,
 )
+from projections.sql import statement
 
 log = logging.getLogger(__name__)
 __all__ = ["PIPELINED_BATCH", "ProjectionRunner", "ProjectionStopped", "write_lock"]
@@ -65,6 +66,7 @@ _TRANSIENT = (
     InterfaceError,
 )
 PIPELINED_BATCH = 200  # events: up to this many, a batch is written in pipeline mode
+_BATCH_START = statement("pg_batch_start")  # the write lock; no wait for the WAL flush
 
 
 class ProjectionRunner:
@@ -126,7 +128,7 @@ class ProjectionRunner:
         """Create the tables of the active generation and read its position."""
         with self._db.transaction() as cur:
             if self._db.postgres:
-                cur.execute("SELECT pg_advisory_xact_lock(?)", (write_lock(self._db.config),))
+                cur.execute(statement("pg_write_lock"), (write_lock(self._db.config),))
             ensure_meta(cur)
             self._applied.generation = generation = active_generation(cur)
             create_generation(cur, self._projections, generation)
@@ -210,11 +212,7 @@ class ProjectionRunner:
                     # Read models are derived from the event store, and rows and position
                     # commit together: a crash may lose the last batches, never half of
                     # one, and they are applied again. So no waiting for the WAL flush.
-                    cur.execute(
-                        "SELECT set_config('synchronous_commit', 'off', true), "
-                        "pg_advisory_xact_lock(?)",
-                        (write_lock(self._db.config),),
-                    )
+                    cur.execute(_BATCH_START, (write_lock(self._db.config),))
                 current = self._applied
                 if checked_at_commit:
                     generation, position = current.generation, current.position

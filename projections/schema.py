@@ -12,13 +12,14 @@ from typing import Any, Protocol
 import psycopg
 
 from projections.db import Cursor
+from projections.sql import is_index, statement
 
-META_DDL = [
-    "CREATE TABLE IF NOT EXISTS read_model_generation ("
-    " id INTEGER PRIMARY KEY, generation INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS projection_position ("
-    " name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
-]
+META_DDL = [statement("create_generation_table"), statement("create_position_table")]
+_ACTIVE_GENERATION = statement("active_generation")
+_READ_POSITION = statement("read_position")
+_GENERATION_AND_POSITION = statement("generation_and_position")
+_EXPECT_GENERATION_AND_POSITION = statement("expect_generation_and_position")
+_WRITE_POSITION = statement("write_position")
 
 
 class Projection(Protocol):
@@ -53,21 +54,18 @@ class ApplyError(Exception):
 
 
 def ensure_meta(cur: Cursor) -> None:
-    for statement in META_DDL:
-        cur.execute(statement)
-    cur.execute(
-        "INSERT INTO read_model_generation (id, generation) VALUES (1, 1) "
-        "ON CONFLICT (id) DO NOTHING"
-    )
+    for ddl in META_DDL:
+        cur.execute(ddl)
+    cur.execute(statement("first_generation"))
 
 
 def active_generation(cur: Cursor) -> int:
-    row = cur.execute("SELECT generation FROM read_model_generation WHERE id = 1").fetchone()
+    row = cur.execute(_ACTIVE_GENERATION).fetchone()
     return int(row["generation"]) if row else 1
 
 
 def set_active_generation(cur: Cursor, generation: int) -> None:
-    cur.execute("UPDATE read_model_generation SET generation = ? WHERE id = 1", (generation,))
+    cur.execute(statement("set_active_generation"), (generation,))
 
 
 def position_name(generation: int) -> str:
@@ -75,19 +73,13 @@ def position_name(generation: int) -> str:
 
 
 def read_position(cur: Cursor, generation: int) -> int:
-    row = cur.execute(
-        "SELECT position FROM projection_position WHERE name = ?", (position_name(generation),)
-    ).fetchone()
+    row = cur.execute(_READ_POSITION, (position_name(generation),)).fetchone()
     return int(row["position"]) if row else 0
 
 
 def generation_and_position(cur: Cursor) -> tuple[int, int]:
     """The active generation and its position, in one query (one round trip)."""
-    row = cur.execute(
-        "SELECT g.generation AS generation, (SELECT p.position FROM projection_position p"
-        " WHERE p.name = 'read_model_g' || g.generation) AS position"
-        " FROM read_model_generation g WHERE g.id = 1"
-    ).fetchone()
+    row = cur.execute(_GENERATION_AND_POSITION).fetchone()
     if row is None:
         return 1, 0
     return int(row["generation"]), int(row["position"] or 0)
@@ -100,12 +92,7 @@ def expect_generation_and_position(cur: Cursor, generation: int, position: int) 
     zero (``moved``), raised at the transaction's next sync, and every statement after
     it is skipped. (A count in a sub-SELECT is computed when the statement runs; a
     constant ``1/0`` could be folded while planning, whatever the condition says.)"""
-    cur.execute(
-        "SELECT 1 / (SELECT count(*)::int FROM read_model_generation g"
-        " JOIN projection_position p ON p.name = 'read_model_g' || g.generation"
-        " WHERE g.id = 1 AND g.generation = ? AND p.position = ?) AS unchanged",
-        (generation, position),
-    )
+    cur.execute(_EXPECT_GENERATION_AND_POSITION, (generation, position))
 
 
 def moved(exc: BaseException) -> bool:
@@ -119,12 +106,7 @@ def moved(exc: BaseException) -> bool:
 def write_position(cur: Cursor, generation: int, position: int, check: bool = True) -> None:
     """``check``: make sure the position moved forward (a round trip in a pipelined
     batch; a batch checked by ``expect_generation_and_position`` needs none)."""
-    cur.execute(
-        "INSERT INTO projection_position (name, position) VALUES (?, ?) "
-        "ON CONFLICT (name) DO UPDATE SET position = excluded.position "
-        "WHERE projection_position.position < excluded.position",
-        (position_name(generation), position),
-    )
+    cur.execute(_WRITE_POSITION, (position_name(generation), position))
     if check and cur.rowcount != 1:
         raise RuntimeError(f"position {position} of generation {generation} was already recorded")
 
@@ -135,9 +117,9 @@ def create_generation(
     """The tables of ``generation`` (if missing) and, unless ``indexes`` is False, their
     secondary indexes (``CREATE INDEX`` statements of ``ddl``; see ``create_indexes``)."""
     for projection in projections:
-        for statement in projection.ddl(generation):
-            if indexes or not _is_index(statement):
-                cur.execute(statement)
+        for ddl in projection.ddl(generation):
+            if indexes or not is_index(ddl):
+                cur.execute(ddl)
 
 
 def create_indexes(cur: Cursor, projections: list[Projection], generation: int) -> None:
@@ -145,17 +127,13 @@ def create_indexes(cur: Cursor, projections: list[Projection], generation: int) 
     indexes them afterwards: building an index from the complete table (one sort) costs
     much less than keeping it up to date row by row."""
     for projection in projections:
-        for statement in projection.ddl(generation):
-            if _is_index(statement):
-                cur.execute(statement)
-
-
-def _is_index(statement: str) -> bool:
-    return statement.lstrip().upper().startswith(("CREATE INDEX", "CREATE UNIQUE INDEX"))
+        for ddl in projection.ddl(generation):
+            if is_index(ddl):
+                cur.execute(ddl)
 
 
 def drop_generation(cur: Cursor, projections: list[Projection], generation: int) -> None:
     for projection in projections:
         for table in projection.tables(generation):
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
-    cur.execute("DELETE FROM projection_position WHERE name = ?", (position_name(generation),))
+            cur.execute(statement("drop_table").format(table=table))
+    cur.execute(statement("delete_position"), (position_name(generation),))

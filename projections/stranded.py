@@ -10,6 +10,7 @@ reports both, when they are older than its bound, as findings.
 from __future__ import annotations
 
 from projections.db import Cursor
+from projections.sql import reads
 
 
 def stranded(
@@ -17,21 +18,6 @@ def stranded(
 ) -> list[tuple[str, str, str, str]]:
     """(task id, status, priority, updated_at) of stranded tasks, oldest first; RUNNING
     ones too if ``running``. ``before``: fixed-width UTC text."""
-    running_clause = "OR (status = 'RUNNING' AND lease_deadline < ?)" if running else ""
-    params: tuple[object, ...] = (
-        (before, before, before, limit)
-        if running
-        else (
-            before,
-            before,
-            limit,
-        )
-    )
-    rows = cur.execute(
-        f"SELECT id, status, priority, updated_at FROM task_view_g{g} WHERE type <> 'MANUAL' "
-        "AND ((status = 'PENDING' AND updated_at < ? "
-        f"AND (next_attempt_at IS NULL OR next_attempt_at < ?)) {running_clause}) "
-        "ORDER BY updated_at LIMIT ?",
-        params,
-    ).fetchall()
+    params = (before, before, before, limit) if running else (before, before, limit)
+    rows = cur.execute(reads.stranded_tasks(g, running), params).fetchall()
     return [(r["id"], r["status"], r["priority"], r["updated_at"]) for r in rows]

@@ -1,4 +1,5 @@
-"""Reading and writing task rows in batches, in each database's cheapest way.
+"""Reading and writing task rows in batches, in each database's cheapest way (the
+statements: projections/sql/task_writes.py).
 
 - PostgreSQL: new rows by ``COPY`` in the binary format; changed rows by one UPDATE per
   batch with one array per column (``unnest``), also binary, instead of a statement per
@@ -8,9 +9,8 @@
   Python, element by element; msgspec encodes the rows in C.
 - SQLite: ``executemany`` per shape of row. Python 3.11's sqlite3 looks up adapters for
   every ``None`` it binds (two failed attribute look-ups and an exception message). So
-  rows are grouped
-  by which columns are NULL, and those are written as ``NULL`` literals; only values are
-  bound.
+  rows are grouped by which columns are NULL, and those are written as ``NULL`` literals;
+  only values are bound.
 """
 
 from __future__ import annotations
@@ -23,22 +23,14 @@ from typing import Any
 import msgspec
 
 from projections.db import Cursor
+from projections.sql import task_writes
 from projections.task_rows import COLUMNS, ID, MUTABLE, NULLABLE, Row, Rows
 
-_PG_TYPES = {  # of the columns that are not text
-    "definition_revision": "int4",
-    "attempts": "int4",
-    "version": "int4",
-    "timeout_ms": "int8",
-}
-_COPY_TYPES = [_PG_TYPES.get(c, "text") for c in COLUMNS]
 _FIRST_MUTABLE = COLUMNS.index(MUTABLE[0])
 _ALL = tuple(range(len(COLUMNS)))
 _SET_THEN_ID = (*range(_FIRST_MUTABLE, len(COLUMNS)), ID)  # an UPDATE's parameters
 _NULLABLE = frozenset(COLUMNS.index(c) for c in NULLABLE)
-_NAMES = ", ".join(COLUMNS)
 _UPDATE_NAMES = ("id", *MUTABLE)
-_ASSIGNMENTS = ", ".join(f"{c} = v.{c}" for c in MUTABLE)  # an UPDATE … FROM … AS v
 _updated = itemgetter(ID, *range(_FIRST_MUTABLE, len(COLUMNS)))
 _encode = msgspec.json.Encoder().encode
 Shape = tuple[bool, ...]  # per nullable column: is it NULL
@@ -49,16 +41,13 @@ def load(cur: Cursor, view: str, ids: set[str]) -> Rows:
     if not ids:
         return {}
     if cur.postgres:
-        found = cur.select_tuples(
-            f"SELECT {_NAMES} FROM {view} WHERE id = ANY(?)", (list(ids),), binary=True
-        )
+        found = cur.select_tuples(task_writes.select_any(view), (list(ids),), binary=True)
     else:
         found = []
         pending = sorted(ids)
         for start in range(0, len(pending), 500):
             chunk = pending[start : start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            found += cur.select_tuples(f"SELECT {_NAMES} FROM {view} WHERE id IN ({marks})", chunk)
+            found += cur.select_tuples(task_writes.select_in(view, len(chunk)), chunk)
     return {row[ID]: list(row) for row in found}
 
 
@@ -67,12 +56,12 @@ def insert(cur: Cursor, view: str, rows: list[Row]) -> None:
         return
     if cur.postgres and not cur.copies:  # a small batch, pipelined or deferred: no COPY
         cur.execute(
-            f"INSERT INTO {view} ({_NAMES}) SELECT {_NAMES} FROM {_records(view)}",
+            task_writes.insert_json(view),
             (_json([dict(zip(COLUMNS, row, strict=True)) for row in rows]),),
         )
         return
     if cur.postgres:
-        cur.copy_rows(view, COLUMNS, _COPY_TYPES, rows)
+        cur.copy_rows(view, COLUMNS, task_writes.COPY_TYPES, rows)
         return
     for shape, values in _by_shape(rows, _ALL).items():
         cur.executemany(_sqlite_insert(view, shape), values)
@@ -84,15 +73,14 @@ def update(cur: Cursor, view: str, rows: list[Row]) -> None:
         return
     if cur.postgres and not cur.copies:
         cur.execute(
-            f"UPDATE {view} AS t SET {_ASSIGNMENTS} FROM {_records(view)} WHERE t.id = v.id",
+            task_writes.update_json(view),
             (_json([dict(zip(_UPDATE_NAMES, _updated(row), strict=True)) for row in rows]),),
         )
         return
     if cur.postgres:
-        columns = ("id", *MUTABLE)
         arrays = list(zip(*rows, strict=True))
         cur.execute(
-            f"UPDATE {view} AS t SET {_ASSIGNMENTS} FROM {_unnest(columns)} WHERE t.id = v.id",
+            task_writes.update_arrays(view),
             [list(arrays[ID]), *(list(column) for column in arrays[_FIRST_MUTABLE:])],
             binary=True,
         )
@@ -105,30 +93,15 @@ def add_counts(cur: Cursor, counts: str, changes: list[tuple[str, str, int]]) ->
     """Add ``n`` to the count of each (status, type): one statement on PostgreSQL."""
     if not changes:
         return
-    upsert = f"ON CONFLICT (status, type) DO UPDATE SET n = {counts}.n + excluded.n"
     if cur.postgres:
         rows = [{"status": status, "type": type_, "n": n} for status, type_, n in changes]
-        cur.execute(
-            f"INSERT INTO {counts} (status, type, n) SELECT status, type, n "
-            f"FROM {_records(counts)} {upsert}",
-            (_json(rows),),
-        )
+        cur.execute(task_writes.add_counts_json(counts), (_json(rows),))
         return
-    cur.executemany(f"INSERT INTO {counts} (status, type, n) VALUES (?, ?, ?) {upsert}", changes)
-
-
-def _records(table: str) -> str:
-    """Rows of ``table``'s type from a JSON array of objects keyed by column (``?``)."""
-    return f"json_populate_recordset(NULL::{table}, ?::json) AS v"
+    cur.executemany(task_writes.add_counts(counts), changes)
 
 
 def _json(rows: list[dict[str, Any]]) -> str:
     return _encode(rows).decode()
-
-
-def _unnest(columns: tuple[str, ...]) -> str:
-    casts = ", ".join(f"?::{_PG_TYPES.get(c, 'text')}[]" for c in columns)
-    return f"unnest({casts}) AS v({', '.join(columns)})"
 
 
 def _by_shape(rows: list[Row], columns: tuple[int, ...]) -> dict[Shape, list[tuple[Any, ...]]]:
@@ -154,19 +127,17 @@ def _getter(columns: tuple[int, ...], shape: Shape) -> Callable[[Row], tuple[Any
     return get if len(kept) > 1 else lambda row: (get(row),)
 
 
-def _marks(columns: tuple[int, ...], shape: Shape) -> list[str]:
-    """``NULL`` or ``?`` per column, as ``shape`` says for the nullable ones."""
+def _nulls(columns: tuple[int, ...], shape: Shape) -> tuple[bool, ...]:
+    """Per column: is it NULL (as ``shape`` says for the nullable ones)."""
     nulls = iter(shape)
-    return ["NULL" if c in _NULLABLE and next(nulls) else "?" for c in columns]
+    return tuple([c in _NULLABLE and next(nulls) for c in columns])
 
 
 @lru_cache(maxsize=256)
 def _sqlite_insert(view: str, shape: Shape) -> str:
-    return f"INSERT INTO {view} ({_NAMES}) VALUES ({', '.join(_marks(_ALL, shape))})"
+    return task_writes.insert_values(view, _nulls(_ALL, shape))
 
 
 @lru_cache(maxsize=256)
 def _sqlite_update(view: str, shape: Shape) -> str:
-    marks = _marks(_SET_THEN_ID, shape)
-    assignments = ", ".join(f"{c} = {mark}" for c, mark in zip(MUTABLE, marks, strict=False))
-    return f"UPDATE {view} SET {assignments} WHERE id = {marks[-1]}"
+    return task_writes.update_values(view, _nulls(_SET_THEN_ID, shape)[:-1])  # the id last

@@ -25,6 +25,7 @@ from domain.values import TaskStatus
 from projections import task_sql
 from projections.db import Cursor
 from projections.schema import ApplyError
+from projections.sql import statement
 from projections.task_rows import (
     CHANGES,
     COLUMNS,
@@ -46,6 +47,17 @@ __all__ = ["COLUMNS", "TaskProjection", "json_text", "timestamp_text"]
 KEPT_ROWS = 5_000  # unfinished tasks' rows: a few seconds of full load
 # A finished task never changes again: its row is not kept.
 FINISHED = frozenset(status.value for status in TaskStatus if status.is_terminal)
+
+
+_DDL = (  # in projections/sql/task_view.sql
+    "create_task_view",
+    "create_task_created_index",
+    "create_task_status_index",
+    "create_task_type_index",
+    "create_task_workflow_index",
+    "create_task_lease_index",
+    "create_task_counts",
+)
 
 
 def _SUBMITTED(row: Row, event: Any) -> None:
@@ -94,48 +106,7 @@ class TaskProjection:
 
     def ddl(self, generation: int) -> list[str]:
         view, counts = self.tables(generation)
-        g = generation
-        return [
-            f"""CREATE TABLE IF NOT EXISTS {view} (
-                id TEXT PRIMARY KEY,
-                definition_id TEXT NOT NULL,
-                definition_version TEXT NOT NULL,
-                definition_revision INTEGER NOT NULL,
-                workflow_instance_id TEXT,
-                timeout_ms BIGINT NOT NULL,
-                status TEXT NOT NULL,
-                type TEXT NOT NULL,
-                priority TEXT NOT NULL,
-                input TEXT NOT NULL,
-                output TEXT,
-                error TEXT,
-                attempts INTEGER NOT NULL,
-                start_time TEXT,
-                end_time TEXT,
-                execution_environment TEXT,
-                cancel_reason TEXT,
-                next_attempt_at TEXT,
-                lease_deadline TEXT,
-                created_at TEXT NOT NULL,
-                updated_at TEXT NOT NULL,
-                version INTEGER NOT NULL
-            )""",
-            # One index per way of listing; each ends in the sort key (created_at, id).
-            f"CREATE INDEX IF NOT EXISTS ix_task_created_g{g} ON {view} (created_at, id)",
-            f"CREATE INDEX IF NOT EXISTS ix_task_status_g{g} ON {view} (status, created_at, id)",
-            f"CREATE INDEX IF NOT EXISTS ix_task_type_g{g} ON {view} (type, created_at, id)",
-            f"CREATE INDEX IF NOT EXISTS ix_task_workflow_g{g} "
-            f"ON {view} (workflow_instance_id, created_at, id)",
-            # Running attempts by deadline: finds attempts whose worker vanished.
-            f"CREATE INDEX IF NOT EXISTS ix_task_lease_g{g} ON {view} (lease_deadline) "
-            "WHERE lease_deadline IS NOT NULL",
-            f"""CREATE TABLE IF NOT EXISTS {counts} (
-                status TEXT NOT NULL,
-                type TEXT NOT NULL,
-                n BIGINT NOT NULL,
-                PRIMARY KEY (status, type)
-            )""",
-        ]
+        return [statement(name).format(view=view, counts=counts, g=generation) for name in _DDL]
 
     def apply(self, cur: Cursor, events: list[tuple[int, Any]], generation: int) -> None:
         view, counts = self.tables(generation)

@@ -45,6 +45,13 @@ ON CONFLICT (key) DO UPDATE SET
 RETURNING hits, window_start, extract(epoch FROM clock_timestamp())::float8 AS now"""
 _PRUNE = f"""DELETE FROM {TABLE}
 WHERE window_start < extract(epoch FROM clock_timestamp()) - %(longest)s"""
+_PRUNE_LIMITS = ("SET LOCAL statement_timeout = 2000", "SET LOCAL lock_timeout = 2000")
+# Each connection: counters need no durability and must never hold a request up for long.
+_SESSION = (
+    "SET synchronous_commit = off",
+    "SET statement_timeout = {milliseconds}",
+    "SET lock_timeout = {milliseconds}",
+)
 
 
 class PostgresLimiter:
@@ -154,8 +161,8 @@ class PostgresLimiter:
         try:
             assert self._pool is not None
             async with self._pool.connection() as conn, conn.transaction():
-                await conn.execute("SET LOCAL statement_timeout = 2000")
-                await conn.execute("SET LOCAL lock_timeout = 2000")
+                for limit in _PRUNE_LIMITS:
+                    await conn.execute(limit)
                 await conn.execute(_PRUNE, {"longest": self._longest})
         except (psycopg.Error, OSError, AssertionError) as exc:  # next time, then
             log.warning("rate limits: pruning ended windows failed (%r)", exc)
@@ -174,8 +181,6 @@ class PostgresLimiter:
         return self._fallback.hit_now(key, rate)
 
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        # Counters need no durability and must never hold a request up for long.
         milliseconds = max(1, round(self._timeout * 1000))
-        await conn.execute("SET synchronous_commit = off")
-        await conn.execute(f"SET statement_timeout = {milliseconds}")
-        await conn.execute(f"SET lock_timeout = {milliseconds}")
+        for setting in _SESSION:
+            await conn.execute(setting.format(milliseconds=milliseconds))

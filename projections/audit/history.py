@@ -4,11 +4,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 from uuid import UUID
 
+import msgspec
+
+from commands.event_decoder import StoredRecord
 from commands.public_events import (
     aggregate_kind,
     event_id,
@@ -20,13 +24,9 @@ from commands.public_events import (
 from commands.service import TaskService
 from domain.chain import canonical_time, event_fields
 from domain.task import Task
-from projections.audit.event_reader import (
-    EventDecoder,
-    EventStoreReader,
-    Progress,
-    StoredRecord,
-    _json,
-)
+
+_json = msgspec.json.Encoder()
+Progress = Callable[[int, int], None]  # (done, total)
 
 
 def history_entry(event: Any, position: int) -> dict[str, Any]:
@@ -51,8 +51,7 @@ def task_history(service: TaskService, task_id: UUID) -> list[dict[str, Any]] | 
     Only a task's events are shown: the id of an API key or a definition record is
     "not found" here, not a way to read other aggregates.
     """
-    reader = EventStoreReader(service)
-    decoder = EventDecoder(service)
+    reader, decoder = service.event_reader, service.event_decoder
     records = reader.aggregate(task_id)
     events = [(r.position, decoder.decode(r)[1]) for r in records]
     if not events or not isinstance(events[0][1], Task.Event):
@@ -100,8 +99,7 @@ def export(
     Reads and writes batch by batch: memory stays flat whatever the store's size. The
     head is fixed at the start, so the export is a consistent prefix of the log.
     """
-    reader = EventStoreReader(service)
-    decoder = EventDecoder(service)
+    reader, decoder = service.event_reader, service.event_decoder
     head = reader.head()
     written, position = 0, 0
     for records in reader.by_position(0, until=head, batch=batch):

@@ -10,6 +10,7 @@ from typing import Any
 
 from projections.db import Cursor
 from projections.schema import read_position
+from projections.sql import any_of, one_of, reads
 
 CHUNK = 900  # ids per statement: below SQLite's old default limit of 999 parameters
 
@@ -27,11 +28,11 @@ class Baseline:
 def read_baseline(cur: Cursor, g: int) -> Baseline:
     counts = {
         (row["status"], row["type"]): int(row["n"])
-        for row in cur.execute(f"SELECT status, type, n FROM task_counts_g{g}").fetchall()
+        for row in cur.execute(reads.task_counts(g)).fetchall()
         if int(row["n"])
     }
-    tasks = cur.execute(f"SELECT COUNT(*) AS n FROM task_view_g{g}").fetchone()
-    definitions = cur.execute(f"SELECT COUNT(*) AS n FROM definition_view_g{g}").fetchone()
+    tasks = cur.execute(reads.count_tasks(g)).fetchone()
+    definitions = cur.execute(reads.count_definitions(g)).fetchone()
     return Baseline(
         read_position(cur, g),
         counts,
@@ -42,8 +43,8 @@ def read_baseline(cur: Cursor, g: int) -> Baseline:
 
 def _in(cur: Cursor, column: str, ids: Sequence[str]) -> tuple[str, list[Any]]:
     if cur.postgres:
-        return f"{column} = ANY(?)", [list(ids)]
-    return f"{column} IN ({', '.join('?' for _ in ids)})", list(ids)
+        return any_of(column), [list(ids)]
+    return one_of(column, len(ids)), list(ids)
 
 
 def task_rows(cur: Cursor, g: int, ids: Sequence[str]) -> tuple[int, dict[str, dict[str, Any]]]:
@@ -51,8 +52,7 @@ def task_rows(cur: Cursor, g: int, ids: Sequence[str]) -> tuple[int, dict[str, d
     rows: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), CHUNK):
         condition, params = _in(cur, "id", ids[start : start + CHUNK])
-        query = f"SELECT * FROM task_view_g{g} WHERE {condition}"
-        for row in cur.execute(query, params).fetchall():
+        for row in cur.execute(reads.task_rows(g, condition), params).fetchall():
             rows[row["id"]] = row  # JSON columns stay text: compared as text first
     return read_position(cur, g), rows
 
@@ -64,12 +64,11 @@ def definition_rows(
     rows: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), CHUNK):
         condition, params = _in(cur, "id", ids[start : start + CHUNK])
-        query = f"SELECT * FROM definition_view_g{g} WHERE {condition}"
-        for row in cur.execute(query, params).fetchall():
+        for row in cur.execute(reads.definition_rows(g, condition), params).fetchall():
             row["document"] = json.loads(row["document"])
             rows[row["id"]] = row
     return read_position(cur, g), rows
 
 
 def task_ids(cur: Cursor, g: int) -> list[str]:
-    return [row["id"] for row in cur.execute(f"SELECT id FROM task_view_g{g}").fetchall()]
+    return [row["id"] for row in cur.execute(reads.task_ids(g)).fetchall()]

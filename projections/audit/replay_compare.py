@@ -15,9 +15,10 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from commands.event_decoder import EventDecoder
+from commands.event_reader import EventReader
 from domain.definition_record import DefinitionRecord
 from domain.task import Task
-from projections.audit.event_reader import EventDecoder, EventStoreReader
 from projections.audit.findings import Problem, VerifyReport
 from projections.audit.read_model_sql import definition_rows, task_rows
 from projections.audit.stored_aggregate import StoredAggregate, replay
@@ -69,7 +70,7 @@ class ReplayComparer:
 
     def __init__(
         self,
-        reader: EventStoreReader,
+        reader: EventReader,
         decoder: EventDecoder,
         generation: Generation,
         report: VerifyReport,

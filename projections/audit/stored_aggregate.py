@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from commands.event_decoder import StoredRecord
 from commands.public_events import aggregate_kind, topic_parts
 from domain.apikey import ApiKey
 from domain.definition_record import DefinitionRecord
-from projections.audit.event_reader import StoredRecord
 
 
 @dataclass

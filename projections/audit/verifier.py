@@ -18,10 +18,10 @@ from uuid import UUID
 
 import psycopg
 
+from commands.event_decoder import StoredRecord
 from commands.gc_pause import gc_paused
 from commands.service import TaskService
 from projections.audit.chain_check import ChainLink, check_chain
-from projections.audit.event_reader import EventDecoder, EventStoreReader, StoredRecord
 from projections.audit.findings import Problem, ReadModelMissing, VerifyReport
 from projections.audit.read_model_sql import Baseline, read_baseline, task_ids
 from projections.audit.replay_compare import ReplayComparer
@@ -75,8 +75,8 @@ class Verifier:
         stranded_after_s: float | None = STRANDED_AFTER_S,
     ) -> None:
         self._stranded_after_s = stranded_after_s  # None: no stranded-task findings
-        self._reader = EventStoreReader(service)
-        self._decoder = EventDecoder(service)
+        self._reader = service.event_reader
+        self._decoder = service.event_decoder
         self._generation = Generation(db)
         self._db = db
         self._batch = batch

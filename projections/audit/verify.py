@@ -1,10 +1,10 @@
 """``taskexec verify``: check every hash chain, replay every aggregate, compare with the
 read models; with several processes, each takes a slice of the aggregate ids.
 
-The store is read aggregate by aggregate (``EventStoreReader.by_aggregate``: id, then
-version, in batches), so one aggregate is complete when the next one starts and memory
-stays bounded whatever the store's size. For each batch of complete aggregates
-(``Verifier``, projections/audit/verifier.py):
+The store is read aggregate by aggregate (``EventReader.by_aggregate`` of
+commands/event_reader.py: id, then version, in batches), so one aggregate is complete
+when the next one starts and memory stays bounded whatever the store's size. For each
+batch of complete aggregates (``Verifier``, projections/audit/verifier.py):
 
 1. every chain is checked (projections/audit/chain_check.py): versions 1, 2, … with no
    gap, each hash recomputed from the stored content, each ``prev_hash`` linked;

@@ -8,10 +8,13 @@ Each test prints what became of the tasks (see tests/faults/stack.py's ``Outcome
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 
+from commands.fast_paths import FastPaths
 from tests.faults.stack import Load, Outcome, Stack, settle
+from workers.nats_server import EmbeddedNatsServer
 
 SETTLE_S = 120.0  # reports held by a killed serve come back after the results ack wait
 
@@ -24,19 +27,39 @@ def check(stack: Stack, load: Load, outcome: Outcome) -> None:
     stack.cli("verify")  # exit 0: chains, replays and read models agree (asserted in cli)
 
 
-def test_serve_killed_mid_load_and_restarted_loses_no_task(stack: Stack) -> None:
+def kill_serve_under_load(stack: Stack, kills: int) -> None:
+    """One serve and one worker under load; serve killed ``kills`` times and restarted;
+    then every acknowledged task must end, once."""
     base = stack.serve("serve")
     stack.worker("w1")
     load = Load([base], stack.key, rate=50)
     load.start()
-    for _ in range(2):  # twice, as an operator's bad day would
+    for _ in range(kills):
         time.sleep(2.0)
         stack.kill("serve")
         stack.serve("serve")
     time.sleep(2.0)
     load.stop()
-
     check(stack, load, settle(stack.database_url, load.acknowledged, SETTLE_S))
+
+
+def test_serve_killed_mid_load_and_restarted_loses_no_task(stack: Stack) -> None:
+    kill_serve_under_load(stack, kills=2)  # twice, as an operator's bad day would
+
+
+def test_on_the_plain_library_paths_a_killed_serve_loses_no_task(
+    database_url: str, nats_server: EmbeddedNatsServer, tmp_path: Path
+) -> None:
+    """Every shortcut below a library's public API off (TASKEXEC_FAST_*: docs/operations.md):
+    the promise holds on the plain paths too."""
+    plain = {f"TASKEXEC_FAST_{name.upper()}": "off" for name in FastPaths.names()}
+    stack = Stack(database_url, nats_server.url, tmp_path, env=plain)
+    try:
+        kill_serve_under_load(stack, kills=1)
+        serve_log = (stack.dir / "serve.log").read_text(errors="replace")
+        assert serve_log.count("fast paths off, the plain library paths instead: nats_wire") == 2
+    finally:
+        stack.stop_all()
 
 
 def test_two_serve_replicas_and_two_workers_lose_no_task_and_run_each_once(

@@ -31,7 +31,6 @@ from commands.persistence import DatabaseConfig
 from commands.public_events import event_id
 from domain.definition_record import definition_record_id
 from domain.values import ANONYMOUS
-from projections.audit.event_reader import EventStoreReader
 from projections.audit.history import export
 from projections.audit.verify import ReadModelMissing, Stores, verify
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT, ROOT, taskexec
@@ -268,7 +267,7 @@ def test_export_writes_every_event_in_global_order_and_verifies_independently(
     result = taskexec(database_url, tmp_path, "audit", "export", "--output", str(out))
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    reader = EventStoreReader(runtime.service)
+    reader = runtime.service.event_reader
     assert len(lines) == reader.count()
     assert f"exported {len(lines)} events" in result.stderr
     positions = [line["position"] for line in lines]
@@ -349,7 +348,7 @@ def test_verify_passes_on_a_clean_store(
     assert (report.aggregates["task"], report.aggregates["apikey"]) == (4, 1)
     assert report.compared["task"] == 4
     assert report.compared["definition"] == report.aggregates["definition"] >= 2
-    assert report.events == EventStoreReader(runtime.service).count()
+    assert report.events == runtime.service.event_reader.count()
 
 
 def test_verify_catches_an_event_altered_in_the_database(
@@ -497,7 +496,7 @@ def test_export_and_history_stop_at_an_undecodable_event_naming_its_position(
 ) -> None:
     ids = seed(runtime)
     Tamper(database_url).set_state(ids.failed, 2, b"\x00garbage")
-    position = EventStoreReader(runtime.service).aggregate(ids.failed)[1].position
+    position = runtime.service.event_reader.aggregate(ids.failed)[1].position
     out = tmp_path / "events.jsonl"
     result = taskexec(database_url, tmp_path, "audit", "export", "--output", str(out))
     assert result.returncode == 1

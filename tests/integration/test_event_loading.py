@@ -1,5 +1,6 @@
-"""Reading many aggregates at once, and the PostgreSQL recorder's binary inserts, held to
-what the library itself reads and writes (SQLite and PostgreSQL)."""
+"""Reading many aggregates at once and scanning the store (commands/event_reader.py), and
+the PostgreSQL recorder's binary inserts, held to what the library itself reads and
+writes (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from uuid import uuid4
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 
-from commands.event_loading import CHUNK, select_events_many
+from commands.event_reader import CHUNK
 from commands.messages import CancelTask, RecordReport, SubmitTask
 from commands.pg_recorder import BinaryInsertProcessRecorder
 from commands.service import TaskService
 from domain.values import ANONYMOUS
 from tests.conftest import EXAMPLE_INPUT
+from tests.event_store_support import assert_scans_are_the_librarys
+from tests.read_side_support import make_history
 
 
 def orders(count: int) -> list[SubmitTask]:
@@ -31,7 +34,7 @@ def test_many_at_once_equals_one_by_one(service: TaskService) -> None:
     service.cancel(CancelTask(ids[0], ANONYMOUS))
     absent = uuid4()
 
-    found = select_events_many(service.recorder, [*ids, absent])
+    found = service.event_reader.many([*ids, absent])
     assert absent not in found
     for task_id in ids:
         assert found[task_id] == list(service.recorder.select_events(task_id))
@@ -46,8 +49,13 @@ def test_more_ids_than_one_statement_takes(service: TaskService) -> None:
     outcomes = service.submit_many(orders(300))
     ids = [o.task_id for o in outcomes if not isinstance(o, Exception)]
     missing = [uuid4() for _ in range(CHUNK)]
-    found = select_events_many(service.recorder, [*missing, *ids])
+    found = service.event_reader.many([*missing, *ids])
     assert sorted(found) == sorted(ids)
+
+
+def test_the_audit_scans_read_what_the_library_reads(service: TaskService) -> None:
+    make_history(service, tasks=30)
+    assert_scans_are_the_librarys(service)
 
 
 def test_nothing_asked_nothing_read(service: TaskService) -> None:

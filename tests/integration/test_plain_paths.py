@@ -15,14 +15,11 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 
 from commands.catalog import DefinitionCatalog
+from commands.event_store_sql import INSERT_FUNCTION
 from commands.fast_paths import FastPaths
 from commands.messages import CancelTask, RecordReport, SubmitTask
 from commands.persistence import DatabaseConfig, prepare_database
-from commands.pg_recorder import (
-    INSERT_FUNCTION,
-    BinaryInsertProcessRecorder,
-    SerialDdlProcessRecorder,
-)
+from commands.pg_recorder import BinaryInsertProcessRecorder, SerialDdlProcessRecorder
 from commands.service import TaskService
 from domain.values import ANONYMOUS, TaskStatus
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT

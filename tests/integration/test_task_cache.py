@@ -18,7 +18,6 @@ from commands.persistence import DatabaseConfig
 from commands.service import TaskService
 from domain.values import ANONYMOUS, Actor, TaskStatus
 from projections.audit.chain_check import ChainLink, check_chain
-from projections.audit.event_reader import EventDecoder, EventStoreReader
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
 
 ALICE = Actor("alice", "jwt")
@@ -51,10 +50,10 @@ def test_reports_on_tasks_submitted_here_are_applied_without_reading_them_back(
     assert len(service.task_cache) == 1  # the completed one is dropped
     stored = service.load(first.task_id)
     assert (stored.version, stored.status) == (3, TaskStatus.COMPLETED)
-    decoder = EventDecoder(service)
+    decoder = service.event_decoder
     links = [
         ChainLink(record.version, record.topic, decoder.state(record))
-        for record in EventStoreReader(service).aggregate(first.task_id)
+        for record in service.event_reader.aggregate(first.task_id)
     ]
     assert [link.version for link in links] == [1, 2, 3]
     assert check_chain(first.task_id, links) == []  # stored as it was sealed
@@ -150,10 +149,10 @@ def test_switched_off_every_report_reads_the_store(uncached: TaskService) -> Non
     assert (len(uncached.task_cache), uncached.task_cache.hits) == (0, 0)
     stored = uncached.load(first.task_id)
     assert (stored.version, stored.status) == (3, TaskStatus.COMPLETED)
-    decoder = EventDecoder(uncached)
+    decoder = uncached.event_decoder
     links = [
         ChainLink(record.version, record.topic, decoder.state(record))
-        for record in EventStoreReader(uncached).aggregate(first.task_id)
+        for record in uncached.event_reader.aggregate(first.task_id)
     ]
     assert check_chain(first.task_id, links) == []
 

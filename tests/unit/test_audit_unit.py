@@ -14,6 +14,7 @@ from eventsourcing.persistence import Mapper
 
 from api.cli.audit import UsageError, history_table, parse_time
 from api.settings import Settings, parse_duration, parse_size
+from commands.event_decoder import EventDecoder, StoredRecord
 from commands.public_events import (
     PUBLIC_TYPES,
     aggregate_kind,
@@ -29,7 +30,6 @@ from domain.definition import TaskDefinition
 from domain.definition_record import DefinitionRecord
 from domain.task import Task
 from domain.values import Actor, TaskType
-from projections.audit.event_reader import EventDecoder, StoredRecord
 from projections.audit.history import export_line, history_entry
 from projections.audit.verifier import shard_bounds
 from workers.protocol import EVENTS_STREAM
@@ -79,7 +79,7 @@ def gadget_event() -> Any:
 
 
 class FakeService:
-    """What EventDecoder needs of a TaskService: its mapper."""
+    """What audit needs of a TaskService here: its mapper."""
 
     def __init__(self) -> None:
         self.mapper: Mapper[UUID] = Mapper(transcoder=PayloadSafeTranscoder())
@@ -155,7 +155,7 @@ def test_a_history_entry_has_the_public_view_and_the_chain():
 
 def test_the_decoder_builds_the_events_the_library_mapper_builds():
     service: Any = FakeService()
-    decoder = EventDecoder(service)
+    decoder = EventDecoder(service.mapper)
     for position, event in enumerate(task_events(), start=1):
         record = stored(event, position)
         state = decoder.state(record)
@@ -168,7 +168,7 @@ def test_the_decoder_builds_the_events_the_library_mapper_builds():
 
 def test_an_export_line_carries_what_the_hash_covers():
     service: Any = FakeService()
-    decoder = EventDecoder(service)
+    decoder = EventDecoder(service.mapper)
     _, cancelled = task_events()
     record = stored(cancelled, 7)
     state = decoder.state(record)

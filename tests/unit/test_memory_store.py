@@ -1,6 +1,7 @@
 """The in-memory event store (commands/memory.py, ``DatabaseConfig.memory()``) and the
 plain paths that read it through the library's public recorder API: many aggregates'
-events (commands/event_loading.py) and the notification log (commands/log_reader.py)."""
+events and the audit scans (commands/event_reader.py), and the notification log
+(commands/log_reader.py)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOProcessRecorder
 
 from commands.catalog import DefinitionCatalog
-from commands.event_loading import CHUNK, select_events_many
+from commands.event_reader import CHUNK, EventReader
 from commands.fast_paths import FastPaths
 from commands.messages import CancelTask, RecordReport
 from commands.persistence import DatabaseConfig
 from commands.service import TaskService, UndecodableEvent
 from domain.values import ANONYMOUS
 from tests.contract.support import order
+from tests.event_store_support import assert_scans_are_the_librarys
 from tests.read_side_support import make_history
 
 
@@ -64,7 +66,7 @@ def test_many_at_once_equals_one_by_one() -> None:
     service.cancel(CancelTask(ids[0], ANONYMOUS))
     absent = [uuid4() for _ in range(CHUNK)]  # more ids than one statement takes
 
-    found = select_events_many(service.recorder, [*absent, *ids])
+    found = service.event_reader.many([*absent, *ids])
     assert sorted(found) == sorted(ids)
     for task_id in ids:
         assert found[task_id] == list(service.recorder.select_events(task_id))
@@ -77,7 +79,7 @@ def test_many_at_once_equals_one_by_one() -> None:
 
 def test_a_recorder_without_a_public_read_is_refused() -> None:
     with pytest.raises(TypeError, match="cannot batch-read events from object"):
-        select_events_many(object(), [uuid4()])  # type: ignore[arg-type]
+        EventReader(object()).many([uuid4()])
 
 
 def test_the_log_is_read_as_the_library_reads_it() -> None:
@@ -91,6 +93,13 @@ def test_the_log_is_read_as_the_library_reads_it() -> None:
     assert everything == reader.read_with_library(0, 100_000)
     assert service.read_log(3, 7) == everything[3:10]
     assert service.read_log(head, 10) == []
+
+
+def test_the_audit_scans_read_the_store_through_the_public_api() -> None:
+    service = open_service(DatabaseConfig.memory())
+    make_history(service, tasks=30)
+    assert service.event_reader.tables is None
+    assert_scans_are_the_librarys(service)
 
 
 def test_an_undecodable_event_names_its_position() -> None:

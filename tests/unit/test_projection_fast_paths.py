@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from commands.log_reader import _uuid
+from commands.event_reader import uuid_of_hex
 from projections.task_rows import (
     COLUMNS,
     CREATED,
@@ -55,7 +55,7 @@ def test_uuid_text_is_str_of_the_uuid(number: int) -> None:
 
 @given(st.uuids())
 def test_the_sqlite_id_conversion_is_uuid_of_the_hex(value: UUID) -> None:
-    made = _uuid(value.hex)
+    made = uuid_of_hex(value.hex)
     assert made == value and type(made) is UUID
     assert (made.int, made.is_safe, str(made), hash(made)) == (
         value.int,
@@ -74,9 +74,9 @@ def test_the_sqlite_id_conversion_of_odd_text_is_uuids(text: str) -> None:
         expected = UUID(text)
     except ValueError as exc:
         with pytest.raises(ValueError, match="^" + re.escape(str(exc)) + "$"):
-            _uuid(text)
+            uuid_of_hex(text)
         return
-    assert _uuid(text) == expected
+    assert uuid_of_hex(text) == expected
 
 
 def test_finish_formats_each_time_once_and_leaves_text_and_none() -> None:
