@@ -1,0 +1,158 @@
+"""``taskexec dev``, ``serve`` and ``worker``: the long-running processes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from api.settings import Settings
+from commands.gc_pause import settle_heap
+
+
+def add_commands(commands: Any) -> None:
+    """Register ``dev``, ``serve`` and ``worker`` on the ``taskexec`` parser."""
+    for name, func, text in (
+        ("dev", cmd_dev, "all-in-one development stack"),
+        ("serve", cmd_serve, "API, projections, relay, results consumer"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--host", default="127.0.0.1")
+        sub.add_argument("--port", type=int, default=8000)
+        sub.set_defaults(func=func)
+
+    worker = commands.add_parser("worker", help="run tasks pulled from NATS")
+    worker.add_argument("--concurrency", type=int, default=4)
+    worker.add_argument("--id", dest="worker_id", default=None, help="worker name in task metadata")
+    worker.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds running attempts get to finish on SIGTERM before they are handed back",
+    )
+    worker.set_defaults(func=cmd_worker)
+
+
+@contextlib.contextmanager
+def nats_for(settings: Settings) -> Iterator[str]:
+    """TASKEXEC_NATS_URL if set, else an embedded nats-server under var/ for this process."""
+    if settings.nats_url:
+        yield settings.nats_url
+        return
+    from workers.nats_server import EmbeddedNatsServer
+
+    server = EmbeddedNatsServer(settings.nats_store_dir)
+    url = server.start()
+    settings.nats_url_file.write_text(url)
+    try:
+        yield url
+    finally:
+        settings.nats_url_file.unlink(missing_ok=True)
+        server.stop()
+
+
+def serve(settings: Settings, host: str, port: int, nats_url: str) -> None:
+    import uvicorn
+
+    from api.http.app import create_app
+    from api.runtime import Runtime
+
+    class Server(uvicorn.Server):
+        # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would kill
+        # this process before our own clean-up (worker, nats-server) runs. Exit normally.
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    app = create_app(Runtime.open(settings), nats_url, on_started=settle_heap)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    Server(config).run()
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    with nats_for(settings) as nats_url:
+        serve(settings, args.host, args.port, nats_url)
+    return 0
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from api.cli.apikey import ensure_dev_key
+
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    api_key = ensure_dev_key(settings)
+    with nats_for(settings) as nats_url:
+        worker = spawn_worker(nats_url)
+        base = f"http://{args.host}:{args.port}"
+        print(
+            "taskexec dev\n"
+            f"  API          {base}/api/v1/tasks\n"
+            f"  API docs     {base}/schema  (OpenAPI: {base}/schema/openapi.json)\n"
+            f"  health       {base}/health\n"
+            f"  API key      {api_key}\n"
+            f"               every permission; kept in {settings.dev_api_key_file} (mode 0600)\n"
+            f"               curl -H 'X-API-Key: {api_key}' {base}/api/v1/tasks\n"
+            f"  database     {settings.database_url}\n"
+            f"  NATS         {nats_url}  (store {settings.nats_store_dir.resolve()})\n"
+            f"  worker       pid {worker.pid}\n",
+            flush=True,
+        )
+        try:
+            serve(settings, args.host, args.port, nats_url)
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(35)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    return 0
+
+
+def spawn_worker(nats_url: str) -> subprocess.Popen[bytes]:
+    from workers.nats_server import _die_with_parent
+
+    env = {**os.environ, "TASKEXEC_NATS_URL": nats_url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "worker", "--concurrency", "4"],
+        env=env,
+        preexec_fn=_die_with_parent,
+    )
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    nats_url = settings.nats_url or _local_nats_url(settings.nats_url_file)
+    if not nats_url:
+        print(
+            "taskexec worker: set TASKEXEC_NATS_URL (no local embedded server found)",
+            file=sys.stderr,
+        )
+        return 2
+    from api.bootstrap import run_worker
+
+    run_event_loop(
+        run_worker(settings, nats_url, args.concurrency, args.worker_id, args.grace, settle_heap)
+    )
+    return 0
+
+
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` on uvloop where it is installed (as uvicorn does for ``serve``)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
+def _local_nats_url(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
