@@ -62,8 +62,12 @@ class Wakeups:
     def __init__(self) -> None:
         self._wake: list[Callable[[], None]] = []
 
-    def add(self, wake: Callable[[], None]) -> None:
-        self._wake.append(wake)
+    def add(self, wake: Callable[[], None], first: bool = False) -> None:
+        """``first``: before the others (the relay: its messages are on the way to done)."""
+        if first:
+            self._wake.insert(0, wake)
+        else:
+            self._wake.append(wake)
 
     def __call__(self) -> None:
         for wake in self._wake:

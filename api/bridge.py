@@ -119,7 +119,7 @@ async def start_bridge(parts: ServeParts, nats_url: str) -> Bridge:
         publisher = JetStreamPublisher(nc, wire=settings.fast_paths.nats_wire)
         relay_lock = leadership(parts.db_config, "relay", parts.locks)  # one across replicas
         relay = Relay(Outbox(parts.service, relay_lock), publisher)
-        parts.wakeups.add(relay.poke)
+        parts.wakeups.add(relay.poke, first=True)
         consumer = ResultsConsumer(parts.service, nc, on_recorded=parts.wakeups)
         lost_work = LostWork(parts.service, nc)
         await lost_work.start()
