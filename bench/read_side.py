@@ -31,7 +31,8 @@ from pathlib import Path
 import uvicorn
 
 from api.bootstrap import read_models
-from api.http.app import create_app, to_response
+from api.http.app import create_app
+from api.http.tasks import to_response
 from api.runtime import Runtime
 from api.settings import Settings
 from bench.common import (

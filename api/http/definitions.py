@@ -1,84 +1,30 @@
-"""Read endpoints: task lists and task definitions (answered from projections)."""
+"""``GET /api/v1/tasks/definitions`` and ``…/definitions/{definitionId}``: the task
+definitions, answered from their read model.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
 from api.http.errors import ERROR
+from api.http.paging import PageNumber, PageSize, pagination
 from api.http.schemas import (
     DefinitionList,
     DefinitionResponse,
     DefinitionSummary,
-    Pagination,
-    TaskList,
-    TaskSummary,
 )
 from api.http.timefmt import api_time
 from api.runtime import Runtime
 from api.security.guards import AUTH_ERRORS, protected
 from commands.errors import NotFound
 from domain.permissions import Permission
-from domain.values import TaskStatus, TaskType
-from projections.queries import Page
+from domain.values import TaskType
 
 API_PREFIX = "/api/v1/tasks"
-MAX_LIMIT = 100
-
-PageNumber = Annotated[int, QueryParameter(ge=1, description="Page number, from 1")]
-PageSize = Annotated[
-    int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"Items per page, 1-{MAX_LIMIT}")
-]
-
-
-def pagination(page: Page) -> Pagination:
-    return Pagination(
-        page=page.page,
-        limit=page.limit,
-        total_items=page.total_items,
-        total_pages=page.total_pages,
-    )
-
-
-@get(
-    API_PREFIX,
-    sync_to_thread=True,
-    summary="List tasks",
-    responses={400: ERROR, **AUTH_ERRORS},
-    **protected(Permission.TASKS_LIST),
-)
-def list_tasks(
-    runtime: NamedDependency[Runtime],
-    status: Annotated[TaskStatus | None, QueryParameter()] = None,
-    # Python names equal the wire names, so validation errors name the query parameter.
-    type: Annotated[TaskType | None, QueryParameter()] = None,
-    workflowInstanceId: Annotated[str | None, QueryParameter(min_length=1, max_length=256)] = None,
-    page: PageNumber = 1,
-    limit: PageSize = 20,
-) -> TaskList:
-    result = runtime.list_tasks(
-        status=status.value if status else None,
-        task_type=type.value if type else None,
-        workflow_instance_id=workflowInstanceId,
-        page=page,
-        limit=limit,
-    )
-    return TaskList(items=[_summary(row) for row in result.items], pagination=pagination(result))
-
-
-def _summary(row: dict[str, Any]) -> TaskSummary:
-    return TaskSummary(
-        id=row["id"],
-        task_definition_id=row["definition_id"],
-        status=row["status"],
-        type=row["type"],
-        workflow_instance_id=row["workflow_instance_id"],
-        created_at=api_time(row["created_at"]),
-        updated_at=api_time(row["updated_at"]),
-    )
 
 
 @get(
@@ -143,4 +89,4 @@ def get_definition(
     )
 
 
-ROUTES = [list_tasks, list_definitions, get_definition]
+ROUTES = [list_definitions, get_definition]

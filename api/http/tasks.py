@@ -1,0 +1,247 @@
+"""``/api/v1/tasks``: submit (one, or in bulk), get, list and cancel tasks; thin
+controllers over the Runtime's command facade and queries.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from api.http.errors import ERROR
+from api.http.paging import PageNumber, PageSize, pagination
+from api.http.paths import parse_task_id
+from api.http.schemas import (
+    CancelTaskRequest,
+    CancelTaskResponse,
+    ErrorInfo,
+    ExecutionMetadata,
+    SubmitTaskRequest,
+    SubmitTaskResponse,
+    TaskList,
+    TaskResponse,
+    TaskSummary,
+)
+from api.http.submission import (
+    MAX_BULK,
+    BulkSubmitRequest,
+    BulkSubmitResponse,
+    IdempotencyKeyHeader,
+    bulk_response,
+    submit_response,
+)
+from api.http.timefmt import api_time
+from api.runtime import Runtime
+from api.security.gate import BULK_PATH
+from api.security.guards import (
+    AUTH_ERRORS,
+    current_principal,
+    protected,
+)
+from api.security.principal import Principal
+from commands.errors import NotFound
+from commands.messages import CancelTask, SubmitTask
+from domain.permissions import Permission
+from domain.values import Actor, RetryPolicy, TaskStatus, TaskType
+
+API_PREFIX = "/api/v1/tasks"
+
+
+REPLAYED = ResponseSpec(
+    data_container=SubmitTaskResponse,
+    description="An idempotent retry: the task submitted earlier with this Idempotency-Key",
+)
+
+
+def to_command(
+    body: SubmitTaskRequest, actor: Actor, idempotency_key: str | None = None
+) -> SubmitTask:
+    config = body.execution_config
+    retry = None
+    if config is not None and config.retry_policy is not None:
+        retry = RetryPolicy(
+            max_retries=config.retry_policy.max_retries,
+            retry_interval_ms=config.retry_policy.retry_interval,
+            backoff_multiplier=config.retry_policy.backoff_multiplier,
+        )
+    return SubmitTask(
+        definition_id=body.task_definition_id,
+        input=body.input,
+        actor=actor,
+        workflow_instance_id=body.workflow_instance_id,
+        priority=body.priority,
+        timeout_ms=config.timeout if config is not None else None,
+        retry_policy=retry,
+        idempotency_key=idempotency_key,
+    )
+
+
+def to_response(row: dict[str, Any]) -> TaskResponse:
+    error = row["error"]
+    return TaskResponse(
+        id=row["id"],
+        task_definition_id=row["definition_id"],
+        definition_version=row["definition_version"],
+        workflow_instance_id=row["workflow_instance_id"],
+        status=row["status"],
+        type=row["type"],
+        priority=row["priority"],
+        input=row["input"],
+        output=row["output"],
+        error=ErrorInfo(type=error["type"], message=error["message"]) if error else None,
+        attempts=row["attempts"],
+        next_attempt_at=api_time(row["next_attempt_at"]) if row["next_attempt_at"] else None,
+        execution_metadata=ExecutionMetadata(
+            start_time=api_time(row["start_time"]) if row["start_time"] else None,
+            end_time=api_time(row["end_time"]) if row["end_time"] else None,
+            duration=row["duration_ms"],
+            execution_environment=row["execution_environment"],
+        ),
+        created_at=api_time(row["created_at"]),
+        updated_at=api_time(row["updated_at"]),
+    )
+
+
+@post(
+    API_PREFIX,
+    status_code=HTTP_201_CREATED,
+    summary="Submit a task",
+    responses={
+        200: REPLAYED,
+        400: ERROR,
+        404: ERROR,
+        413: ERROR,
+        422: ERROR,
+        503: ERROR,
+        **AUTH_ERRORS,
+    },
+    **protected(Permission.TASKS_EXECUTE),
+)
+async def submit_task(
+    data: JSONBody[SubmitTaskRequest],
+    runtime: NamedDependency[Runtime],
+    request: Request[Any, Any, Any],
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response[SubmitTaskResponse]:
+    # The hottest endpoint: the principal is read from the request rather than injected,
+    # since two dependencies make Litestar resolve them in an anyio task group per request.
+    # Async: the command waits for its group commit and the read model on the event loop,
+    # holding no thread.
+    actor = current_principal(request).actor
+    outcome = await runtime.asubmit(to_command(data, actor, idempotency_key))
+    task_id = str(outcome.task_id)
+    headers = {"Location": f"{API_PREFIX}/{task_id}"}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(
+        submit_response(outcome, api_time),
+        status_code=HTTP_200_OK if outcome.replayed else HTTP_201_CREATED,
+        headers=headers,
+    )
+
+
+@post(
+    BULK_PATH,
+    status_code=HTTP_200_OK,
+    summary=f"Submit up to {MAX_BULK} tasks in one transaction, with a result per task",
+    responses={400: ERROR, 503: ERROR, **AUTH_ERRORS},
+    **protected(Permission.TASKS_EXECUTE),
+)
+async def submit_tasks_bulk(
+    data: JSONBody[BulkSubmitRequest],
+    runtime: NamedDependency[Runtime],
+    principal: NamedDependency[Principal],
+) -> BulkSubmitResponse:
+    # The transaction runs on a thread; the request waits on the event loop, so that an
+    # unreachable database is answered 503 within about a second (api/availability.py).
+    def write() -> BulkSubmitResponse:
+        commands = [to_command(item, principal.actor, item.idempotency_key) for item in data.tasks]
+        return bulk_response(runtime.submit_many(commands), api_time)
+
+    return await runtime.awrite(write)
+
+
+@get(
+    f"{API_PREFIX}/{{task_id:str}}",
+    sync_to_thread=True,
+    summary="Get a task's status and details",
+    responses={404: ERROR, **AUTH_ERRORS},
+    **protected(Permission.TASKS_READ),
+)
+def get_task(task_id: FromPath[str], runtime: NamedDependency[Runtime]) -> TaskResponse:
+    row = runtime.get_task(parse_task_id(task_id))
+    if row is None:
+        raise NotFound(f"task {task_id} not found", {"field": "taskId"})
+    return to_response(row)
+
+
+@post(
+    f"{API_PREFIX}/{{task_id:str}}/cancel",
+    status_code=200,
+    summary="Cancel a pending or running task",
+    responses={400: ERROR, 404: ERROR, 409: ERROR, **AUTH_ERRORS},
+    **protected(Permission.TASKS_CANCEL),
+)
+async def cancel_task(
+    task_id: FromPath[str],
+    runtime: NamedDependency[Runtime],
+    principal: NamedDependency[Principal],
+    data: JSONBody[CancelTaskRequest | None] = None,
+) -> CancelTaskResponse:
+    body = data or CancelTaskRequest()
+    outcome = await runtime.acancel(
+        CancelTask(
+            task_id=parse_task_id(task_id),
+            actor=principal.actor,
+            reason=body.reason,
+            force=body.force,
+        )
+    )
+    return CancelTaskResponse(
+        id=str(outcome.task_id), status=outcome.status, updated_at=api_time(outcome.updated_at)
+    )
+
+
+@get(
+    API_PREFIX,
+    sync_to_thread=True,
+    summary="List tasks",
+    responses={400: ERROR, **AUTH_ERRORS},
+    **protected(Permission.TASKS_LIST),
+)
+def list_tasks(
+    runtime: NamedDependency[Runtime],
+    status: Annotated[TaskStatus | None, QueryParameter()] = None,
+    # Python names equal the wire names, so validation errors name the query parameter.
+    type: Annotated[TaskType | None, QueryParameter()] = None,
+    workflowInstanceId: Annotated[str | None, QueryParameter(min_length=1, max_length=256)] = None,
+    page: PageNumber = 1,
+    limit: PageSize = 20,
+) -> TaskList:
+    result = runtime.list_tasks(
+        status=status.value if status else None,
+        task_type=type.value if type else None,
+        workflow_instance_id=workflowInstanceId,
+        page=page,
+        limit=limit,
+    )
+    return TaskList(items=[_summary(row) for row in result.items], pagination=pagination(result))
+
+
+def _summary(row: dict[str, Any]) -> TaskSummary:
+    return TaskSummary(
+        id=row["id"],
+        task_definition_id=row["definition_id"],
+        status=row["status"],
+        type=row["type"],
+        workflow_instance_id=row["workflow_instance_id"],
+        created_at=api_time(row["created_at"]),
+        updated_at=api_time(row["updated_at"]),
+    )
+
+
+ROUTES = [submit_task, submit_tasks_bulk, get_task, cancel_task, list_tasks]
