@@ -207,10 +207,11 @@ class DefinitionQueries:
         def run(cur: Cursor, g: int) -> Page:
             row = cur.execute(reads.count_definitions(g, clause), params).fetchone()
             total = int(row["n"]) if row else 0
-            rows = cur.execute(
-                reads.definition_page(g, clause), [*params, limit, (page - 1) * limit]
-            ).fetchall()
-            return Page(rows, page, limit, total)
+            offset = (page - 1) * limit
+            if offset >= total:  # past the end (a page number SQLite cannot even bind)
+                return Page([], page, limit, total)
+            rows = cur.execute(reads.definition_page(g, clause), [*params, limit, offset])
+            return Page(rows.fetchall(), page, limit, total)
 
         return self._generation.query(run)
 

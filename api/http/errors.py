@@ -120,6 +120,16 @@ def database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return unavailable(request, unknown_outcome(reason))
 
 
+def too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """A body nested deeper than the decoder goes (msgspec says "while deserializing"): the
+    client's error, 400. Any other RecursionError is ours: 500."""
+    if "deserializ" not in str(exc):
+        return internal_error(request, exc)
+    return envelope(
+        HTTP_400_BAD_REQUEST, "VALIDATION_ERROR", "Invalid request: the JSON body nests too deeply"
+    )
+
+
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return envelope(HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Internal server error")
@@ -133,6 +143,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     PersistenceError: database_error,
     ValidationException: validation_error,
     HTTPException: http_error,
+    RecursionError: too_deep,
     HTTP_500_INTERNAL_SERVER_ERROR: internal_error,
     Exception: internal_error,
 }

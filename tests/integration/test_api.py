@@ -120,6 +120,14 @@ def test_input_breaking_the_schema_is_422_with_every_violation(
             "executionConfig.timeout",
         ),
         (b'{"taskDefinitionId": "calculate-order-total", "surprise": 1}', "surprise"),
+        # Nested deeper than the decoder goes (it stops with a RecursionError): 400, not 500.
+        (
+            b'{"taskDefinitionId": "calculate-order-total", "input": {"x": '
+            + b"[" * 100_000
+            + b"]" * 100_000
+            + b"}}",
+            None,
+        ),
     ],
 )
 def test_malformed_requests_are_400_and_record_nothing(

@@ -212,6 +212,19 @@ def test_definitions_list_search_and_detail(client: TestClient[Any]) -> None:
     assert detail["updatedAt"].endswith("Z")
 
 
+@pytest.mark.parametrize("page", [4, 461168601842738792, 2**70])
+def test_a_definitions_page_past_the_end_is_empty(client: TestClient[Any], page: int) -> None:
+    """Past the last page, however far (SQLite binds at most 64-bit integers): an empty
+    page with the true totals, as the task list answers, never a 500."""
+    for path in (DEFINITIONS, TASKS):
+        response = client.get(f"{path}?page={page}")  # 20 a page: offsets past 2**63
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["items"] == []
+        assert body["pagination"]["page"] == page
+        assert body["pagination"]["totalItems"] == (3 if path == DEFINITIONS else 0)
+
+
 def test_unknown_definition_is_404_and_definitions_is_no_task_id(client: TestClient[Any]) -> None:
     response = client.get(f"{DEFINITIONS}/nope")
     assert response.status_code == 404
