@@ -181,15 +181,17 @@ def open_serve(settings: Settings) -> ServeParts:
 
 @contextlib.contextmanager
 def event_store(
-    settings: Settings, pool_size: int = 2, catalog: DefinitionCatalog | None = None
+    settings: Settings, pool_size: int = 2, create_tables: bool = True
 ) -> Iterator[TaskService]:
-    """The event store for one command-line command (tables created if missing)."""
+    """The event store for one command-line command. ``create_tables=False``: the tables
+    exist (verify's own processes, where concurrent DDL would collide)."""
     config = DatabaseConfig.from_url(settings.database_url)
-    prepare_database(config)
-    service = TaskService(
-        config.eventsourcing_env(pool_size=pool_size, fast_paths=settings.fast_paths),
-        catalog or DefinitionCatalog([]),
-    )
+    env = config.eventsourcing_env(pool_size=pool_size, fast_paths=settings.fast_paths)
+    if create_tables:
+        prepare_database(config)
+    else:
+        env["CREATE_TABLE"] = "no"
+    service = TaskService(env, DefinitionCatalog([]))
     try:
         yield service
     finally:
@@ -200,25 +202,14 @@ def event_store(
 def command_stores(
     settings: Settings, create_tables: bool = True
 ) -> Iterator[tuple[TaskService, Database]]:
-    """The event store and the read models, one connection each (``taskexec verify`` and
-    each of its processes: those pass ``create_tables=False``, the first one did it)."""
-    config = DatabaseConfig.from_url(settings.database_url)
-    env = config.eventsourcing_env(pool_size=1, fast_paths=settings.fast_paths)
-    if create_tables:
-        prepare_database(config)
-    else:  # concurrent DDL from several processes would collide
-        env["CREATE_TABLE"] = "no"
-    service = TaskService(env, DefinitionCatalog([]))
-    try:
-        db = Database(config, pool_size=1)
-    except BaseException:
-        service.close()
-        raise
-    try:
-        yield service, db
-    finally:
-        db.close()
-        service.close()
+    """The event store and the read models, one connection each (``projections
+    rebuild``, ``verify`` and each of its processes)."""
+    with event_store(settings, pool_size=1, create_tables=create_tables) as service:
+        db = Database(DatabaseConfig.from_url(settings.database_url), pool_size=1)
+        try:
+            yield service, db
+        finally:
+            db.close()
 
 
 async def run_worker(

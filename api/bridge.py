@@ -68,10 +68,6 @@ class Bridge:
         with contextlib.suppress(Exception):
             await self.nc.drain()
 
-    def expire_lost_attempts(self, grace_s: float | None = None) -> int:
-        """The sweep's first half (commands/lost_attempts.py), on the active replica."""
-        return expire_lost_attempts(self.parts, grace_s)
-
     async def reconcile_lost_work(self, after_s: float | None = None) -> int:
         """Publish again the work of PENDING tasks whose work is nowhere: due for longer
         than JetStream could have spent delivering it (``after_s``)."""
@@ -87,7 +83,7 @@ class Bridge:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             try:
-                await asyncio.to_thread(self.expire_lost_attempts)
+                await asyncio.to_thread(expire_lost_attempts, self.parts)
                 await self.reconcile_lost_work()
             except Exception:
                 log.exception("sweep of lost attempts failed; next one in %d s", SWEEP_INTERVAL_S)

@@ -10,6 +10,7 @@ from ipaddress import ip_address
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from api.security.rates import Rate
 from commands.persistence import DatabaseConfig
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?")
@@ -146,15 +147,13 @@ def parse_log_level(name: str, text: str) -> str:
     return level
 
 
-_RATE = re.compile(r"\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*")
-
-
 def parse_rate_limit(name: str, text: str) -> str:
-    """``N/second|minute|hour|day`` (N >= 1) or ``off``, as given (api/security reads it);
-    else a ValueError naming ``name``."""
-    match = _RATE.fullmatch(text.lower())
-    good = text.strip().lower() == "off" or (match is not None and int(match.group(1)) >= 1)
-    _check(name, text, good, "use N/second, N/minute, N/hour or N/day (N >= 1), or off")
+    """``N/second|minute|hour|day`` (N >= 1) or ``off``, as given (``Rate.parse`` is the
+    rule, api/security/rates.py); else a ValueError naming ``name``."""
+    try:
+        Rate.parse(text)
+    except ValueError:
+        _check(name, text, False, "use N/second, N/minute, N/hour or N/day (N >= 1), or off")
     return text
 
 
@@ -168,24 +167,32 @@ def parse_jwt_secret(name: str, text: str) -> str:
     return text
 
 
-def parse_jwks_location(name: str, text: str) -> str:
-    """A file path, an https URL, or an http URL on loopback."""
-    if "://" in text:
-        try:
-            parts = urlsplit(text)
-            host = parts.hostname or ""
-        except ValueError:  # an unbalanced [ in the host
-            host = ""
-        good = bool(host) and (parts.scheme == "https" or (parts.scheme == "http" and _local(host)))
-        _check(name, text, good, "use a file path or an https URL (http only on loopback)")
-    return text
+def jwks_location_ok(location: str) -> bool:
+    """A file path, an https URL, or an http URL on loopback (a local development IdP):
+    the one rule, also applied by api/security/jwks.py."""
+    if "://" not in location:
+        return True
+    try:
+        parts = urlsplit(location)
+        host = parts.hostname or ""
+    except ValueError:  # an unbalanced [ in the host
+        return False
+    if not host:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and _loopback(host))
 
 
-def _local(host: str) -> bool:
+def _loopback(host: str) -> bool:
     try:
         return host == "localhost" or ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def parse_jwks_location(name: str, text: str) -> str:
+    form = "use a file path or an https URL (http only on loopback)"
+    _check(name, text, jwks_location_ok(text), form)
+    return text
 
 
 def parse_database_url(name: str, text: str) -> str:

@@ -21,8 +21,6 @@ from api.cli import apikey, audit, processes, projections
 from api.settings import Settings
 from commands import gc_pause
 
-log = logging.getLogger("taskexec")
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()

@@ -17,16 +17,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet
 
 from api.security.principal import WouldBlock
+from api.settings_forms import jwks_location_ok
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +46,12 @@ class JwksError(Exception):
 
 def check_location(location: str) -> str:
     """``location`` if it is a file path, an https URL, or an http URL on loopback."""
-    if "://" not in location:
-        return location
-    parts = urlsplit(location)
-    if parts.scheme == "https" and parts.hostname:
-        return location
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+    if jwks_location_ok(location):
         return location
     raise ValueError(
         f"TASKEXEC_JWT_JWKS must be a file path or an https URL "
         f"(http only on loopback): {location!r}"
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class JwksSource:

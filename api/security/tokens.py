@@ -31,9 +31,9 @@ from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from api.security.jwks import KEY_TYPES, JwksSource
 from api.security.principal import AuthFailure, Principal
+from api.settings_forms import JWT_SECRET_MIN_BYTES
 
 LEEWAY_S = 30
-MIN_SECRET_BYTES = 32
 HMAC_ALGORITHM = "HS256"
 _CLAIM_MESSAGES = {
     "nbf": "token is not yet valid (nbf)",
@@ -74,9 +74,9 @@ class TokenVerifier:
         self._secret: Key | None = None
         if secret is not None:
             raw = secret.encode("utf-8")
-            if len(raw) < MIN_SECRET_BYTES:
+            if len(raw) < JWT_SECRET_MIN_BYTES:
                 raise ValueError(
-                    f"TASKEXEC_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long"
+                    f"TASKEXEC_JWT_SECRET must be at least {JWT_SECRET_MIN_BYTES} bytes long"
                 )
             self._secret = OctKey.import_key(raw)
         self._jwks = jwks

@@ -22,6 +22,7 @@ from domain.task import Task
 from projections.audit.findings import Problem, VerifyReport
 from projections.audit.read_model_sql import definition_rows, task_rows
 from projections.audit.stored_aggregate import StoredAggregate, replay
+from projections.db import Cursor
 from projections.queries import Generation
 from projections.task_rows import free_text
 from projections.tasks import json_text, timestamp_text
@@ -98,52 +99,63 @@ class ReplayComparer:
             self._definition(aggregate, position, rows.get(aggregate.label))
 
     def _task(self, aggregate: StoredAggregate, position: int, row: dict[str, Any] | None) -> None:
-        try:
-            task, at_p0 = replay(aggregate, position, self.p0, _status_and_type)
-        except Exception as exc:
-            self._problem(aggregate, None, f"replay failed: {exc!r}")
-            return
-        if at_p0 is not None:
-            self.counts_at_p0[at_p0] += 1
-        differences = task_differences(task, row)
-        if differences:  # the service may have written since: read again, row first
-            task_id = str(aggregate.originator_id)
-            position, rows = self._generation.query(lambda cur, g: task_rows(cur, g, [task_id]))
-            fresh = self._fresh(aggregate)
-            if fresh is not None:
-                task, _ = replay(fresh, position, self.p0, _status_and_type)
-                differences = task_differences(task, rows.get(task_id))
-        if differences:
-            version = task.version if task is not None else None
-            self._problem(
-                aggregate, version, "read model differs from the replay: " + "; ".join(differences)
-            )
-        self._report.compared["task"] += 1
+        task_id = str(aggregate.originator_id)
+        seen = self._check(
+            "task", aggregate, position, row, _status_and_type, task_rows, task_id, task_differences
+        )
+        if seen is not None:
+            self.counts_at_p0[seen] += 1
 
     def _definition(
         self, aggregate: StoredAggregate, position: int, row: dict[str, Any] | None
     ) -> None:
+        seen = self._check(
+            "definition",
+            aggregate,
+            position,
+            row,
+            _exists,
+            definition_rows,
+            aggregate.label,
+            definition_differences,
+        )
+        if seen is not None:
+            self.definitions_at_p0 += 1
+
+    def _check(
+        self,
+        kind: str,
+        aggregate: StoredAggregate,
+        position: int,
+        row: dict[str, Any] | None,
+        at_p0: Callable[[Any], Any],
+        read_rows: Callable[[Cursor, int, list[str]], tuple[int, dict[str, dict[str, Any]]]],
+        key: str,
+        differences: Callable[[Any, dict[str, Any] | None], list[str]],
+    ) -> Any:
+        """Replay ``aggregate`` up to ``position`` and compare it with its ``row``; a
+        difference is confirmed on a second read (row first, then the events: the service
+        may have written meanwhile). Returns what ``at_p0`` said of it at P0 (None: not
+        there yet, or the replay failed)."""
         try:
-            record, at_p0 = replay(aggregate, position, self.p0, _exists)
+            state, seen = replay(aggregate, position, self.p0, at_p0)
         except Exception as exc:
             self._problem(aggregate, None, f"replay failed: {exc!r}")
-            return
-        if at_p0 is not None:
-            self.definitions_at_p0 += 1
-        differences = definition_differences(record, row)
-        if differences:
-            label = aggregate.label
-            position, rows = self._generation.query(lambda cur, g: definition_rows(cur, g, [label]))
+            return None
+        found = differences(state, row)
+        if found:
+            position, rows = self._generation.query(lambda cur, g: read_rows(cur, g, [key]))
             fresh = self._fresh(aggregate)
             if fresh is not None:
-                record, _ = replay(fresh, position, self.p0, _exists)
-                differences = definition_differences(record, rows.get(label))
-        if differences:
-            version = record.version if record is not None else None
+                state, _ = replay(fresh, position, self.p0, at_p0)
+                found = differences(state, rows.get(key))
+        if found:
+            version = state.version if state is not None else None
             self._problem(
-                aggregate, version, "read model differs from the replay: " + "; ".join(differences)
+                aggregate, version, "read model differs from the replay: " + "; ".join(found)
             )
-        self._report.compared["definition"] += 1
+        self._report.compared[kind] += 1
+        return seen
 
     def _fresh(self, aggregate: StoredAggregate) -> StoredAggregate | None:
         """The aggregate's events read again (None if one does not decode)."""

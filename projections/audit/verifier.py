@@ -23,6 +23,7 @@ from commands.gc_pause import gc_paused
 from commands.service import TaskService
 from projections.audit.chain_check import ChainLink, check_chain
 from projections.audit.findings import Problem, ReadModelMissing, VerifyReport
+from projections.audit.history import Progress
 from projections.audit.read_model_sql import Baseline, read_baseline, task_ids
 from projections.audit.replay_compare import ReplayComparer
 from projections.audit.stored_aggregate import StoredAggregate, by_aggregate, identify
@@ -31,7 +32,6 @@ from projections.queries import Generation
 from projections.stranded import stranded
 from projections.tasks import timestamp_text
 
-Progress = Callable[[int, int], None]
 STRANDED_AFTER_S = 15 * 60.0  # a PENDING or RUNNING task unchanged this long is a finding
 
 

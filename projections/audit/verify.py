@@ -30,9 +30,9 @@ from typing import Any
 
 from commands.service import TaskService
 from projections.audit.findings import Problem, ReadModelMissing, VerifyReport
+from projections.audit.history import Progress
 from projections.audit.verifier import (
     STRANDED_AFTER_S,
-    Progress,
     ShardResult,
     Verifier,
     shard_bounds,
