@@ -22,7 +22,6 @@ from nats.js import JetStreamContext
 
 from commands.db_monitor import DatabaseUnavailable
 from projections.db import Database
-from projections.sql import statement
 from workers.protocol import RESULTS_STREAM, WORK_STREAM
 from workers.stream_state import StreamState
 
@@ -36,8 +35,7 @@ STREAMS = (WORK_STREAM, RESULTS_STREAM)
 def database_ok(db: Database) -> bool:
     """The read models' database answers a query (blocking: call it from a thread)."""
     try:
-        with db.read() as cur:
-            cur.execute(statement("ping")).fetchone()
+        db.ping()
     except DatabaseUnavailable:  # the monitor has logged the outage
         return False
     except Exception:

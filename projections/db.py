@@ -265,6 +265,11 @@ class Database:
             return
         yield Cursor(self._sqlite().cursor(), postgres=False)
 
+    def ping(self) -> None:
+        """One round trip (``/health``); raises what the connection raises."""
+        with self.read() as cur:
+            cur.execute(statement("ping")).fetchone()
+
     @contextmanager
     def snapshot(self) -> Iterator[Cursor]:
         """Several reads that see one consistent state of the database."""
