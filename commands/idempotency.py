@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from commands.messages import SubmitTask
+from domain.values import RetryOverrides, RetryPolicy
 
 # Fixed forever: stored task ids are derived from it.
 IDEMPOTENCY_NAMESPACE = UUID("0c5d7f3e-8a21-5b94-a6c2-71e3f0b9d845")
@@ -38,8 +39,8 @@ def fingerprint(cmd: SubmitTask) -> str:
     """SHA-256 of the request's canonical JSON: what "the same body" means.
 
     It covers what the client asked for (definition, input, workflow, priority, timeout,
-    retry policy) after parsing, so key order, whitespace and spelled-out defaults do not
-    matter; the principal is already part of the task id.
+    the retry fields it gave) after parsing, so key order and whitespace do not matter;
+    the principal is already part of the task id.
     """
     canonical: dict[str, Any] = {
         "definition_id": cmd.definition_id,
@@ -47,12 +48,31 @@ def fingerprint(cmd: SubmitTask) -> str:
         "workflow_instance_id": cmd.workflow_instance_id,
         "priority": cmd.priority.value,
         "timeout_ms": cmd.timeout_ms,
-        "retry_policy": cmd.retry_policy.as_dict() if cmd.retry_policy is not None else None,
+        "retry_policy": _retry(cmd.retry_policy),
     }
     text = json.dumps(
         canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_SPEC_RETRY_FIELDS = {"max_retries", "retry_interval_ms", "backoff_multiplier"}
+
+
+def _retry(overrides: RetryOverrides | None) -> dict[str, Any] | None:
+    """The retry fields a request gave (None: none, as if it sent no retryPolicy).
+
+    A request that gave exactly the spec's three fields hashes as it did when a task's
+    policy replaced the definition's whole (a full policy with the two extensions unset),
+    so an idempotent retry that spans that upgrade is still the same request. That form
+    holds ``max_interval_ms: None``, which no other form holds: the two never collide.
+    """
+    given = overrides.given() if overrides is not None else {}
+    if not given:
+        return None
+    if set(given) == _SPEC_RETRY_FIELDS:
+        return RetryPolicy(**given).as_dict()
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in given.items()}
 
 
 def _numbers_as_values(value: Any) -> Any:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from domain.values import Actor, Priority, RetryPolicy
+from domain.values import Actor, Priority, RetryOverrides
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,8 @@ class SubmitTask:
     workflow_instance_id: str | None = None
     priority: Priority = Priority.MEDIUM
     timeout_ms: int | None = None
-    retry_policy: RetryPolicy | None = None
+    # The task's own retry settings, merged over the definition's policy field by field.
+    retry_policy: RetryOverrides | None = None
     # Same key and body again: the original task; same key, other body: refused.
     idempotency_key: str | None = None
 

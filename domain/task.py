@@ -24,7 +24,7 @@ from domain.error_types import WORKER_LOST as WORKER_LOST
 from domain.errors import IllegalTransition as IllegalTransition
 from domain.task_rules import NotManual as NotManual
 from domain.task_state import task_state
-from domain.values import Actor, Priority, RetryPolicy, TaskStatus, TaskType
+from domain.values import Actor, Priority, RetryOverrides, RetryPolicy, TaskStatus, TaskType
 
 
 class Task(ChainedAggregate):
@@ -200,11 +200,11 @@ class Task(ChainedAggregate):
         workflow_instance_id: str | None = None,
         priority: Priority = Priority.MEDIUM,
         timeout_ms: int | None = None,
-        retry_policy: RetryPolicy | None = None,
+        retry_policy: RetryOverrides | None = None,
         definition_revision: int = 0,
         request_hash: str | None = None,
     ) -> Task:
-        """A new PENDING task of ``definition``; per-task settings override the definition's."""
+        """A new PENDING task of ``definition``; its settings override the definition's."""
         return cls._create(
             cls.Submitted,
             id=task_id,

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from domain.definition import TaskDefinition
 from domain.errors import IllegalTransition, StaleResult, TaskNotCancellable
-from domain.values import RetryPolicy, TaskStatus, TaskType
+from domain.values import RetryOverrides, RetryPolicy, TaskStatus, TaskType
 
 
 class NotManual(IllegalTransition):
@@ -90,16 +90,18 @@ def retry_at(
 
 
 def from_definition(
-    definition: TaskDefinition, timeout_ms: int | None, retry_policy: RetryPolicy | None
+    definition: TaskDefinition, timeout_ms: int | None, retry: RetryOverrides | None
 ) -> dict[str, Any]:
-    """A submitted task's fields taken from its definition: a task's own timeout and retry
-    policy override the definition's; the worker gets the execution config it needs."""
+    """A submitted task's fields taken from its definition: a task's own timeout replaces
+    the definition's; its own retry settings are merged field by field over the
+    definition's policy (RetryPolicy.overridden_by), and the merged policy is what the
+    Submitted event records; the worker gets the execution config it needs."""
     return {
         "definition_id": definition.id,
         "definition_version": definition.version,
         "task_type": definition.type.value,
         "timeout_ms": timeout_ms if timeout_ms is not None else definition.timeout_ms,
-        "retry_policy": (retry_policy or definition.retry_policy).as_dict(),
+        "retry_policy": definition.retry_policy.overridden_by(retry).as_dict(),
         "execution": {
             key: definition.execution_config[key]
             for key in ("handler", "endpoint", "isolation")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from enum import StrEnum
@@ -57,7 +58,8 @@ class RetryPolicy:
 
     The delay before attempt n+1 is ``retry_interval_ms * backoff_multiplier ** (n - 1)``,
     capped by ``max_interval_ms`` (beyond the spec; optional). Errors whose type is in
-    ``non_retryable_errors`` (beyond the spec) fail the task at once.
+    ``non_retryable_errors`` (beyond the spec) fail the task at once. A definition has
+    one; a task's is its definition's ``overridden_by`` the task's own RetryOverrides.
     """
 
     max_retries: int = 0
@@ -76,6 +78,8 @@ class RetryPolicy:
         if self.max_interval_ms is not None and self.max_interval_ms < 0:
             raise InvalidValue("maxInterval must be >= 0")
         object.__setattr__(self, "non_retryable_errors", tuple(self.non_retryable_errors))
+        if not all(isinstance(name, str) and name for name in self.non_retryable_errors):
+            raise InvalidValue("nonRetryableErrors must be non-empty error type names")
 
     def delay_ms(self, failed_attempt: int) -> int:
         """Milliseconds to wait after ``failed_attempt`` (1-based) failed."""
@@ -97,6 +101,13 @@ class RetryPolicy:
             and failed_attempt <= self.max_retries
         )
 
+    def overridden_by(self, task: RetryOverrides | None) -> RetryPolicy:
+        """The policy of a task of a definition with this policy: field by field, what the
+        task gave wins, what it left out stays (docs/execution.md, Retries)."""
+        if task is None:
+            return self
+        return dataclasses.replace(self, **task.given())
+
     def as_dict(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies field by field, once per submit.
         return {
@@ -115,15 +126,49 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class RetryOverrides:
+    """A task's own retry settings (a submit's ``executionConfig.retryPolicy``), each None
+    when not given. Not a policy: ``RetryPolicy.overridden_by`` merges them over the
+    definition's. A given ``non_retryable_errors`` replaces the definition's list (``()``
+    clears it); a task cannot remove the definition's ``max_interval_ms``, only set another.
+    The given values obey RetryPolicy's checks (InvalidValue)."""
+
+    max_retries: int | None = None
+    retry_interval_ms: int | None = None
+    backoff_multiplier: float | None = None
+    max_interval_ms: int | None = None
+    non_retryable_errors: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.backoff_multiplier is not None:
+            object.__setattr__(self, "backoff_multiplier", float(self.backoff_multiplier))
+        if self.non_retryable_errors is not None:
+            object.__setattr__(self, "non_retryable_errors", tuple(self.non_retryable_errors))
+        RetryPolicy().overridden_by(self)  # refused now, by the checks of any policy
+
+    def given(self) -> dict[str, Any]:
+        """The fields given, by RetryPolicy's field names."""
+        return {
+            field.name: value
+            for field in dataclasses.fields(self)
+            if (value := getattr(self, field.name)) is not None
+        }
+
+
+@dataclass(frozen=True)
 class Actor:
-    """Who caused an event: a principal of the API, a worker, or the system itself."""
+    """Who caused an event: a principal of the API, a worker, a person at the CLI, or the
+    system itself."""
 
     id: str
-    kind: str  # "anonymous" | "jwt" | "apikey" | "worker" | "system"
+    # "jwt" | "apikey" (api/security), "worker" (commands/reports.py), "operator" (the
+    # apikey CLI, on API key events only), "system" (SYSTEM, the CLI's development key)
+    kind: str
 
     def as_dict(self) -> dict[str, str]:
         return {"id": self.id, "kind": self.kind}
 
 
 SYSTEM = Actor(id="taskexec", kind="system")
+# For tests and benchmarks that call commands directly: no request path records it.
 ANONYMOUS = Actor(id="anonymous", kind="anonymous")

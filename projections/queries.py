@@ -26,6 +26,7 @@ from projections.db import Cursor, Database
 from projections.schema import active_generation
 from projections.sql import any_of, equals, reads, where
 from projections.stranded import stranded
+from projections.task_rows import free_text
 
 T = TypeVar("T")
 _MISSING_TABLE = (sqlite3.OperationalError, psycopg.errors.UndefinedTable)
@@ -109,7 +110,8 @@ class TaskQueries:
             for column, value in (
                 ("status", status),
                 ("type", task_type),
-                ("workflow_instance_id", workflow_instance_id),
+                # kept as the read model keeps free text (a NUL as U+FFFD)
+                ("workflow_instance_id", free_text(workflow_instance_id)),
             )
             if value is not None
         }
@@ -177,7 +179,8 @@ class DefinitionQueries:
 
     def get(self, definition_id: str) -> dict[str, Any] | None:
         def run(cur: Cursor, g: int) -> dict[str, Any] | None:
-            return cur.execute(reads.definition_by_id(g), (definition_id,)).fetchone()
+            key = free_text(definition_id)  # PostgreSQL cannot even compare with a NUL
+            return cur.execute(reads.definition_by_id(g), (key,)).fetchone()
 
         row = self._generation.query(run, snapshot=False)
         if row is not None:
@@ -199,7 +202,7 @@ class DefinitionQueries:
             conditions.append(equals("type"))
             params.append(task_type)
         if search:
-            pattern = "%" + _escape_like(search.lower()) + "%"
+            pattern = "%" + _escape_like(str(free_text(search)).lower()) + "%"
             conditions.append(reads.definition_matches())
             params += [pattern, pattern]
         clause = where(conditions)

@@ -12,14 +12,17 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from litestar import Litestar, Response, get
 from litestar.di import NamedDependency, Provide
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from api.http.definitions import ROUTES as DEFINITION_ROUTES
+from api.http.docs_pages import docs_assets_router, docs_plugins
 from api.http.errors import EXCEPTION_HANDLERS
 from api.http.history import ROUTES as AUDIT_ROUTES
 from api.http.manual import ROUTES as MANUAL_ROUTES
+from api.http.openapi_contract import Completed, completer, operation_id
+from api.http.options import options_handlers
 from api.http.schemas import Health
 from api.http.tasks import ROUTES as TASK_ROUTES
 from api.runtime import Runtime
@@ -33,7 +36,12 @@ from api.security.guards import (
 log = logging.getLogger(__name__)
 
 
-@get("/health", summary="Readiness", include_in_schema=True)
+@get(
+    "/health",
+    summary="Readiness",
+    include_in_schema=True,
+    responses={503: ResponseSpec(Health, description="Not ready: a check failed")},
+)
 async def health(runtime: NamedDependency[Runtime]) -> Response[Health]:
     checks = await anyio.to_thread.run_sync(runtime.health)
     ok = all(checks.values())
@@ -41,6 +49,9 @@ async def health(runtime: NamedDependency[Runtime]) -> Response[Health]:
         Health(status="ok" if ok else "unavailable", checks=checks),
         status_code=200 if ok else HTTP_503_SERVICE_UNAVAILABLE,
     )
+
+
+API_ROUTES = [*TASK_ROUTES, *DEFINITION_ROUTES, *MANUAL_ROUTES, *AUDIT_ROUTES, health]
 
 
 def create_app(
@@ -63,14 +74,10 @@ def create_app(
             await runtime.stop_security()
             await asyncio.to_thread(runtime.close)
 
+    finish = completer(API_ROUTES)  # the served document, exact (api/http/openapi_contract.py)
     app = Litestar(
-        route_handlers=[
-            *TASK_ROUTES,
-            *DEFINITION_ROUTES,
-            *MANUAL_ROUTES,
-            *AUDIT_ROUTES,
-            health,
-        ],
+        # OPTIONS first: a path whose first handler answers OPTIONS gets no stale one.
+        route_handlers=[*options_handlers(API_ROUTES), *API_ROUTES, docs_assets_router()],
         dependencies={
             "runtime": Provide(lambda: runtime, use_cache=True, sync_to_thread=False),
             "principal": Provide(current_principal, sync_to_thread=False),
@@ -84,6 +91,8 @@ def create_app(
             description="Submit, monitor and manage tasks. Errors use one envelope.",
             path="/schema",
             components=Components(security_schemes=SECURITY_SCHEMES),
+            render_plugins=[Completed(page, finish) for page in docs_plugins()],
+            operation_id_creator=operation_id,
         ),
     )
     # Authentication and rate limits run in front of the router (see api/security/gate.py).

@@ -4,14 +4,14 @@ definitions, answered from their read model.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import get
+from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
 from api.http.errors import ERROR
-from api.http.paging import PageNumber, PageSize, pagination
+from api.http.paging import PageNumber, PageSize, pagination, refuse_null
 from api.http.schemas import (
     DefinitionList,
     DefinitionResponse,
@@ -35,12 +35,14 @@ API_PREFIX = "/api/v1/tasks"
     **protected(Permission.DEFINITIONS_LIST),
 )
 def list_definitions(
+    request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
     type: Annotated[TaskType | None, QueryParameter()] = None,
     search: Annotated[str | None, QueryParameter(max_length=256)] = None,
     page: PageNumber = 1,
     limit: PageSize = 20,
 ) -> DefinitionList:
+    refuse_null(request, type=type)
     result = runtime.list_definitions(
         task_type=type.value if type else None, search=search, page=page, limit=limit
     )
@@ -59,18 +61,18 @@ def list_definitions(
 
 
 @get(
-    f"{API_PREFIX}/definitions/{{definition_id:str}}",
+    f"{API_PREFIX}/definitions/{{definitionId:str}}",
     sync_to_thread=True,
     summary="Get a task definition",
     responses={404: ERROR, **AUTH_ERRORS},
     **protected(Permission.DEFINITIONS_READ),
 )
 def get_definition(
-    definition_id: FromPath[str], runtime: NamedDependency[Runtime]
+    definitionId: FromPath[str], runtime: NamedDependency[Runtime]
 ) -> DefinitionResponse:
-    row = runtime.get_definition(definition_id)
+    row = runtime.get_definition(definitionId)
     if row is None:
-        raise NotFound(f"task definition '{definition_id}' not found", {"field": "definitionId"})
+        raise NotFound(f"task definition '{definitionId}' not found", {"field": "definitionId"})
     doc = row["document"]
     return DefinitionResponse(
         id=row["id"],

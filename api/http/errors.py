@@ -73,21 +73,20 @@ def command_error(_: Request[Any, Any, Any], exc: CommandError) -> Response[Any]
 
 
 def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
-    details: Any = None
-    if isinstance(exc.extra, list) and exc.extra:
-        details = [
-            {
-                "field": item.get("key"),
-                "issue": item.get("message"),
-                "source": item.get("source"),
-            }
-            if isinstance(item, dict)
-            else {"issue": str(item)}
-            for item in exc.extra
-        ]
+    """400 with ``details`` as for every error: an object. ``field``/``issue``/``source``
+    name the first problem; ``violations`` lists every one the framework found."""
+    violations = [
+        {"field": item.get("key"), "issue": item.get("message"), "source": item.get("source")}
+        if isinstance(item, dict)
+        else {"field": None, "issue": str(item), "source": None}
+        for item in (exc.extra if isinstance(exc.extra, list) else [])
+    ]
     message = exc.detail or "Invalid request"
-    if details and details[0].get("field"):
-        message = f"{message}: {details[0]['field']}: {details[0]['issue']}"
+    details: dict[str, Any] | None = None
+    if violations:
+        details = {**violations[0], "violations": violations}
+        if violations[0]["field"]:
+            message = f"{message}: {violations[0]['field']}: {violations[0]['issue']}"
     return envelope(HTTP_400_BAD_REQUEST, "VALIDATION_ERROR", message, details)
 
 
@@ -95,7 +94,10 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     code = CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "VALIDATION_ERROR")
     headers = dict(exc.headers or {})
-    return envelope(status, code, exc.detail, exc.extra or None, headers or None)
+    details = exc.extra or None
+    if details is not None and not isinstance(details, dict):  # one shape: an object
+        details = {"violations": list(details) if isinstance(details, list) else [details]}
+    return envelope(status, code, exc.detail, details, headers or None)
 
 
 def unavailable(request: Request[Any, Any, Any], exc: ServiceUnavailable) -> Response[Any]:

@@ -15,10 +15,12 @@ from msgspec import Struct
 
 from api.http.errors import ERROR
 from api.http.paths import parse_task_id
+from api.http.schemas import TaskId, Timestamp
 from api.runtime import Runtime
 from api.security.guards import AUTH_ERRORS, protected
 from commands.errors import NotFound
 from domain.permissions import Permission
+from domain.values import TaskStatus
 
 API_PREFIX = "/api/v1/tasks"
 
@@ -26,38 +28,38 @@ API_PREFIX = "/api/v1/tasks"
 class HistoryEvent(Struct, rename="camel"):
     """One event of a task, oldest first."""
 
-    id: str  # the event's stable id (the CloudEvents ``id`` on NATS)
+    id: TaskId  # the event's stable id, a UUID (the CloudEvents ``id`` on NATS)
     type: str  # public name: submitted, started, completed, …
     version: int  # the task's version after this event (1, 2, …)
     position: int  # the event store's global position
-    time: str
+    time: Timestamp
     actor: dict[str, str]  # who caused it: {"id", "kind"}
-    status: str | None  # the task's status after this event
+    status: TaskStatus | None  # the task's status after this event
     data: dict[str, Any]  # the event's fields, as in the NATS events' ``data``
     prev_hash: str | None  # hash of the previous event (64 zeros for the first)
     hash: str | None  # this event's hash (see docs/events.md, "Tamper evidence")
 
 
 class TaskHistory(Struct, rename="camel"):
-    task_id: str
+    task_id: TaskId
     events: list[HistoryEvent]
 
 
 @get(
-    f"{API_PREFIX}/{{task_id:str}}/history",
+    f"{API_PREFIX}/{{taskId:str}}/history",
     sync_to_thread=True,
     summary="A task's events, oldest first: type, version, time, actor, data, hash chain",
     responses={404: ERROR, **AUTH_ERRORS},
     **protected(Permission.TASKS_AUDIT),
 )
-def get_task_history(task_id: FromPath[str], runtime: NamedDependency[Runtime]) -> TaskHistory:
+def get_task_history(taskId: FromPath[str], runtime: NamedDependency[Runtime]) -> TaskHistory:
     from projections.audit.history import task_history
 
-    entries = task_history(runtime.service, parse_task_id(task_id))
+    entries = task_history(runtime.service, parse_task_id(taskId))
     if entries is None:
-        raise NotFound(f"task {task_id} not found", {"field": "taskId"})
+        raise NotFound(f"task {taskId} not found", {"field": "taskId"})
     return TaskHistory(
-        task_id=str(UUID(task_id)), events=[msgspec.convert(e, HistoryEvent) for e in entries]
+        task_id=str(UUID(taskId)), events=[msgspec.convert(e, HistoryEvent) for e in entries]
     )
 
 

@@ -20,18 +20,21 @@ from api.security.guards import AUTH_ERRORS, protected
 from api.security.principal import Principal
 from commands.messages import FinishManually, Outcome
 from domain.permissions import Permission
+from domain.values import TaskStatus
 
 RESPONSES = {400: ERROR, 404: ERROR, 409: ERROR, 422: ERROR, **AUTH_ERRORS}
 
 
 def _answer(outcome: Outcome) -> FinishTaskResponse:
     return FinishTaskResponse(
-        id=str(outcome.task_id), status=outcome.status, updated_at=api_time(outcome.updated_at)
+        id=str(outcome.task_id),
+        status=TaskStatus(outcome.status),
+        updated_at=api_time(outcome.updated_at),
     )
 
 
 @post(
-    f"{API_PREFIX}/{{task_id:str}}/complete",
+    f"{API_PREFIX}/{{taskId:str}}/complete",
     status_code=200,
     sync_to_thread=True,
     summary="Complete a MANUAL task with its output",
@@ -39,17 +42,17 @@ def _answer(outcome: Outcome) -> FinishTaskResponse:
     **protected(Permission.TASKS_COMPLETE),
 )
 def complete_task(
-    task_id: FromPath[str],
+    taskId: FromPath[str],
     data: JSONBody[CompleteTaskRequest],
     runtime: NamedDependency[Runtime],
     principal: NamedDependency[Principal],
 ) -> FinishTaskResponse:
-    command = FinishManually(parse_task_id(task_id), principal.actor, output=data.output)
+    command = FinishManually(parse_task_id(taskId), principal.actor, output=data.output)
     return _answer(runtime.finish_manually(command))
 
 
 @post(
-    f"{API_PREFIX}/{{task_id:str}}/fail",
+    f"{API_PREFIX}/{{taskId:str}}/fail",
     status_code=200,
     sync_to_thread=True,
     summary="Fail a MANUAL task with an error",
@@ -57,13 +60,13 @@ def complete_task(
     **protected(Permission.TASKS_COMPLETE),
 )
 def fail_task(
-    task_id: FromPath[str],
+    taskId: FromPath[str],
     data: JSONBody[FailTaskRequest],
     runtime: NamedDependency[Runtime],
     principal: NamedDependency[Principal],
 ) -> FinishTaskResponse:
     command = FinishManually(
-        parse_task_id(task_id),
+        parse_task_id(taskId),
         principal.actor,
         error_type=data.error.type,
         error_message=data.error.message,

@@ -1,9 +1,12 @@
-"""Pages of a list: the ``page``/``limit`` query parameters and the ``pagination`` object."""
+"""Lists' query parameters (``page``, ``limit``, the enum filters) and the ``pagination``
+object."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+from litestar import Request
+from litestar.exceptions import ValidationException
 from litestar.params import QueryParameter
 
 from api.http.schemas import Pagination
@@ -27,3 +30,15 @@ def pagination(page: Page) -> Pagination:
         total_items=page.total_items,
         total_pages=page.total_pages,
     )
+
+
+def refuse_null(request: Request[Any, Any, Any], **filters: object) -> None:
+    """400 for an enum filter sent as the word ``null``: Litestar reads ``?type=null`` as
+    "not given" for an optional parameter, but the document (and the list of values in
+    the error) says only the enum's values are valid, as for any other word."""
+    for name, value in filters.items():
+        if value is None and name in request.query_params:
+            raise ValidationException(
+                f"Validation failed for {request.method} {request.url.path}",
+                extra=[{"key": name, "message": "Invalid enum value 'null'", "source": "query"}],
+            )

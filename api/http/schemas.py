@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
 
-from domain.values import Priority
+from domain.values import Priority, TaskStatus, TaskType
 
 NonEmpty = Annotated[str, Meta(min_length=1, max_length=256)]
+# Declared formats of answers (the OpenAPI document; generated clients parse them).
+Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
+TaskId = Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
 
 
 class RetryPolicyIn(Struct, rename="camel", forbid_unknown_fields=True):
-    max_retries: Annotated[int, Meta(ge=0, le=100)] = 0
-    retry_interval: Annotated[int, Meta(ge=0, le=86_400_000)] = 60_000
-    backoff_multiplier: Annotated[float, Meta(ge=1, le=100)] = 2.0
+    """A task's own retry policy, merged with its definition's field by field: a field
+    given wins, a field left out (or null) keeps the definition's value. A given
+    nonRetryableErrors replaces the definition's list."""
+
+    # The merge: domain.values.RetryPolicy.overridden_by (docs/execution.md, Retries).
+
+    max_retries: Annotated[int, Meta(ge=0, le=100)] | None = None
+    retry_interval: Annotated[int, Meta(ge=0, le=86_400_000)] | None = None
+    backoff_multiplier: Annotated[float, Meta(ge=1, le=100)] | None = None
+    # At most 30 days (domain.values.MAX_DELAY_MS): no delay is ever longer anyway.
+    max_interval: Annotated[int, Meta(ge=0, le=2_592_000_000)] | None = None
+    non_retryable_errors: Annotated[list[NonEmpty], Meta(max_length=100)] | None = None
 
 
 class ExecutionConfigIn(Struct, rename="camel", forbid_unknown_fields=True):
@@ -32,9 +44,9 @@ class SubmitTaskRequest(Struct, rename="camel", forbid_unknown_fields=True):
 
 
 class SubmitTaskResponse(Struct, rename="camel"):
-    id: str
-    status: str
-    created_at: str
+    id: TaskId
+    status: TaskStatus
+    created_at: Timestamp
 
 
 class CancelTaskRequest(Struct, rename="camel", forbid_unknown_fields=True):
@@ -43,9 +55,9 @@ class CancelTaskRequest(Struct, rename="camel", forbid_unknown_fields=True):
 
 
 class CancelTaskResponse(Struct, rename="camel"):
-    id: str
-    status: str
-    updated_at: str
+    id: TaskId
+    status: TaskStatus
+    updated_at: Timestamp
 
 
 class ErrorInfo(Struct, rename="camel"):
@@ -54,42 +66,50 @@ class ErrorInfo(Struct, rename="camel"):
 
 
 class ExecutionMetadata(Struct, rename="camel"):
-    start_time: str | None
-    end_time: str | None
+    start_time: Timestamp | None
+    end_time: Timestamp | None
     duration: int | None
     execution_environment: str | None
 
 
 class TaskResponse(Struct, rename="camel"):
-    id: str
+    id: TaskId
     task_definition_id: str
     definition_version: str
     workflow_instance_id: str | None
-    status: str
-    type: str
-    priority: str
+    status: TaskStatus
+    type: TaskType
+    priority: Priority
     input: dict[str, Any]
     output: Any
     error: ErrorInfo | None
     attempts: int
-    next_attempt_at: str | None
+    next_attempt_at: Timestamp | None
     execution_metadata: ExecutionMetadata
-    created_at: str
-    updated_at: str
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class ErrorBody(Struct):
+    """An error. ``code``: VALIDATION_ERROR, NOT_FOUND, UNAUTHORIZED, FORBIDDEN, CONFLICT,
+    METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, RATE_LIMITED, SERVICE_UNAVAILABLE or
+    INTERNAL_ERROR. ``details`` is an object or null: ``field`` and ``issue`` name the first
+    problem, ``violations`` lists them all where there can be several; other keys as each
+    error documents (``recorded``, ``retryAfter``, ``required``, ``limit``, ...)."""
+
     code: str
     message: str
-    details: Any = None
+    details: dict[str, Any] | None = None
 
 
 class ErrorEnvelope(Struct):
+    """Every error response: ``{"error": {"code", "message", "details"}}``."""
+
     error: ErrorBody
 
 
 class Health(Struct):
-    status: str
+    status: Literal["ok", "unavailable"]
     checks: dict[str, bool]
 
 
@@ -101,13 +121,13 @@ class Pagination(Struct, rename="camel"):
 
 
 class TaskSummary(Struct, rename="camel"):
-    id: str
+    id: TaskId
     task_definition_id: str
-    status: str
-    type: str
+    status: TaskStatus
+    type: TaskType
     workflow_instance_id: str | None
-    created_at: str
-    updated_at: str
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class TaskList(Struct):
@@ -119,7 +139,7 @@ class DefinitionSummary(Struct, rename="camel"):
     id: str
     name: str
     description: str
-    type: str
+    type: TaskType
     version: str
     revision: int
 
@@ -133,7 +153,7 @@ class DefinitionResponse(Struct, rename="camel"):
     id: str
     name: str
     description: str
-    type: str
+    type: TaskType
     version: str
     revision: int
     input_schema: dict[str, Any]
@@ -141,8 +161,8 @@ class DefinitionResponse(Struct, rename="camel"):
     timeout: int
     retry_policy: dict[str, Any]
     execution_config: dict[str, Any]
-    created_at: str
-    updated_at: str
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class CompleteTaskRequest(Struct, rename="camel", forbid_unknown_fields=True):
@@ -154,6 +174,6 @@ class FailTaskRequest(Struct, rename="camel", forbid_unknown_fields=True):
 
 
 class FinishTaskResponse(Struct, rename="camel"):
-    id: str
-    status: str
-    updated_at: str
+    id: TaskId
+    status: TaskStatus
+    updated_at: Timestamp

@@ -21,6 +21,7 @@ from api.http.errors import COMMAND_STATUS
 from api.http.schemas import ErrorBody, SubmitTaskRequest, SubmitTaskResponse
 from commands.errors import CommandError
 from commands.messages import Outcome
+from domain.values import TaskStatus
 
 MAX_BULK = 500
 _KEY_PATTERN = r"^[\x21-\x7e]+$"  # visible ASCII
@@ -65,7 +66,9 @@ class BulkSubmitResponse(Struct, rename="camel"):
 
 def submit_response(outcome: Outcome, api_time: Callable[[datetime], str]) -> SubmitTaskResponse:
     return SubmitTaskResponse(
-        id=str(outcome.task_id), status=outcome.status, created_at=api_time(outcome.created_at)
+        id=str(outcome.task_id),
+        status=TaskStatus(outcome.status),
+        created_at=api_time(outcome.created_at),
     )
 
 

@@ -13,7 +13,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from api.http.errors import ERROR
-from api.http.paging import PageNumber, PageSize, pagination
+from api.http.paging import PageNumber, PageSize, pagination, refuse_null
 from api.http.paths import parse_task_id
 from api.http.schemas import (
     CancelTaskRequest,
@@ -46,7 +46,7 @@ from api.security.principal import Principal
 from commands.errors import NotFound
 from commands.messages import CancelTask, SubmitTask
 from domain.permissions import Permission
-from domain.values import Actor, RetryPolicy, TaskStatus, TaskType
+from domain.values import Actor, RetryOverrides, TaskStatus, TaskType
 
 API_PREFIX = "/api/v1/tasks"
 
@@ -63,10 +63,14 @@ def to_command(
     config = body.execution_config
     retry = None
     if config is not None and config.retry_policy is not None:
-        retry = RetryPolicy(
-            max_retries=config.retry_policy.max_retries,
-            retry_interval_ms=config.retry_policy.retry_interval,
-            backoff_multiplier=config.retry_policy.backoff_multiplier,
+        given = config.retry_policy
+        names = given.non_retryable_errors
+        retry = RetryOverrides(
+            max_retries=given.max_retries,
+            retry_interval_ms=given.retry_interval,
+            backoff_multiplier=given.backoff_multiplier,
+            max_interval_ms=given.max_interval,
+            non_retryable_errors=tuple(names) if names is not None else None,
         )
     return SubmitTask(
         definition_id=body.task_definition_id,
@@ -166,28 +170,28 @@ async def submit_tasks_bulk(
 
 
 @get(
-    f"{API_PREFIX}/{{task_id:str}}",
+    f"{API_PREFIX}/{{taskId:str}}",
     sync_to_thread=True,
     summary="Get a task's status and details",
     responses={404: ERROR, **AUTH_ERRORS},
     **protected(Permission.TASKS_READ),
 )
-def get_task(task_id: FromPath[str], runtime: NamedDependency[Runtime]) -> TaskResponse:
-    row = runtime.get_task(parse_task_id(task_id))
+def get_task(taskId: FromPath[str], runtime: NamedDependency[Runtime]) -> TaskResponse:
+    row = runtime.get_task(parse_task_id(taskId))
     if row is None:
-        raise NotFound(f"task {task_id} not found", {"field": "taskId"})
+        raise NotFound(f"task {taskId} not found", {"field": "taskId"})
     return to_response(row)
 
 
 @post(
-    f"{API_PREFIX}/{{task_id:str}}/cancel",
+    f"{API_PREFIX}/{{taskId:str}}/cancel",
     status_code=200,
     summary="Cancel a pending or running task",
     responses={400: ERROR, 404: ERROR, 409: ERROR, **AUTH_ERRORS},
     **protected(Permission.TASKS_CANCEL),
 )
 async def cancel_task(
-    task_id: FromPath[str],
+    taskId: FromPath[str],
     runtime: NamedDependency[Runtime],
     principal: NamedDependency[Principal],
     data: JSONBody[CancelTaskRequest | None] = None,
@@ -195,14 +199,16 @@ async def cancel_task(
     body = data or CancelTaskRequest()
     outcome = await runtime.acancel(
         CancelTask(
-            task_id=parse_task_id(task_id),
+            task_id=parse_task_id(taskId),
             actor=principal.actor,
             reason=body.reason,
             force=body.force,
         )
     )
     return CancelTaskResponse(
-        id=str(outcome.task_id), status=outcome.status, updated_at=api_time(outcome.updated_at)
+        id=str(outcome.task_id),
+        status=TaskStatus(outcome.status),
+        updated_at=api_time(outcome.updated_at),
     )
 
 
@@ -214,6 +220,7 @@ async def cancel_task(
     **protected(Permission.TASKS_LIST),
 )
 def list_tasks(
+    request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
     status: Annotated[TaskStatus | None, QueryParameter()] = None,
     # Python names equal the wire names, so validation errors name the query parameter.
@@ -222,6 +229,7 @@ def list_tasks(
     page: PageNumber = 1,
     limit: PageSize = 20,
 ) -> TaskList:
+    refuse_null(request, status=status, type=type)
     result = runtime.list_tasks(
         status=status.value if status else None,
         task_type=type.value if type else None,

@@ -14,7 +14,7 @@ from commands.errors import Conflict, NotFound, ValidationFailed
 from commands.messages import CancelTask, FinishManually
 from commands.service import TaskService
 from domain.task import Task
-from domain.values import ANONYMOUS, Priority, RetryPolicy, TaskStatus
+from domain.values import ANONYMOUS, Priority, RetryOverrides, RetryPolicy, TaskStatus
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
 from tests.contract.conftest import OpenService
 from tests.contract.support import ALICE, order, report
@@ -36,7 +36,7 @@ def test_submit_records_a_pending_task_with_definition_settings(service: TaskSer
 
 
 def test_per_task_settings_override_the_definition(service: TaskService) -> None:
-    outcome = service.submit(order(timeout_ms=1234, retry_policy=RetryPolicy(1, 10, 1.5)))
+    outcome = service.submit(order(timeout_ms=1234, retry_policy=RetryOverrides(1, 10, 1.5)))
     task = service.load(outcome.task_id)
     assert (task.timeout_ms, task.retry_policy) == (1234, RetryPolicy(1, 10, 1.5))
 

@@ -191,7 +191,7 @@ def test_health_and_openapi(client: TestClient[Any]) -> None:
     spec = client.get("/schema/openapi.json")
     assert spec.status_code == 200
     paths = spec.json()["paths"]
-    assert {"/api/v1/tasks", "/api/v1/tasks/{task_id}", "/api/v1/tasks/{task_id}/cancel"} <= set(
+    assert {"/api/v1/tasks", "/api/v1/tasks/{taskId}", "/api/v1/tasks/{taskId}/cancel"} <= set(
         paths
     )
 

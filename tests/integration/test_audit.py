@@ -230,7 +230,7 @@ def test_history_needs_tasks_audit_and_shows_only_tasks(
 
 def test_history_route_is_documented_with_its_permission(client: TestClient[Any]) -> None:
     schema = client.get("/schema/openapi.json").json()
-    operation = schema["paths"][f"{TASKS}/{{task_id}}/history"]["get"]
+    operation = schema["paths"][f"{TASKS}/{{taskId}}/history"]["get"]
     assert {"200", "401", "403", "404"} <= set(operation["responses"])
     assert operation["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}]
 

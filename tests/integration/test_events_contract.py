@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -272,6 +273,19 @@ def test_every_task_event_class_has_a_public_type_and_a_schema() -> None:
     for name, _ in PUBLIC_TYPES.values():
         assert f"`tasks.events.{name}`" in documented, name
         assert f"schemas/{name}.json" in documented, name
+
+
+def test_the_examples_in_events_md_match_their_schemas() -> None:
+    """The documented messages are real ones: valid, with ``Z`` times and an actor kind
+    that task events carry today."""
+    text = (ROOT / "docs" / "events.md").read_text()
+    examples = text[text.index("## Examples") : text.index("## Tamper evidence")]
+    bodies = [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", examples, re.S)]
+    assert {validate(body) for body in bodies} == {name for name, _ in PUBLIC_TYPES.values()}
+    for body in bodies:
+        assert body["data"]["actor"]["kind"] in ("jwt", "apikey", "worker", "system"), body
+        assert body["time"].endswith("Z")
+        assert body["data"].get("nextAttemptAt", "Z").endswith("Z")
 
 
 def test_the_asyncapi_document_names_every_subject_and_type() -> None:

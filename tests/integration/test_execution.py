@@ -400,6 +400,8 @@ class _Endpoint(BaseHTTPRequestHandler):
         status, answer = 200, {"charged": body.get("amount")}
         if self.path == "/flaky" and count < 2:
             status, answer = 503, {"error": "busy"}
+        elif self.path == "/throttled" and count < 2:
+            status, answer = 429, {"error": "slow down"}
         elif self.path == "/gone":
             status, answer = 404, {"error": "no such account"}
         data = json.dumps(answer).encode()
@@ -431,6 +433,7 @@ async def test_integration_tasks_call_their_endpoint(
     for name, path in (
         ("pay-ok", "/ok"),
         ("pay-flaky", "/flaky"),
+        ("pay-throttled", "/throttled"),
         ("pay-gone", "/gone"),
         ("pay-down", None),
     ):
@@ -464,6 +467,10 @@ async def test_integration_tasks_call_their_endpoint(
             await stack.submit("pay-flaky", {"amount": 7}), {"COMPLETED", "FAILED"}
         )
         assert (flaky["status"], flaky["attempts"]) == ("COMPLETED", 2)  # 503 is retried
+        throttled = await stack.until(
+            await stack.submit("pay-throttled", {"amount": 3}), {"COMPLETED", "FAILED"}
+        )
+        assert (throttled["status"], throttled["attempts"]) == ("COMPLETED", 2)  # so is 429
         gone = await stack.until(await stack.submit("pay-gone", {}), {"COMPLETED", "FAILED"})
         assert (gone["status"], gone["attempts"]) == ("FAILED", 1)  # other 4xx: at once
         assert gone["error"]["type"] == "HTTP_404"

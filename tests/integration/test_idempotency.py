@@ -109,7 +109,7 @@ def test_an_unusable_key_is_400_and_records_nothing(
     response = client.post(TASKS, json=SUBMIT, headers={**headers, "Idempotency-Key": value})
     error = assert_envelope(response, 400, "VALIDATION_ERROR")
     assert "idempotency" in error["message"].lower()
-    assert error["details"][0]["source"] == "header"
+    assert error["details"]["source"] == "header"
     assert runtime.service.recorder.max_notification_id() == before
 
 

@@ -148,6 +148,8 @@ def test_a_page_past_the_end_is_empty(client: TestClient[Any], runtime: Runtime)
         ("status=DONE", "status"),
         ("status=pending", "status"),
         ("type=ROBOT", "type"),
+        ("status=null", "status"),  # Litestar alone reads the word as "not given"
+        ("type=null&type=null", "type"),
         ("page=0", "page"),
         ("page=-1", "page"),
         ("page=abc", "page"),
@@ -165,7 +167,7 @@ def test_invalid_list_parameters_are_400_naming_the_parameter(
     error = response.json()["error"]
     assert error["code"] == "VALIDATION_ERROR"
     assert parameter in error["message"]
-    assert error["details"][0]["field"] == parameter
+    assert error["details"]["field"] == parameter
 
 
 def test_definitions_list_search_and_detail(client: TestClient[Any]) -> None:
@@ -225,12 +227,35 @@ def test_a_definitions_page_past_the_end_is_empty(client: TestClient[Any], page:
         assert body["pagination"]["totalItems"] == (3 if path == DEFINITIONS else 0)
 
 
+def test_a_nul_in_a_filter_or_an_id_is_never_a_500(client: TestClient[Any]) -> None:
+    """PostgreSQL cannot compare text with U+0000 (schemathesis found the 500s): a filter
+    matches as the read model keeps free text (a NUL as U+FFFD), an id names nothing."""
+    submitted = client.post(
+        TASKS,
+        json={
+            "taskDefinitionId": "calculate-order-total",
+            "workflowInstanceId": "order\x00789",
+            "input": EXAMPLE_INPUT,
+        },
+    )
+    assert submitted.status_code == 201, submitted.text
+    found = client.get(TASKS, params={"workflowInstanceId": "order\x00789"})
+    assert found.status_code == 200, found.text
+    assert [item["id"] for item in found.json()["items"]] == [submitted.json()["id"]]
+    searched = client.get(DEFINITIONS, params={"search": "order\x00total"})
+    assert searched.status_code == 200, searched.text
+    assert searched.json()["items"] == []
+    for path in (f"{DEFINITIONS}/calculate%00order", f"{TASKS}/%00"):
+        assert client.get(path).status_code == 404, path
+
+
 def test_unknown_definition_is_404_and_definitions_is_no_task_id(client: TestClient[Any]) -> None:
     response = client.get(f"{DEFINITIONS}/nope")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "NOT_FOUND"
     assert client.get(DEFINITIONS).status_code == 200
     assert client.get(f"{DEFINITIONS}?type=BAD").status_code == 400
+    assert client.get(f"{DEFINITIONS}?type=null").status_code == 400
 
 
 def test_changed_definition_files_record_a_new_revision(database_url: str, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from commands.messages import CancelTask, FinishManually, RecordReport, SubmitTa
 from commands.persistence import DatabaseConfig, prepare_database
 from commands.recent import RecentEvents
 from commands.service import TaskService
-from domain.values import Actor, Priority, RetryPolicy
+from domain.values import Actor, Priority, RetryOverrides
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
 
 USER = Actor("alice", "jwt")
@@ -61,7 +61,7 @@ def every_kind_of_event(service: TaskService) -> None:
         workflow_instance_id="wf-1",
         priority=Priority.HIGH,
         timeout_ms=5000,
-        retry_policy=RetryPolicy(2, 10, 1.5),
+        retry_policy=RetryOverrides(2, 10, 1.5),
         idempotency_key="key-1",
     )
     service.record_reports([report(done, 1, "started")])
@@ -69,7 +69,7 @@ def every_kind_of_event(service: TaskService) -> None:
     service.record_reports(
         [report(done, 2, "completed", output=EXAMPLE_OUTPUT, started_at=datetime.now(UTC))],
     )
-    timed_out = submit(service, retry_policy=RetryPolicy(0, 0, 1.0))
+    timed_out = submit(service, retry_policy=RetryOverrides(0, 0, 1.0))
     service.record_reports([report(timed_out, 1, "started")])
     service.record_reports([report(timed_out, 1, "failed", error_type="TIMEOUT")])
     bad_output = submit(service)

@@ -14,7 +14,7 @@ from commands.messages import SubmitTask
 from domain.apikey import ApiKey, ApiKeyAlreadyRevoked
 from domain.errors import InvalidValue
 from domain.permissions import ALL_PERMISSIONS, Permission
-from domain.values import Actor, Priority, RetryPolicy
+from domain.values import Actor, Priority, RetryOverrides
 
 AT = datetime(2030, 1, 1, tzinfo=UTC)
 OP = Actor(id="op@host", kind="operator")
@@ -155,7 +155,7 @@ def test_fingerprints_cover_the_request_and_nothing_else() -> None:
         {"workflow_instance_id": "wf"},
         {"priority": Priority.HIGH},
         {"timeout_ms": 5},
-        {"retry_policy": RetryPolicy(1, 2, 3.0)},
+        {"retry_policy": RetryOverrides(1, 2, 3.0)},
     ):
         assert fingerprint(cmd(**change)) != base, change
 

@@ -16,7 +16,7 @@ from commands.public_events import event_data, event_id, rfc3339
 from commands.transcoder import PayloadSafeTranscoder
 from domain.definition import TaskDefinition
 from domain.task import Task
-from domain.values import Actor, Priority, RetryPolicy, TaskType
+from domain.values import Actor, Priority, RetryOverrides, TaskType
 from workers.bridge.outbox import to_messages
 from workers.protocol import CloudEvent, Outgoing, WorkItem, cloud_event_decoder, work_decoder
 
@@ -199,7 +199,7 @@ def test_a_scheduled_retry_gives_the_next_attempt_not_before_its_time():
         actor=USER,
         definition=definition("AUTOMATED"),
         input=INPUT,
-        retry_policy=RetryPolicy(max_retries=2, retry_interval_ms=500),
+        retry_policy=RetryOverrides(max_retries=2, retry_interval_ms=500),
     )
     task.collect_events()
     task.start(attempt=1, worker="w", at=T0, actor=WORKER)

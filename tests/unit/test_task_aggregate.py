@@ -18,7 +18,7 @@ from commands.transcoder import PayloadSafeTranscoder
 from domain.definition import TaskDefinition
 from domain.errors import IllegalTransition, StaleResult, TaskNotCancellable
 from domain.task import Task
-from domain.values import Actor, Priority, RetryPolicy, TaskStatus, TaskType
+from domain.values import Actor, Priority, RetryOverrides, RetryPolicy, TaskStatus, TaskType
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 USER = Actor(id="alice", kind="jwt")
@@ -315,10 +315,10 @@ def test_second_complete_is_stale():
 
 
 def test_per_task_timeout_and_retry_policy_override_the_definition():
-    policy = RetryPolicy(max_retries=7, retry_interval_ms=250, backoff_multiplier=1.5)
-    task = submitted(timeout_ms=5_000, retry_policy=policy)
+    given = RetryOverrides(max_retries=7, retry_interval_ms=250, backoff_multiplier=1.5)
+    task = submitted(timeout_ms=5_000, retry_policy=given)
     assert task.timeout_ms == 5_000
-    assert task.retry_policy == policy
+    assert task.retry_policy == RetryPolicy(7, 250, 1.5)
     event = pending(task)[0]
     assert event.timeout_ms == 5_000
     assert event.retry_policy == {
@@ -335,10 +335,9 @@ def test_only_the_given_override_replaces_the_definition_value():
     assert task.timeout_ms == 1
     assert task.retry_policy == DEFINITION.retry_policy
 
-    policy = RetryPolicy(max_retries=0)
-    task = submitted(retry_policy=policy)
+    task = submitted(retry_policy=RetryOverrides(max_retries=0))
     assert task.timeout_ms == DEFINITION.timeout_ms
-    assert task.retry_policy == policy
+    assert task.retry_policy == RetryPolicy(0, 1_000, 2.0)  # the rest: the definition's
 
 
 def test_defaults_come_from_the_definition():
