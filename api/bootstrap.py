@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from api.availability import Availability
+from api.metrics.families import ServeMetrics
+from api.metrics.tap import MetricsTap
 from api.read_fence import ReadFence
 from api.security.build import build_security, parse_rates
 from api.security.gate import Security
@@ -98,6 +100,7 @@ class ServeParts:
     monitor: DatabaseMonitor | None
     locks: LockSession | None
     _closing: contextlib.ExitStack
+    metrics: ServeMetrics | None = None  # TASKEXEC_METRICS=off: None (api/metrics/)
 
     def close(self) -> None:
         """Stop and close everything, in the reverse order of opening; twice is harmless."""
@@ -136,8 +139,14 @@ def open_serve(settings: Settings) -> ServeParts:
         generation = Generation(db)
         queries = TaskQueries(db, generation)
         channel = getattr(service.recorder, "channel_name", None) if budget.listen else None
+        metrics = ServeMetrics() if settings.metrics else None
+        # The metrics tap counts the task events as the projection applies them; first,
+        # so that it sees the read model as it was before each batch (api/metrics/tap.py).
+        models: list[Projection] = read_models()
+        if metrics is not None:
+            models.insert(0, MetricsTap(metrics))
         runner = ProjectionRunner(
-            service.follow_log, read_models(), db, listen_channel=channel, lock_session=locks
+            service.follow_log, models, db, listen_channel=channel, lock_session=locks
         )
         runner.start()
         stack.callback(runner.stop)
@@ -175,6 +184,7 @@ def open_serve(settings: Settings) -> ServeParts:
             monitor=monitor,
             locks=locks,
             _closing=stack.pop_all(),
+            metrics=metrics,
         )
     return parts
 
@@ -219,25 +229,42 @@ async def run_worker(
     worker_id: str | None,
     grace_s: float,
     on_started: Callable[[], None] = lambda: None,
+    metrics_at: tuple[str, int] | None = None,
 ) -> None:
-    """A worker process until SIGTERM or SIGINT: pull work, run it, report."""
+    """A worker process until SIGTERM or SIGINT: pull work, run it, report. With
+    ``metrics_at`` (host, port): its metrics and probes there (workers/metrics_server.py)."""
     from api.messaging import connect_nats  # here: serve never loads the worker's modules
     from workers.executor import Worker
+    from workers.logs import bind as bind_log_context
+    from workers.metrics import WorkerMetrics
+    from workers.metrics_server import MetricsServer
 
-    nc = await connect_nats(nats_url, name="taskexec-worker")
-    worker = Worker(
-        nc,
-        worker_id=worker_id,
-        concurrency=concurrency,
-        grace_s=grace_s,
-        ack_wait_s=settings.work_ack_wait_s,
-    )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
-    on_started()  # ``settle_heap``: what exists now lives as long as the process
+    metrics = WorkerMetrics(concurrency) if settings.metrics else None
+    probes = MetricsServer(metrics.registry if metrics is not None else None)
+    if metrics_at is not None:
+        probes.start(*metrics_at)  # before NATS: a port in use stops the worker at once
     try:
-        await worker.run()
+        nc = await connect_nats(nats_url, name="taskexec-worker")
+        worker = Worker(
+            nc,
+            worker_id=worker_id,
+            concurrency=concurrency,
+            grace_s=grace_s,
+            ack_wait_s=settings.work_ack_wait_s,
+            metrics=metrics,
+        )
+        probes.ready = lambda: worker.ready
+        bind_log_context(worker=worker.worker_id)  # on every line from here on
+        loop = asyncio.get_running_loop()
+        # SIGINT ignored at start (``dev``'s worker): left so; Ctrl-C is for ``dev``.
+        interrupt = () if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else (signal.SIGINT,)
+        for sig in (signal.SIGTERM, *interrupt):
+            loop.add_signal_handler(sig, worker.stop)
+        on_started()  # ``settle_heap``: what exists now lives as long as the process
+        try:
+            await worker.run()
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.drain()
     finally:
-        with contextlib.suppress(Exception):
-            await nc.drain()
+        probes.stop()

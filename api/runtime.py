@@ -23,7 +23,7 @@ from commands.apikeys import ApiKeyService
 from commands.batch import BatchCommand
 from commands.errors import CommandError
 from commands.group_commit import GroupCommit
-from commands.messages import CancelTask, FinishManually, Outcome, SubmitTask
+from commands.messages import CancelTask, FinishManually, Outcome, RequeueTask, SubmitTask
 from commands.service import TaskService
 from projections.queries import Page, TaskQueries
 from projections.runner import ProjectionRunner, ProjectionStopped
@@ -82,9 +82,10 @@ class Runtime:
         return self.bridge is not None and self.bridge.nc.is_connected
 
     # -- the command facade --------------------------------------------------------------
-    # Submits and cancels go through the group commit. ``asubmit``/``acancel`` are for the
-    # event loop (no thread is held while the command waits for its batch or for the read
-    # model); ``submit``/``cancel`` block, for threads (command line, tests).
+    # Submits, cancels and requeues go through the group commit. ``asubmit``/``acancel``/
+    # ``arequeue`` are for the event loop (no thread is held while the command waits for
+    # its batch or for the read model); ``submit``/``cancel`` block, for threads (command
+    # line, tests).
 
     async def asubmit(self, cmd: SubmitTask) -> Outcome:
         # Answered once durable; reads catch up instead (api/read_fence.py). Database
@@ -95,6 +96,13 @@ class Runtime:
         return outcome
 
     async def acancel(self, cmd: CancelTask) -> Outcome:
+        self.availability.check()
+        outcome = await self.availability.answer(self.commits.submit(cmd))
+        await self._settled(outcome.position)
+        return outcome
+
+    async def arequeue(self, cmd: RequeueTask) -> Outcome:
+        """Requeue a finished task (``POST …/retry``), answered as ``acancel`` is."""
         self.availability.check()
         outcome = await self.availability.answer(self.commits.submit(cmd))
         await self._settled(outcome.position)

@@ -31,8 +31,10 @@ from api.settings_forms import (
     parse_duration,
     parse_jwks_location,
     parse_jwt_secret,
+    parse_log_format,
     parse_log_level,
     parse_nats_servers,
+    parse_port,
     parse_rate_limit,
     parse_replicas,
     parse_seconds,
@@ -89,12 +91,19 @@ class Settings:
     # PostgreSQL connections one serve holds at most (shared out in commands/budget.py).
     db_pool_size: int = 8
     log_level: str = "INFO"
+    # Lines as ``text`` or ``json`` (workers/logs.py); one line per HTTP request or none.
+    log_format: str = "text"
+    access_log: bool = True
     # The shortcuts below libraries' public APIs (commands/fast_paths.py): on = fast.
     fast_nats_wire: bool = True
     fast_pg_insert: bool = True
     fast_task_cache: bool = True
     fast_recent_events: bool = True
     fast_gc_pause: bool = True
+    # Prometheus metrics (api/metrics/, workers/metrics.py): off for a cost comparison.
+    metrics: bool = True
+    # A worker's /metrics and /health/ready port (``--metrics-port``); None: no server.
+    worker_metrics_port: int | None = None
     # How long the API trusts a looked-up API key (a revocation takes effect within it).
     # Not an environment variable: a short, fixed bound is part of the security contract.
     apikey_cache_seconds: float = 5.0
@@ -191,9 +200,13 @@ VARIABLES: tuple[Variable, ...] = (
         lambda name, value: parse_db_pool_size(str(value), name),
     ),
     Variable("TASKEXEC_LOG_LEVEL", "log_level", parse_log_level, parse_log_level),
+    Variable("TASKEXEC_LOG_FORMAT", "log_format", parse_log_format, parse_log_format),
+    Variable("TASKEXEC_ACCESS_LOG", "access_log", parse_switch),
     Variable("TASKEXEC_FAST_NATS_WIRE", "fast_nats_wire", parse_switch),
     Variable("TASKEXEC_FAST_PG_INSERT", "fast_pg_insert", parse_switch),
     Variable("TASKEXEC_FAST_TASK_CACHE", "fast_task_cache", parse_switch),
     Variable("TASKEXEC_FAST_RECENT_EVENTS", "fast_recent_events", parse_switch),
     Variable("TASKEXEC_FAST_GC_PAUSE", "fast_gc_pause", parse_switch),
+    Variable("TASKEXEC_METRICS", "metrics", parse_switch),
+    Variable("TASKEXEC_WORKER_METRICS_PORT", "worker_metrics_port", parse_port, parse_port),
 )

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from api.security.rates import Rate
 from commands.persistence import DatabaseConfig
+from workers.logs import LOG_FORMATS
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -137,6 +138,13 @@ def parse_switch(name: str, text: str) -> bool:
     return bool(value)
 
 
+def parse_port(name: str, text: str) -> int:
+    """A TCP port, 1 to 65535; else a ValueError naming ``name``."""
+    port = int(text) if str(text).strip().isdigit() else 0
+    _check(name, text, 1 <= port <= 65535, "use a port number from 1 to 65535")
+    return port
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -145,6 +153,13 @@ def parse_log_level(name: str, text: str) -> str:
     level = text.strip().upper()
     _check(name, text, level in LOG_LEVELS, f"use one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def parse_log_format(name: str, text: str) -> str:
+    """``text`` or ``json`` (any case), lower-cased; else a ValueError naming ``name``."""
+    log_format = text.strip().lower()
+    _check(name, text, log_format in LOG_FORMATS, "use text or json")
+    return log_format
 
 
 def parse_rate_limit(name: str, text: str) -> str:

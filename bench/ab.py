@@ -2,10 +2,12 @@
 alternating, so that both see the same machine (issue 7: measure before and after).
 
     python -m bench ab [--baseline REV] [--rounds 3] [--tasks 5000] [--bulk 0] [--rates 200]
-        [--idle 100]
+        [--idle 100] [--env-before NAME=VALUE ...] [--env-after NAME=VALUE ...]
 
 ``REV`` (default ``HEAD``) is checked out into a temporary worktree; the other side is
-this working tree, uncommitted changes included. Each round starts both stacks afresh
+this working tree, uncommitted changes included. ``--baseline .``: this tree on both
+sides, to compare settings: ``--baseline . --env-before TASKEXEC_METRICS=off`` is the
+cost of the metrics (before: off, after: on). Each round starts both stacks afresh
 (serve + worker + nats-server + a new PostgreSQL schema), in alternating order, and
 measures: end-to-end throughput with one task per request (and, with ``--bulk N``, of
 N tasks in bulk requests), CPU per task of serve, of the worker and of the whole machine
@@ -59,9 +61,10 @@ def worktree(rev: str) -> Iterator[Path]:
             )
 
 
-def one_round(root: Path, args: argparse.Namespace) -> dict[str, float]:
+def one_round(root: Path, args: argparse.Namespace, env: list[str]) -> dict[str, float]:
     figures: dict[str, float] = {}
-    with Stack(args.database_url, concurrency=32, root=root) as stack:
+    variables = dict(item.split("=", 1) for item in env)
+    with Stack(args.database_url, concurrency=32, root=root, env=variables) as stack:
         asyncio.run(throughput(stack, 500))  # warm up: connections, caches
         measured(stack, figures, "", args.tasks, throughput(stack, args.tasks))
         if args.bulk:
@@ -103,14 +106,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--idle", type=int, default=100, help="idle samples (0: none)")
     parser.add_argument("--database-url", default=DEFAULT_PG)
+    for side in ("before", "after"):
+        parser.add_argument(
+            f"--env-{side}",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help=f"a variable for the {side} side's processes (repeatable)",
+        )
     args = parser.parse_args(argv)
     samples: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
-    with worktree(args.baseline) as base:
+    envs = {"before": args.env_before, "after": args.env_after}
+    tree = contextlib.nullcontext(ROOT) if args.baseline == "." else worktree(args.baseline)
+    with tree as base:
         sides = {"before": base, "after": ROOT}
         for round_ in range(args.rounds):
             order = ["before", "after"] if round_ % 2 == 0 else ["after", "before"]
             for side in order:
-                figures = one_round(sides[side], args)
+                figures = one_round(sides[side], args, envs[side])
                 samples[side].append(figures)
                 shown = ", ".join(f"{k} {v:,.2f}" for k, v in figures.items())
                 print(f"round {round_ + 1} {side:6}: {shown}", flush=True)

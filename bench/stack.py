@@ -46,10 +46,16 @@ class Stack:
     """serve + worker + nats-server + a PostgreSQL schema; a context manager."""
 
     def __init__(
-        self, database_url: str, concurrency: int = 8, port: int = 0, root: Path = ROOT
+        self,
+        database_url: str,
+        concurrency: int = 8,
+        port: int = 0,
+        root: Path = ROOT,
+        env: dict[str, str] | None = None,
     ) -> None:
         self._base_url = database_url
         self._root = root  # whose code serve and worker run (bench ab: another checkout)
+        self._env = env or {}  # more variables for both processes (bench ab --env-before)
         self._concurrency = concurrency
         self._port = port
         self._exits = contextlib.ExitStack()
@@ -91,6 +97,7 @@ class Stack:
             "TASKEXEC_RATE_LIMIT_BULK": "off",
             "TASKEXEC_LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(self._root),
+            **self._env,
         }
         permissions = "tasks:execute,tasks:read,tasks:list,tasks:cancel"
         created = subprocess.run(

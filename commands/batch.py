@@ -1,10 +1,11 @@
-"""One batch of submits and cancels, decided in memory before a single save.
+"""One batch of submits, cancels and requeues, decided in memory before a single save.
 
 ``decide`` runs each command against the aggregates it needs (loaded for the whole batch
 at once) and says, per command, either its answer already (an error, an idempotent
 replay) or which aggregate carries its new events. Commands on the same task act in
 order on one copy of it, as if they had come one after the other: a second cancel of a
-task in the same batch is a Conflict, exactly as it would be a moment later.
+task in the same batch is a Conflict, exactly as it would be a moment later (and a cancel
+after a requeue of it in the same batch cancels the requeued task).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from uuid import UUID
 
 from commands import idempotency
 from commands.errors import CommandError, Conflict, NotFound, ValidationFailed
-from commands.messages import CancelTask, Outcome, SubmitTask
-from domain.errors import TaskNotCancellable
+from commands.messages import CancelTask, Outcome, RequeueTask, SubmitTask
+from domain.errors import IllegalTransition, TaskNotCancellable
 from domain.task import Task
 
-BatchCommand = SubmitTask | CancelTask
+BatchCommand = SubmitTask | CancelTask | RequeueTask
+Change = CancelTask | RequeueTask  # a command on an existing task
 NewTask = Callable[[SubmitTask, UUID, str | None], Task]  # raises CommandError if refused
 
 
@@ -43,10 +45,10 @@ class Decision:
 
 
 def ids_to_load(cmds: Sequence[BatchCommand]) -> set[UUID]:
-    """The existing aggregates the batch may need: cancelled tasks and keyed submits."""
+    """The existing aggregates the batch may need: changed tasks and keyed submits."""
     ids: set[UUID] = set()
     for cmd in cmds:
-        if isinstance(cmd, CancelTask):
+        if isinstance(cmd, Change):
             ids.add(cmd.task_id)
         elif cmd.idempotency_key is not None and idempotency.valid_key(cmd.idempotency_key):
             ids.add(idempotency.task_id_for(cmd, cmd.idempotency_key))
@@ -58,18 +60,18 @@ def decide(
     existing: Mapping[UUID, Task],
     new_task: NewTask,
     new_id: Callable[[], UUID],
-    cancel: Callable[[Task, CancelTask], None],
+    change: Callable[[Task, Change], None],
 ) -> Decision:
     decision = Decision()
     keyed: dict[UUID, tuple[int, str]] = {}  # task id -> (first index, fingerprint)
     current: dict[UUID, Task] = dict(existing)
     for index, cmd in enumerate(cmds):
         try:
-            if isinstance(cmd, CancelTask):
+            if isinstance(cmd, Change):
                 task = current.get(cmd.task_id)
                 if task is None:
                     raise NotFound(f"task {cmd.task_id} not found", {"field": "taskId"})
-                cancel(task, cmd)
+                change(task, cmd)
                 decision.changed[index] = task
                 continue
             key = cmd.idempotency_key
@@ -101,6 +103,26 @@ def decide(
         except CommandError as exc:
             decision.answers[index] = exc
     return decision
+
+
+def change_task(task: Task, cmd: Change, at: datetime) -> None:
+    """Cancel or requeue ``task`` for ``cmd``; Conflict if its status does not allow it."""
+    if isinstance(cmd, CancelTask):
+        cancel_task(task, cmd, at)
+    else:
+        requeue_task(task, cmd, at)
+
+
+def requeue_task(task: Task, cmd: RequeueTask, at: datetime) -> None:
+    """Requeue ``task`` for ``cmd``; Conflict unless it is FAILED, TIMED_OUT or CANCELLED."""
+    try:
+        task.requeue(reason=cmd.reason, at=at, actor=cmd.actor)
+    except IllegalTransition as exc:
+        raise Conflict(
+            f"task {cmd.task_id} is {exc.status} and cannot be retried "
+            "(only FAILED, TIMED_OUT and CANCELLED tasks can)",
+            {"status": exc.status},
+        ) from None
 
 
 def cancel_task(task: Task, cmd: CancelTask, at: datetime) -> None:

@@ -33,6 +33,16 @@ class CancelTask:
 
 
 @dataclass(frozen=True)
+class RequeueTask:
+    """Run a FAILED, TIMED_OUT or CANCELLED task again (``POST …/retry``, ``taskexec tasks
+    retry``)."""
+
+    task_id: UUID
+    actor: Actor
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class RecordReport:
     """What a worker reported about one attempt (decoded from TASK_RESULTS)."""
 

@@ -25,6 +25,7 @@ PUBLIC_TYPES: dict[type[Any], tuple[str, str]] = {
     Task.Cancelled: ("cancelled", "CANCELLED"),
     Task.RetryScheduled: ("retry_scheduled", "PENDING"),
     Task.TimedOut: ("timed_out", "TIMED_OUT"),
+    Task.Requeued: ("requeued", "PENDING"),
 }
 
 
@@ -92,6 +93,8 @@ def event_data(event: Any) -> dict[str, Any]:
         }
     if isinstance(event, Task.Cancelled):
         return {"reason": event.reason, "force": event.force}
+    if isinstance(event, Task.Requeued):
+        return {"attempt": event.attempt, "reason": event.reason}
     return {}
 
 

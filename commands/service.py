@@ -31,7 +31,7 @@ from eventsourcing.persistence import (
 )
 
 from commands import canonical, task_changes
-from commands.batch import BatchCommand, cancel_task, decide, ids_to_load
+from commands.batch import BatchCommand, change_task, decide, ids_to_load
 from commands.catalog import DefinitionCatalog, Violation
 from commands.definition_records import OutputSchemas, register_definitions
 from commands.errors import CommandError, NotFound
@@ -138,8 +138,8 @@ class TaskService(Application[UUID]):
     def execute(
         self, cmds: Sequence[BatchCommand], atomic: bool = False
     ) -> list[Outcome | Exception]:
-        """Group commit: submits and cancels decided together (commands/batch.py) and saved
-        in ONE transaction; one result per command, in order (an Outcome or its error).
+        """Group commit: submits, cancels and requeues decided together (commands/batch.py),
+        saved in ONE transaction; one result per command, in order (an Outcome or its error).
 
         When the save fails (IntegrityError: a concurrent duplicate key, a task changed
         meanwhile) nothing is recorded and each command runs again alone, on fresh state,
@@ -164,8 +164,8 @@ class TaskService(Application[UUID]):
     def _execute_once(self, cmds: Sequence[BatchCommand]) -> list[Outcome | Exception]:
         existing = self.load_many(ids_to_load(cmds))
         at = self._clock()
-        cancel = partial(cancel_task, at=at)
-        decision = decide(cmds, existing, self._new_task, self._new_id, cancel)
+        change = partial(change_task, at=at)
+        decision = decide(cmds, existing, self._new_task, self._new_id, change)
         aggregates = decision.aggregates()
         positions: dict[UUID, int] = {}
         if aggregates:

@@ -14,11 +14,11 @@ again on fresh state. That empties the cache and turns it off for ``pause`` seco
 with several replicas writing the same tasks (their results consumers share the
 reports), kept copies would be stale so often that most batches would be refused once;
 one refusal a minute is what that costs instead. A save past the cache calls
-:meth:`TaskCache.forget` for its tasks. Finished tasks are dropped (nothing more happens
-to them). When full, a new task is kept only if the oldest one is older than
-``max_age``: work is mostly taken in the order it was submitted, so the oldest entries
-are the next to be used, and evicting them to make room would miss on every task of a
-long backlog.
+:meth:`TaskCache.forget` for its tasks. Finished tasks are dropped (only a requeue, rare,
+changes one again: it is read from the store then). When full, a new task is kept only
+if the oldest one is older than ``max_age``: work is mostly taken in the order it was
+submitted, so the oldest entries are the next to be used, and evicting them to make room
+would miss on every task of a long backlog.
 
 Switched off (``enabled=False``, from ``TASKEXEC_FAST_TASK_CACHE``) it keeps nothing:
 every command loads its tasks from the event store.

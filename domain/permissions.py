@@ -16,8 +16,10 @@ class Permission(StrEnum):
     TASKS_LIST = "tasks:list"  # GET /tasks
     TASKS_COMPLETE = "tasks:complete"  # POST /tasks/{id}/complete (MANUAL tasks)
     TASKS_AUDIT = "tasks:audit"  # GET /tasks/{id}/history
+    TASKS_RETRY = "tasks:retry"  # POST /tasks/{id}/retry (FAILED, TIMED_OUT, CANCELLED)
     DEFINITIONS_LIST = "tasks:definitions:list"  # GET /definitions
     DEFINITIONS_READ = "tasks:definitions:read"  # GET /definitions/{id}
+    METRICS_READ = "metrics:read"  # GET /metrics (Prometheus scrapes)
 
 
 ALL_PERMISSIONS: frozenset[str] = frozenset(p.value for p in Permission)

@@ -23,7 +23,7 @@ from domain.error_types import UNPUBLISHABLE as UNPUBLISHABLE
 from domain.error_types import WORKER_LOST as WORKER_LOST
 from domain.errors import IllegalTransition as IllegalTransition
 from domain.task_rules import NotManual as NotManual
-from domain.task_state import task_state
+from domain.task_state import apply_requeued, apply_submitted, task_state
 from domain.values import Actor, Priority, RetryOverrides, RetryPolicy, TaskStatus, TaskType
 
 
@@ -59,26 +59,7 @@ class Task(ChainedAggregate):
         request_hash: str | None = None
 
         def apply(self, aggregate: Any) -> None:
-            task: Task = aggregate
-            task.request_hash = self.request_hash
-            task.definition_id = self.definition_id
-            task.definition_version = self.definition_version
-            task.definition_revision = self.definition_revision
-            task.task_type = TaskType(self.task_type)
-            task.workflow_instance_id = self.workflow_instance_id
-            task.input = self.input
-            task.priority = Priority(self.priority)
-            task.timeout_ms = self.timeout_ms
-            task.retry_policy = RetryPolicy.from_dict(self.retry_policy)
-            task.execution = self.execution
-            task.status = TaskStatus.PENDING
-            task.attempt = 0
-            task.output = None
-            task.error = None
-            task.started_at = None
-            task.ended_at = None
-            task.worker = None
-            task.cancel_reason = None
+            apply_submitted(aggregate, self)
 
     class Started(Event):
         TOPIC = "taskexec.task.started.v1"
@@ -165,6 +146,17 @@ class Task(ChainedAggregate):
             task.ended_at = self.timestamp
             task.next_attempt_at = None
 
+    class Requeued(Event):
+        """A FAILED, TIMED_OUT or CANCELLED task is to run again: ``attempt`` is the next
+        one, and the retry policy counts afresh from it (docs/execution.md)."""
+
+        TOPIC = "taskexec.task.requeued.v1"
+        attempt: int
+        reason: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            apply_requeued(aggregate, self)
+
     def __init__(self) -> None:
         # Placeholders declaring each attribute's type; Submitted.apply sets the values.
         self.request_hash: str | None = None
@@ -187,6 +179,8 @@ class Task(ChainedAggregate):
         self.worker: str | None = None
         self.cancel_reason: str | None = None
         self.next_attempt_at: datetime | None = None
+        self.retry_base: int = 0  # attempts before the retry policy's current round
+        self.requeued_version: int = 0  # the version of the last Requeued (0: none)
 
     @classmethod
     def submit(
@@ -253,10 +247,10 @@ class Task(ChainedAggregate):
         output: Any = None,
     ) -> None:
         """The running ``attempt`` failed with an error of ``error_type``: retried per the
-        retry policy (``RetryScheduled``) if ``retry_at`` allows; otherwise the task ends,
+        retry policy (``RetryScheduled``) if ``retry_due`` allows; otherwise the task ends,
         TIMED_OUT when the last attempt timed out, else FAILED."""
         rules.check_running(self, attempt, "fail")
-        due = rules.retry_at(self.retry_policy, attempt, error_type, retryable, at)
+        due = rules.retry_due(self, attempt, error_type, retryable, at)
         error = {"attempt": attempt, "error_type": error_type, "error_message": error_message}
         if due is not None:
             self._record(self.RetryScheduled, at, actor, **error, retry_at=due, output=output)
@@ -291,6 +285,12 @@ class Task(ChainedAggregate):
         """Stop the task for good. Only a task that has not finished can be cancelled."""
         rules.check_cancellable(self)
         self._record(self.Cancelled, at, actor, reason=reason, force=force)
+
+    def requeue(self, *, reason: str | None, at: datetime, actor: Actor) -> None:
+        """Run a FAILED, TIMED_OUT or CANCELLED task again, from its next attempt and
+        under its retry policy afresh; IllegalTransition in any other status."""
+        rules.check_requeueable(self)
+        self._record(self.Requeued, at, actor, attempt=self.attempt + 1, reason=reason)
 
     def _record(self, event_class: Any, at: datetime, actor: Actor, **fields: Any) -> None:
         self.trigger_event(event_class, timestamp=at, actor=actor.as_dict(), **fields)

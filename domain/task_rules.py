@@ -1,6 +1,6 @@
 """The rules a task's commands check before anything is recorded (domain/task.py records
 what they allow): which attempt may start, end or be given up, which task may be finished
-by hand or cancelled, and when a failed attempt is tried again."""
+by hand, cancelled or requeued, and when a failed attempt is tried again."""
 
 from __future__ import annotations
 
@@ -34,6 +34,12 @@ class TaskFacts(Protocol):
 
     @property
     def worker(self) -> str | None: ...
+
+    @property
+    def retry_policy(self) -> RetryPolicy: ...
+
+    @property
+    def retry_base(self) -> int: ...
 
 
 def awaits_start(task: TaskFacts, attempt: int) -> bool:
@@ -79,11 +85,32 @@ def check_cancellable(task: TaskFacts) -> None:
         raise TaskNotCancellable(str(task.id), task.status, "cancel")
 
 
+# What a requeue may start again: a task that ended without its output.
+REQUEUEABLE = frozenset({TaskStatus.FAILED, TaskStatus.TIMED_OUT, TaskStatus.CANCELLED})
+
+
+def check_requeueable(task: TaskFacts) -> None:
+    """IllegalTransition unless the task ended without success (FAILED, TIMED_OUT,
+    CANCELLED): PENDING and RUNNING are on their way already, COMPLETED is done."""
+    if task.status not in REQUEUEABLE:
+        raise IllegalTransition(str(task.id), task.status, "retry it")
+
+
+def retry_due(
+    task: TaskFacts, attempt: int, error_type: str, retryable: bool, at: datetime
+) -> str | None:
+    """``retry_at`` of the task's policy, ``attempt`` counted within the policy's round
+    (a requeue starts a new one: ``retry_base`` attempts came before it)."""
+    return retry_at(task.retry_policy, attempt - task.retry_base, error_type, retryable, at)
+
+
 def retry_at(
     policy: RetryPolicy, attempt: int, error_type: str, retryable: bool, at: datetime
 ) -> str | None:
     """When the next attempt is due (ISO 8601) after ``attempt`` failed at ``at``; None when
-    the failure ends the task (not ``retryable``, a non-retryable type, no retry left)."""
+    the failure ends the task (not ``retryable``, a non-retryable type, no retry left).
+    ``attempt`` counts within the policy's round: from 1 at the submission, and again
+    from 1 at the first attempt after a requeue."""
     if not policy.allows_retry(attempt, error_type, retryable):
         return None
     return (at + timedelta(milliseconds=policy.delay_ms(attempt))).isoformat()

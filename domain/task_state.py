@@ -1,11 +1,49 @@
-"""A task as plain values: everything the aggregate knows (for comparisons and views)."""
+"""A task as plain values: everything the aggregate knows (for comparisons and views),
+and what the events that set many of its fields at once copy onto it."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from domain.values import Priority, RetryPolicy, TaskStatus, TaskType
+
 if TYPE_CHECKING:
     from domain.task import Task
+
+
+def apply_submitted(task: Task, e: Task.Submitted) -> None:
+    """A new task: the submission's fields; PENDING, no attempt yet."""
+    task.request_hash = e.request_hash
+    task.definition_id = e.definition_id
+    task.definition_version = e.definition_version
+    task.definition_revision = e.definition_revision
+    task.task_type = TaskType(e.task_type)
+    task.workflow_instance_id = e.workflow_instance_id
+    task.input = e.input
+    task.priority = Priority(e.priority)
+    task.timeout_ms = e.timeout_ms
+    task.retry_policy = RetryPolicy.from_dict(e.retry_policy)
+    task.execution = e.execution
+    task.status = TaskStatus.PENDING
+    task.attempt = 0
+    task.output = None
+    task.error = None
+    task.started_at = None
+    task.ended_at = None
+    task.worker = None
+    task.cancel_reason = None
+
+
+def apply_requeued(task: Task, e: Task.Requeued) -> None:
+    """PENDING again, waiting for attempt ``e.attempt``: the last failure and the cancel
+    reason go (the history keeps them); the last attempt's start, end and worker stay
+    until the next attempt starts. The retry policy's round begins at this attempt."""
+    task.status = TaskStatus.PENDING
+    task.error = None
+    task.cancel_reason = None
+    task.next_attempt_at = None
+    task.retry_base = e.attempt - 1
+    task.requeued_version = e.originator_version
 
 
 def task_state(task: Task) -> dict[str, Any]:
@@ -31,6 +69,8 @@ def task_state(task: Task) -> dict[str, Any]:
         "worker": task.worker,
         "cancel_reason": task.cancel_reason,
         "next_attempt_at": task.next_attempt_at,
+        "retry_base": task.retry_base,
+        "requeued_version": task.requeued_version,
         "created_at": task.created_at,
         "updated_at": task.updated_at,
     }

@@ -26,6 +26,9 @@ class DefinitionProjection:
         names = ("create_definition_view", "create_definition_type_index")
         return [statement(name).format(view=view, g=generation) for name in names]
 
+    def upgrade(self, cur: Cursor, generation: int) -> None:
+        """Nothing to add: the table has every column it ever had."""
+
     def remember(self) -> None:
         """Nothing is kept: definitions change rarely."""
 

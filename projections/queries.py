@@ -101,10 +101,12 @@ class TaskQueries:
         status: str | None = None,
         task_type: str | None = None,
         workflow_instance_id: str | None = None,
+        error_type: str | None = None,
         page: int = 1,
         limit: int = 20,
     ) -> Page:
-        """Newest first (ties by id, descending); filters combine."""
+        """Newest first (ties by id, descending); filters combine. ``error_type``: the
+        type of the task's last failure (``error.type``)."""
         filters = {
             column: value
             for column, value in (
@@ -112,10 +114,11 @@ class TaskQueries:
                 ("type", task_type),
                 # kept as the read model keeps free text (a NUL as U+FFFD)
                 ("workflow_instance_id", free_text(workflow_instance_id)),
+                ("error_type", free_text(error_type)),
             )
             if value is not None
         }
-        conditions = [equals(column) for column in filters]
+        conditions = [equals(column) for column in filters] + _partial(filters)
         params: list[Any] = list(filters.values())
 
         def page_where(cur: Cursor) -> tuple[str, list[Any], str]:
@@ -125,7 +128,7 @@ class TaskQueries:
             return _lead_index(cur, filters)
 
         def run(cur: Cursor, g: int) -> Page:
-            if workflow_instance_id is None:
+            if workflow_instance_id is None and error_type is None:
                 count = reads.count_tasks_from_counts(g, conditions)
             else:
                 count = reads.count_tasks(g, where(conditions))
@@ -160,6 +163,18 @@ class TaskQueries:
             return [(row["id"], int(row["attempts"])) for row in rows]
 
         return self._generation.query(run)
+
+    def status_counts(self) -> dict[str, int]:
+        """Tasks per status, from the counts table (a handful of rows, whatever the
+        number of tasks): for the metrics' ``taskexec_tasks`` gauge."""
+
+        def run(cur: Cursor, g: int) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for row in cur.execute(reads.task_counts(g)).fetchall():
+                counts[row["status"]] = counts.get(row["status"], 0) + int(row["n"])
+            return counts
+
+        return self._generation.query(run, snapshot=False)
 
     def stranded(self, before: str, limit: int = 100) -> builtins.list[tuple[str, str]]:
         """PENDING tasks (not MANUAL) due and unchanged since before ``before``
@@ -244,7 +259,7 @@ def _parse(text: str) -> datetime:
 
 def _lead_index(cur: Cursor, filters: dict[str, Any]) -> tuple[str, list[Any], str]:
     """A filtered page walks its lead filter's index, (lead, created_at, id): the most
-    selective filter leads (the workflow's, then status, then type: types are fewer).
+    selective filter leads (``LEADS``).
     Ordered by that index, under ``lead = value``, is the order of (created_at, id).
 
     Left to itself, PostgreSQL walked the creation index and filtered: fast while matches
@@ -255,7 +270,7 @@ def _lead_index(cur: Cursor, filters: dict[str, Any]) -> tuple[str, list[Any], s
     and drops it from the sort key. ``lead = ANY(?)`` (one value) it does not, so only
     the lead's index gives the order asked for. SQLite takes ``lead = ?`` with the
     ORDER BY as it is."""
-    lead = next(c for c in ("workflow_instance_id", "status", "type") if c in filters)
+    lead = next(c for c in LEADS if c in filters)
     conditions, values = [], []
     for column, value in filters.items():
         if column == lead and cur.postgres:
@@ -264,4 +279,15 @@ def _lead_index(cur: Cursor, filters: dict[str, Any]) -> tuple[str, list[Any], s
         else:
             conditions.append(equals(column))
             values.append(value)
-    return where(conditions), values, reads.newest_first(lead)
+    return where(conditions + _partial(filters)), values, reads.newest_first(lead)
+
+
+# The filters in the order they lead a page (the most selective first): a workflow's few
+# tasks, then the failures of one kind, then status, then type (types are fewer).
+LEADS = ("workflow_instance_id", "error_type", "status", "type")
+
+
+def _partial(filters: dict[str, Any]) -> list[str]:
+    """The error type's index holds only rows with one (``WHERE error_type IS NOT NULL``):
+    said outright, so that PostgreSQL sees it may use that index for ``= ANY(?)``."""
+    return [reads.has_error_type()] if "error_type" in filters else []

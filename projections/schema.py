@@ -34,6 +34,11 @@ class Projection(Protocol):
 
     def tables(self, generation: int) -> list[str]: ...
 
+    def upgrade(self, cur: Cursor, generation: int) -> None:
+        """Bring tables an older version made to this one's shape (columns added since,
+        filled from what the rows hold): ``CREATE … IF NOT EXISTS`` leaves them as they
+        are, and a rebuild is not needed for a new column."""
+
     def apply(self, cur: Cursor, events: list[tuple[int, Any]], generation: int) -> None:
         """Apply a batch in order; raise ApplyError naming the position that failed."""
 
@@ -114,12 +119,16 @@ def write_position(cur: Cursor, generation: int, position: int, check: bool = Tr
 def create_generation(
     cur: Cursor, projections: list[Projection], generation: int, indexes: bool = True
 ) -> None:
-    """The tables of ``generation`` (if missing) and, unless ``indexes`` is False, their
-    secondary indexes (``CREATE INDEX`` statements of ``ddl``; see ``create_indexes``)."""
+    """The tables of ``generation`` (if missing; brought up to date if older: ``upgrade``)
+    and, unless ``indexes`` is False, their secondary indexes (``CREATE INDEX`` statements
+    of ``ddl``; see ``create_indexes``)."""
     for projection in projections:
         for ddl in projection.ddl(generation):
-            if indexes or not is_index(ddl):
+            if not is_index(ddl):
                 cur.execute(ddl)
+        projection.upgrade(cur, generation)
+        if indexes:
+            create_indexes(cur, [projection], generation)
 
 
 def create_indexes(cur: Cursor, projections: list[Projection], generation: int) -> None:

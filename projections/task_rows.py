@@ -44,6 +44,9 @@ COLUMNS = (
     "created_at",
     "updated_at",
     "version",
+    # Added later (projections/task_upgrade.py adds it to older tables): the type of
+    # ``error``, for lists of the failures of one kind (an index, which JSON text lacks).
+    "error_type",
 )
 MUTABLE = COLUMNS[6:]  # status onwards; the submission's fields never change
 NULLABLE = (  # the columns without NOT NULL (see TaskProjection.ddl)
@@ -56,6 +59,7 @@ NULLABLE = (  # the columns without NOT NULL (see TaskProjection.ddl)
     "cancel_reason",
     "next_attempt_at",
     "lease_deadline",
+    "error_type",
 )
 # Where each column is in a row.
 ID = COLUMNS.index("id")
@@ -64,6 +68,7 @@ STATUS = COLUMNS.index("status")
 TYPE = COLUMNS.index("type")
 OUTPUT = COLUMNS.index("output")
 ERROR = COLUMNS.index("error")
+ERROR_TYPE = COLUMNS.index("error_type")
 ATTEMPTS = COLUMNS.index("attempts")
 START = COLUMNS.index("start_time")
 END = COLUMNS.index("end_time")
@@ -163,6 +168,7 @@ def submitted(task_id: str, e: Any) -> Row:
         at,
         at,
         e.originator_version,
+        None,
     ]
 
 
@@ -201,30 +207,43 @@ def _completed(row: Row, e: Any) -> None:
     row[OUTPUT] = output
 
 
+def _error(row: Row, error_type: str, message: str) -> None:
+    """The last failure, and its type apart (free text: a NUL becomes U+FFFD)."""
+    row[ERROR] = json_text({"type": error_type, "message": message})
+    row[ERROR_TYPE] = free_text(error_type)
+
+
 def _failed(row: Row, e: Any) -> None:
-    error = json_text({"type": e.error_type, "message": e.error_message})
+    _error(row, e.error_type, e.error_message)
     _ended(row, e, "FAILED")
-    row[ERROR] = error
 
 
 def _retry_scheduled(row: Row, e: Any) -> None:
-    error = json_text({"type": e.error_type, "message": e.error_message})
     retry_at = _time(datetime.fromisoformat(e.retry_at))
+    _error(row, e.error_type, e.error_message)
     _ended(row, e, "PENDING")
-    row[ERROR] = error
     row[NEXT] = retry_at
 
 
 def _timed_out(row: Row, e: Any) -> None:
-    error = json_text({"type": TIMEOUT, "message": e.error_message})
+    _error(row, TIMEOUT, e.error_message)
     _ended(row, e, "TIMED_OUT")
-    row[ERROR] = error
 
 
 def _cancelled(row: Row, e: Any) -> None:
     reason = free_text(e.reason)
     _ended(row, e, "CANCELLED")
     row[CANCEL] = reason
+
+
+def _requeued(row: Row, e: Any) -> None:
+    """PENDING again (docs/execution.md): the last failure and the cancel reason go, the
+    last attempt's times and worker stay until the next attempt starts."""
+    row[STATUS] = "PENDING"
+    row[ERROR] = row[ERROR_TYPE] = row[CANCEL] = None
+    row[NEXT] = row[LEASE] = None
+    row[UPDATED] = _time(e.timestamp)
+    row[VERSION] = e.originator_version
 
 
 # Task.Submitted is not here: it makes a row rather than changing one (``submitted``).
@@ -235,6 +254,7 @@ CHANGES: dict[type[Any], Handler] = {
     Task.RetryScheduled: _retry_scheduled,
     Task.TimedOut: _timed_out,
     Task.Cancelled: _cancelled,
+    Task.Requeued: _requeued,
 }
 
 

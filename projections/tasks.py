@@ -22,7 +22,7 @@ from uuid import UUID
 
 from domain.task import Task
 from domain.values import TaskStatus
-from projections import task_sql
+from projections import task_sql, task_upgrade
 from projections.db import Cursor
 from projections.schema import ApplyError
 from projections.sql import statement
@@ -55,6 +55,7 @@ _DDL = (  # in projections/sql/task_view.sql
     "create_task_status_index",
     "create_task_type_index",
     "create_task_workflow_index",
+    "create_task_error_type_index",
     "create_task_lease_index",
     "create_task_counts",
 )
@@ -107,6 +108,10 @@ class TaskProjection:
     def ddl(self, generation: int) -> list[str]:
         view, counts = self.tables(generation)
         return [statement(name).format(view=view, counts=counts, g=generation) for name in _DDL]
+
+    def upgrade(self, cur: Cursor, generation: int) -> None:
+        """Columns added since an existing generation's table was made, filled in."""
+        task_upgrade.add_missing_columns(cur, self.tables(generation)[0])
 
     def apply(self, cur: Cursor, events: list[tuple[int, Any]], generation: int) -> None:
         view, counts = self.tables(generation)

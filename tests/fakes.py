@@ -32,19 +32,25 @@ class FakeMsg:
 
 
 class FakeMarkers:
-    """The worker's cancel markers: ``marked`` task ids are cancelled; with ``error`` the
-    bucket cannot be read. ``asked`` keeps every lookup."""
+    """The worker's cancel markers: ``marked`` task ids are cancelled (a dict: each with
+    its marker's task version; a set: version 0, a marker older than that field); with
+    ``error`` the bucket cannot be read. ``asked`` keeps every lookup."""
 
-    def __init__(self, marked: set[str] | None = None, error: Exception | None = None) -> None:
+    def __init__(
+        self, marked: set[str] | dict[str, int] | None = None, error: Exception | None = None
+    ) -> None:
         self.asked: list[list[str]] = []
-        self._marked = marked or set()
+        self._marked = marked if isinstance(marked, dict) else dict.fromkeys(marked or (), 0)
         self._error = error
 
     async def marked(self, task_ids: list[str]) -> set[str]:
+        return set(await self.versions(task_ids))
+
+    async def versions(self, task_ids: list[str]) -> dict[str, int]:
         self.asked.append(list(task_ids))
         if self._error is not None:
             raise self._error
-        return self._marked & set(task_ids)
+        return {task_id: v for task_id, v in self._marked.items() if task_id in task_ids}
 
 
 class FakeNats:

@@ -20,6 +20,7 @@ from domain.values import ANONYMOUS, Actor, Priority, TaskStatus
 # Times in several zones: events record the time they are given, zone included.
 ZONES = (UTC, timezone(timedelta(hours=2)), timezone(-timedelta(hours=5, minutes=30)))
 WORKER = Actor(id="w-1", kind="worker")
+REQUEUEABLE = (TaskStatus.FAILED, TaskStatus.TIMED_OUT, TaskStatus.CANCELLED)
 
 
 def make_history(service: TaskService, tasks: int = 60, seed: int = 7) -> list[UUID]:
@@ -76,7 +77,9 @@ def _act(task: Task, rng: random.Random, at: datetime) -> None:
     """One random action that the task's state may or may not allow."""
     manual = task.task_type.value == "MANUAL"
     choice = rng.random()
-    if choice < 0.08:
+    if task.status in REQUEUEABLE and choice < 0.3:
+        task.requeue(reason=rng.choice([None, "retry"]), at=at, actor=ANONYMOUS)
+    elif choice < 0.08:
         task.cancel(
             reason=rng.choice([None, "", "no longer needed"]), force=False, at=at, actor=ANONYMOUS
         )
@@ -143,6 +146,7 @@ def reference_rows(events: list[tuple[int, Any]]) -> dict[str, dict[str, Any]]:
                 "created_at": at,
                 "updated_at": at,
                 "version": e.originator_version,
+                "error_type": None,
             }
             continue
         row = rows[task_id]
@@ -157,6 +161,9 @@ def reference_rows(events: list[tuple[int, Any]]) -> dict[str, dict[str, Any]]:
                 next_attempt_at=None,
                 lease_deadline=reference_text(deadline),
             )
+        elif isinstance(e, Task.Requeued):  # the last attempt's times stay
+            row.update(status="PENDING", error=None, error_type=None, cancel_reason=None)
+            row.update(lease_deadline=None, next_attempt_at=None)
         else:
             row.update(lease_deadline=None, next_attempt_at=None, end_time=at)
         if isinstance(e, Task.Completed):
@@ -167,7 +174,7 @@ def reference_rows(events: list[tuple[int, Any]]) -> dict[str, dict[str, Any]]:
             status = {Task.Failed: "FAILED", Task.RetryScheduled: "PENDING"}.get(
                 type(e), "TIMED_OUT"
             )
-            row.update(status=status, error=error)
+            row.update(status=status, error=error, error_type=error_type)
             if isinstance(e, Task.RetryScheduled):
                 row["next_attempt_at"] = reference_text(datetime.fromisoformat(e.retry_at))
         elif isinstance(e, Task.Cancelled):

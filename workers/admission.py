@@ -1,7 +1,8 @@
 """What a worker does with pulled work before an attempt starts: a message that cannot be
 decoded fails its task (``POISON_WORK``) and is dropped; a retry that is not due yet goes
 back with ``nak(delay)``; a task marked in the TASK_CANCELLED key-value bucket is dropped
-without running (one lookup for a whole pulled batch: workers/cancel_markers.py)."""
+without running (one lookup for a whole pulled batch: workers/cancel_markers.py), unless
+the work follows a requeue of the task after that cancel (``stopped``)."""
 
 from __future__ import annotations
 
@@ -60,14 +61,25 @@ async def _poison(msg: Msg, exc: Exception, report: SendReport) -> None:
 
 async def marked_cancelled(
     markers: CancelMarkers, due: list[tuple[Msg, WorkItem]]
-) -> set[str] | None:
-    """The tasks of ``due`` marked cancelled. None when the bucket cannot be read: then
-    none of them starts, and their work is handed back to come again later."""
+) -> dict[str, int] | None:
+    """The tasks of ``due`` marked cancelled, each with its marker's task version (see
+    ``stopped``). None when the bucket cannot be read: then none of them starts, and
+    their work is handed back to come again later."""
     try:
-        return await markers.marked([item.task_id for _, item in due])
+        return await markers.versions([item.task_id for _, item in due])
     except Exception as exc:  # unknown: start none of them; they come back later
         log.warning("cancel markers unreadable (%r): %d attempts handed back", exc, len(due))
         for msg, _ in due:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=1.0)
         return None
+
+
+def stopped(item: WorkItem, cancelled: dict[str, int]) -> bool:
+    """Does a cancel marker stop ``item``? Yes, unless the work follows a requeue that came
+    after the cancel (``item.requeued``, the requeue's task version, above the marker's).
+    Work published before the cancel (a retry that was waiting) never follows a requeue,
+    so the marker stops it even once the task runs again."""
+    if item.task_id not in cancelled:
+        return False
+    return item.requeued == 0 or cancelled[item.task_id] > item.requeued

@@ -10,18 +10,26 @@ What each way of running offers:
 - INTEGRATION: the HTTP call is cancelled (the connection is closed).
 After a cancel nothing is reported: the task is CANCELLED in the store already, and any
 late report would be discarded there anyway.
+A handler that raised is logged (WARNING, with its traceback), and whatever the handler
+logs carries the attempt's ``task_id``, ``attempt`` and ``worker`` (workers/logs.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from workers.handlers import Handler, HandlerRegistry, TaskContext
 from workers.integration import IntegrationError, IntegrationExecutor
 from workers.isolation import ChildProcess, HandlerFailed
+from workers.logs import bind as bind_log_context
+from workers.logs import unbind as unbind_log_context
 from workers.protocol import WorkItem
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,14 @@ def failure(exc: Exception) -> Result:
     return Result("failed", error_type=type(exc).__name__, error_message=str(exc))
 
 
+class AttemptObserver(Protocol):
+    """Told when an attempt starts and ends (the worker's metrics: workers/metrics.py);
+    ``result`` None: cancelled."""
+
+    def started(self) -> None: ...
+    def ended(self, definition: str, result: Result | None, seconds: float) -> None: ...
+
+
 class Attempt:
     """Runs a work item; ``cancel()`` may stop it from outside."""
 
@@ -55,8 +71,10 @@ class Attempt:
         worker_id: str,
         registry: HandlerRegistry,
         integration: IntegrationExecutor,
+        observer: AttemptObserver | None = None,
     ) -> None:
         self.item = item
+        self._observer = observer
         self.context = TaskContext(
             task_id=item.task_id,
             attempt=item.attempt,
@@ -72,6 +90,19 @@ class Attempt:
 
     async def run(self) -> Result | None:
         """The result to report, or None when the task was cancelled meanwhile."""
+        if self._observer is None:
+            return await self._run()
+        started = time.perf_counter()
+        self._observer.started()
+        result = None
+        try:
+            result = await self._run()
+        finally:
+            seconds = time.perf_counter() - started
+            self._observer.ended(self.item.definition_id, result, seconds)
+        return result
+
+    async def _run(self) -> Result | None:
         self._running = asyncio.create_task(self._execute())
         try:
             async with asyncio.timeout(self.item.timeout_ms / 1000):
@@ -90,7 +121,7 @@ class Attempt:
                 return None  # we stopped it: a forced cancel
             raise
         except Exception as exc:  # the handler's failure is the attempt's failure
-            return None if self.cancelled else failure(exc)
+            return None if self.cancelled else self._failed(exc)
         return None if self.cancelled else Result("completed", output=output)
 
     def inline_handler(self) -> Handler | None:
@@ -104,11 +135,18 @@ class Attempt:
         """Run an ``@inline`` handler now, on the event loop, without the machinery of
         ``run``: it returns before anything else can happen on the loop, so no timeout
         or cancel could have stopped it there either (workers/handlers/__init__.py)."""
+        started = time.perf_counter()
+        token = bind_log_context(**_log_fields(self.context))  # the handler's lines say whose
         try:
-            output = handler(self.item.input, self.context)
+            result = Result("completed", output=handler(self.item.input, self.context))
         except Exception as exc:
-            return failure(exc)
-        return Result("completed", output=output)
+            result = self._failed(exc)
+        finally:
+            unbind_log_context(token)
+        if self._observer is not None:
+            self._observer.started()
+            self._observer.ended(self.item.definition_id, result, time.perf_counter() - started)
+        return result
 
     def cancel(self, force: bool) -> None:
         """The task was cancelled: tell the handler; with ``force`` stop it now."""
@@ -125,7 +163,23 @@ class Attempt:
         if self._running is not None and not self._running.done():
             self._running.cancel()
 
+    def _failed(self, exc: Exception) -> Result:
+        """The failed report of ``exc``; logged, with the traceback (WARNING)."""
+        result = failure(exc)
+        log.warning(
+            "attempt %d of %s failed: %s: %s",
+            self.item.attempt,
+            self.item.task_id,
+            result.error_type,
+            result.error_message,
+            exc_info=exc,
+            extra=_log_fields(self.context),
+        )
+        return result
+
     async def _execute(self) -> Any:
+        # A task of its own (``_run``): the lines the handler logs say whose they are.
+        bind_log_context(**_log_fields(self.context))
         item = self.item
         if item.task_type == "INTEGRATION":
             if not item.endpoint:
@@ -137,3 +191,8 @@ class Attempt:
             self._child = ChildProcess(item.handler, item.input, self.context)
             return await self._child.run()
         return await self._registry.call(item.handler, item.input, self.context)
+
+
+def _log_fields(context: TaskContext) -> dict[str, object]:
+    """The log context of an attempt (workers/logs.py)."""
+    return {"task_id": context.task_id, "attempt": context.attempt, "worker": context.worker}

@@ -10,7 +10,8 @@ such a request with an error status (408 "Empty Request" on 2.9); then every loo
 the old way, one key at a time, for the rest of the process's life.
 
 A marker deleted or purged (a ``KV-Operation`` header) does not count, as for the
-bucket's own ``get``.
+bucket's own ``get``. A marker holds the ``taskversion`` of its Cancelled event (0 when
+it predates that field): a task requeued later runs all the same (workers/admission.py).
 """
 
 from __future__ import annotations
@@ -59,14 +60,19 @@ class CancelMarkers:
         self.batched = True  # False once the server has refused a batched request
 
     async def marked(self, task_ids: Sequence[str]) -> set[str]:
-        """The ids among ``task_ids`` whose task is marked cancelled. Raises TimeoutError
-        (or the server's error) when the bucket cannot be read: the caller must not start
-        those tasks then."""
+        """The ids among ``task_ids`` whose task is marked cancelled (``versions``)."""
+        return set(await self.versions(task_ids))
+
+    async def versions(self, task_ids: Sequence[str]) -> dict[str, int]:
+        """The ids among ``task_ids`` whose task is marked cancelled, each with its
+        marker's ``taskversion`` (0: not recorded). Raises TimeoutError (or the server's
+        error) when the bucket cannot be read: the caller must not start those tasks
+        then."""
         if not task_ids:
-            return set()
+            return {}
         async with self._lock:
             if self.batched:
-                found: set[str] = set()
+                found: dict[str, int] = {}
                 for start in range(0, len(task_ids), MAX_SUBJECTS):
                     chunk = task_ids[start : start + MAX_SUBJECTS]
                     answer = await self._batched(chunk)
@@ -74,18 +80,24 @@ class CancelMarkers:
                         self.batched = False
                         log.info("nats-server has no batched direct gets: one get per task")
                         break
-                    found |= answer
+                    found.update(answer)
                 else:
                     return found
-            return {task_id for task_id in task_ids if await self._one(task_id)}
+            found = {}
+            for task_id in task_ids:
+                version = await self._one(task_id)
+                if version is not None:
+                    found[task_id] = version
+            return found
 
     async def close(self) -> None:
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
 
-    async def _batched(self, task_ids: Sequence[str]) -> set[str] | None:
-        """The marked ids, or None when the server does not know batched direct gets."""
+    async def _batched(self, task_ids: Sequence[str]) -> dict[str, int] | None:
+        """The marked ids and their versions, or None when the server does not know
+        batched direct gets."""
         if self._sub is None:
             self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
         self._numbers += 1
@@ -107,12 +119,22 @@ class CancelMarkers:
             return  # an answer to a request given up on
         reply.take(msg)
 
-    async def _one(self, task_id: str) -> bool:
+    async def _one(self, task_id: str) -> int | None:
+        """The task's marker version, None when it has no marker."""
         try:
-            await asyncio.wait_for(self._bucket.get(task_id), self._timeout_s)
+            entry = await asyncio.wait_for(self._bucket.get(task_id), self._timeout_s)
         except KeyNotFoundError:  # also a deleted or purged marker
-            return False
-        return True
+            return None
+        return marker_version(entry.value)
+
+
+def marker_version(body: bytes | None) -> int:
+    """The ``taskversion`` a marker holds; 0 when it has none (or is not readable)."""
+    try:
+        version = json.loads(body or b"{}").get("taskversion", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return version if isinstance(version, int) else 0
 
 
 class _Reply:
@@ -120,8 +142,10 @@ class _Reply:
 
     def __init__(self, number: int) -> None:
         self.number = number
-        self.marked: set[str] = set()
-        self.done: asyncio.Future[set[str] | None] = asyncio.get_running_loop().create_future()
+        self.marked: dict[str, int] = {}
+        self.done: asyncio.Future[dict[str, int] | None] = (
+            asyncio.get_running_loop().create_future()
+        )
 
     def take(self, msg: Msg) -> None:
         if self.done.done():
@@ -131,7 +155,7 @@ class _Reply:
         if status is None:
             subject = headers.get("Nats-Subject", "")
             if subject.startswith(_KEY_PREFIX) and headers.get("KV-Operation") is None:
-                self.marked.add(subject[len(_KEY_PREFIX) :])
+                self.marked[subject[len(_KEY_PREFIX) :]] = marker_version(msg.data)
         elif status in (_END_OF_BATCH, _NOTHING_FOUND):
             self.done.set_result(self.marked)
         else:  # 408 "Empty Request" (no multi_last before 2.11), 400, 503 no responders

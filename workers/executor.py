@@ -26,8 +26,8 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from workers.admission import POISON_WORK, admit, marked_cancelled
-from workers.attempt import Attempt, Result
+from workers.admission import POISON_WORK, admit, marked_cancelled, stopped
+from workers.attempt import Attempt, AttemptObserver, Result
 from workers.cancel_markers import CancelMarkers
 from workers.handlers import HandlerRegistry
 from workers.integration import IntegrationExecutor
@@ -73,6 +73,7 @@ class Worker:
         starvation_s: float = 60.0,
         ack_wait_s: float = WORK_ACK_WAIT_S,
         quick_report_s: float = QUICK_REPORT_S,
+        metrics: AttemptObserver | None = None,
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream()
@@ -83,6 +84,7 @@ class Worker:
         self._grace_s = grace_s
         self._ack_wait_s = ack_wait_s
         self._quick_report_s = quick_report_s
+        self._meter = metrics  # workers/metrics.py
         self._pullers: dict[str, Puller] = {}
         self._markers: CancelMarkers | None = None
         self._reports: ReportBatcher | None = None
@@ -130,6 +132,11 @@ class Worker:
     def stop(self) -> None:
         self._stopping.set()
 
+    @property
+    def ready(self) -> bool:
+        """Pulling work: started, not stopping, and its stream answers (the probe)."""
+        return bool(self._pullers) and not self._stopping.is_set() and self._streams.reachable
+
     async def _serve(self) -> None:
         while not self._stopping.is_set():
             free = self._concurrency - len(self._running) - self._settling_count
@@ -162,10 +169,10 @@ class Worker:
             return
         ran: list[tuple[Msg, asyncio.Future[None]]] = []
         for msg, item in due:
-            if item.task_id in cancelled:
+            if stopped(item, cancelled):
                 await msg.ack()  # cancelled before it started: nothing to run or report
                 continue
-            attempt = Attempt(item, self.worker_id, self._registry, self._integration)
+            attempt = Attempt(item, self.worker_id, self._registry, self._integration, self._meter)
             handler = attempt.inline_handler()
             if handler is not None:  # microseconds: run it now, one report
                 started_at = now_text()
@@ -243,7 +250,7 @@ class Worker:
         except msgspec.DecodeError:
             return
         for attempt, _ in list(self._running.values()):
-            if attempt.item.task_id == event.subject:
+            if attempt.item.task_id == event.subject and event.taskversion > attempt.item.requeued:
                 log.info("cancelling attempt %d of %s", attempt.item.attempt, event.subject)
                 attempt.cancel(force=bool(event.data.get("force")))
 

@@ -3,7 +3,8 @@
 The binary is looked up in this environment's scripts folder first: a system
 nats-server on PATH may be old (2.9) and lack what JetStream features we use.
 It listens on a free port (``-p -1`` with a ports file, no race), stores under
-``store_dir/jetstream``, and dies with its parent (PR_SET_PDEATHSIG on Linux).
+``store_dir/jetstream``, dies with its parent (PR_SET_PDEATHSIG on Linux), and is in a
+process group of its own (a Ctrl-C in the terminal is for its parent, which stops it).
 """
 
 from __future__ import annotations
@@ -83,7 +84,11 @@ class EmbeddedNatsServer:
             str(log_path),
         ]
         preexec = _die_with_parent if sys.platform.startswith("linux") else None
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=preexec)
+        # A process group of its own: a terminal's Ctrl-C reaches its owner only, which
+        # stops it last, once nothing uses it any more (stop()).
+        self._process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, preexec_fn=preexec, process_group=0
+        )
         self.url = self._wait_for_port(timeout)
         return self.url
 

@@ -37,10 +37,16 @@ def work_consumer(priority: str) -> str:
     return f"work-{priority.lower()}"
 
 
-def work_msg_id(task_id: str, attempt: int, again: str = "") -> str:
+def work_msg_id(task_id: str, attempt: int, again: str = "", requeued: int = 0) -> str:
     """``Nats-Msg-Id`` of an attempt's work: ``<task>:<attempt>:work``, and a suffix when
-    the service publishes it again (the first copy was lost or never delivered)."""
-    return f"{task_id}:{attempt}:work{':' + again if again else ''}"
+    the service publishes it again (the first copy was lost or never delivered) or after
+    a requeue (``requeued-<version>``: the same attempt number may have had work before
+    the task was cancelled, within JetStream's duplicate window)."""
+    parts = [f"requeued-{requeued}"] if requeued else []
+    if again:
+        parts.append(again)
+    suffix = "-".join(parts)
+    return f"{task_id}:{attempt}:work{':' + suffix if suffix else ''}"
 
 
 def work_identity(msg_id: str | None) -> tuple[str, int] | None:
@@ -66,6 +72,10 @@ class WorkItem(msgspec.Struct, rename="camel", frozen=True):
     not_before: str | None = None  # RFC 3339: a retry that must not start earlier
     isolation: str = "thread"  # "thread" | "process" (a process can be killed at once)
     redelivery: int = 0  # times the service published this attempt's work again
+    # The task version of the requeue this work follows (0: none): a cancel from before
+    # it (a marker or a broadcast of a lower ``taskversion``, a relay republishing, say)
+    # does not stop it (workers/admission.py, workers/executor.py).
+    requeued: int = 0
 
 
 class Report(msgspec.Struct, rename="camel", frozen=True):

@@ -9,17 +9,18 @@
 ``history TASK_ID``      a task's events, oldest first.
 ``audit export``         every event in global order, as JSON lines.
 ``verify``  check every hash chain and compare replayed state with the read models.
+``tasks retry``          requeue finished tasks (FAILED, TIMED_OUT, CANCELLED) in bulk.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from api.cli import apikey, audit, processes, projections
+from api.cli import apikey, audit, processes, projections, tasks
 from api.settings import Settings
 from commands import gc_pause
+from workers import logs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,11 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # a malformed TASKEXEC_* variable: one line, no traceback
         print(f"taskexec: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)  # workers/logs.py
     gc_pause.configure(settings.fast_paths.gc_pause)  # process-wide, like gc itself
-    result: int = args.func(settings, args)
+    try:
+        result: int = args.func(settings, args)
+    except KeyboardInterrupt:  # Ctrl-C before a command handles signals itself
+        return 130
     return result
 
 
@@ -44,6 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    for group in (processes, projections, apikey, audit):
+    for group in (processes, projections, apikey, audit, tasks):
         group.add_commands(commands)
     return parser

@@ -6,15 +6,17 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from api.settings import Settings
 from commands.gc_pause import settle_heap
+from workers.nats_server import _die_with_parent
 
 
 def add_commands(commands: Any) -> None:
@@ -37,6 +39,14 @@ def add_commands(commands: Any) -> None:
         default=30.0,
         help="seconds running attempts get to finish on SIGTERM before they are handed back",
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /health/live and /health/ready on this port "
+        "(default: TASKEXEC_WORKER_METRICS_PORT; unset: none)",
+    )
+    worker.add_argument("--metrics-host", default="127.0.0.1", help="address of that port")
     worker.set_defaults(func=cmd_worker)
 
 
@@ -58,7 +68,14 @@ def nats_for(settings: Settings) -> Iterator[str]:
         server.stop()
 
 
-def serve(settings: Settings, host: str, port: int, nats_url: str) -> None:
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    nats_url: str,
+    on_exit: Callable[[], None] = lambda: None,
+) -> None:
+    """The API until SIGINT or SIGTERM (``on_exit`` is called at the first one)."""
     import uvicorn
 
     from api.http.app import create_app
@@ -70,9 +87,14 @@ def serve(settings: Settings, host: str, port: int, nats_url: str) -> None:
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             super().handle_exit(sig, frame)
             self._captured_signals.clear()
+            on_exit()
 
     app = create_app(Runtime.open(settings), nats_url, on_started=settle_heap)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    # log_config None: uvicorn's loggers go through ours (workers/logs.py); the access log
+    # is our own (api/http/access_log.py).
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, log_config=None
+    )
     Server(config).run()
 
 
@@ -94,7 +116,8 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             "taskexec dev\n"
             f"  API          {base}/api/v1/tasks\n"
             f"  API docs     {base}/schema  (OpenAPI: {base}/schema/openapi.json)\n"
-            f"  health       {base}/health\n"
+            f"  health       {base}/health  (live: /health/live, ready: /health/ready)\n"
+            f"  metrics      {base}/metrics  (Prometheus; permission metrics:read)\n"
             f"  API key      {api_key}\n"
             f"               every permission; kept in {settings.dev_api_key_file} (mode 0600)\n"
             f"               curl -H 'X-API-Key: {api_key}' {base}/api/v1/tasks\n"
@@ -103,26 +126,40 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             f"  worker       pid {worker.pid}\n",
             flush=True,
         )
-        try:
-            serve(settings, args.host, args.port, nats_url)
+        try:  # the worker stops beside serve; the nats-server after both (nats_for)
+            serve(settings, args.host, args.port, nats_url, on_exit=worker.terminate)
         finally:
-            worker.terminate()
-            try:
-                worker.wait(35)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop_worker(worker)
     return 0
 
 
-def spawn_worker(nats_url: str) -> subprocess.Popen[bytes]:
-    from workers.nats_server import _die_with_parent
+def stop_worker(worker: subprocess.Popen[bytes], timeout: float = 35.0) -> None:
+    """SIGTERM: running attempts get the worker's grace; killed after ``timeout``, or
+    at once on another Ctrl-C."""
+    worker.terminate()
+    try:
+        worker.wait(timeout)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+    except KeyboardInterrupt:
+        worker.kill()
+        raise
 
+
+def spawn_worker(nats_url: str) -> subprocess.Popen[bytes]:
+    """The worker of ``dev``: it ignores SIGINT (so do its children), a terminal's Ctrl-C
+    reaches ``dev`` only, which stops it with SIGTERM; it dies with ``dev``."""
     env = {**os.environ, "TASKEXEC_NATS_URL": nats_url}
     return subprocess.Popen(
         [sys.executable, "-m", "api.cli", "worker", "--concurrency", "4"],
         env=env,
-        preexec_fn=_die_with_parent,
+        preexec_fn=_worker_child,
     )
+
+
+def _worker_child() -> None:  # runs in the child between fork and exec
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -135,9 +172,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     from api.bootstrap import run_worker
 
-    run_event_loop(
-        run_worker(settings, nats_url, args.concurrency, args.worker_id, args.grace, settle_heap)
+    port = args.metrics_port if args.metrics_port is not None else settings.worker_metrics_port
+    metrics_at = (args.metrics_host, port) if port is not None else None
+    worker = run_worker(
+        settings, nats_url, args.concurrency, args.worker_id, args.grace, settle_heap, metrics_at
     )
+    run_event_loop(worker)
     return 0
 
 

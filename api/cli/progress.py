@@ -10,8 +10,16 @@ from typing import TextIO
 class ProgressBar:
     """Redraws one line on a terminal; prints a line every few seconds otherwise."""
 
-    def __init__(self, label: str, stream: TextIO = sys.stderr, width: int = 30) -> None:
+    def __init__(
+        self,
+        label: str,
+        stream: TextIO = sys.stderr,
+        width: int = 30,
+        unit: tuple[str, str] = ("events", "ev/s"),
+    ) -> None:
+        """``unit``: what is counted, and its rate's name (``("tasks", "tasks/s")``)."""
         self._label = label
+        self._unit, self._rate_unit = unit
         self._stream = stream
         self._width = width
         self._tty = stream.isatty()
@@ -35,6 +43,6 @@ class ProgressBar:
         eta = (total - done) / rate if rate > 0 and total > done else 0.0
         bar = "#" * filled + "-" * (self._width - filled)
         return (
-            f"{self._label} [{bar}] {done:,}/{total:,} events "
-            f"{fraction:6.1%} {rate:,.0f} ev/s ETA {eta:,.0f}s"
+            f"{self._label} [{bar}] {done:,}/{total:,} {self._unit} "
+            f"{fraction:6.1%} {rate:,.0f} {self._rate_unit} ETA {eta:,.0f}s"
         )

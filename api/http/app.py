@@ -1,5 +1,7 @@
-"""The Litestar application: the routes of each resource, ``/health``, the dependencies,
-the error handlers and the gate in front (api/security/gate.py).
+"""The Litestar application: the routes of each resource, the probes (``/health``,
+``/health/live``, ``/health/ready``), the dependencies, the error handlers, the gate in
+front (api/security/gate.py) and, with metrics on, ``/metrics`` and the request metrics
+around the gate (api/metrics/http.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
+from api.http.access_log import AccessLog
 from api.http.definitions import ROUTES as DEFINITION_ROUTES
 from api.http.docs_pages import docs_assets_router, docs_plugins
 from api.http.errors import EXCEPTION_HANDLERS
@@ -23,8 +26,10 @@ from api.http.history import ROUTES as AUDIT_ROUTES
 from api.http.manual import ROUTES as MANUAL_ROUTES
 from api.http.openapi_contract import Completed, completer, operation_id
 from api.http.options import options_handlers
-from api.http.schemas import Health
+from api.http.schemas import Health, Live
 from api.http.tasks import ROUTES as TASK_ROUTES
+from api.metrics.http import RequestMetrics
+from api.metrics.http import metrics as metrics_route
 from api.runtime import Runtime
 from api.security.gate import Gate
 from api.security.guards import (
@@ -36,13 +41,10 @@ from api.security.guards import (
 log = logging.getLogger(__name__)
 
 
-@get(
-    "/health",
-    summary="Readiness",
-    include_in_schema=True,
-    responses={503: ResponseSpec(Health, description="Not ready: a check failed")},
-)
-async def health(runtime: NamedDependency[Runtime]) -> Response[Health]:
+NOT_READY = {503: ResponseSpec(Health, description="Not ready: a check failed")}
+
+
+async def _readiness(runtime: Runtime) -> Response[Health]:
     checks = await anyio.to_thread.run_sync(runtime.health)
     ok = all(checks.values())
     return Response(
@@ -51,7 +53,30 @@ async def health(runtime: NamedDependency[Runtime]) -> Response[Health]:
     )
 
 
-API_ROUTES = [*TASK_ROUTES, *DEFINITION_ROUTES, *MANUAL_ROUTES, *AUDIT_ROUTES, health]
+@get("/health", summary="Readiness", include_in_schema=True, responses=NOT_READY)
+async def health(runtime: NamedDependency[Runtime]) -> Response[Health]:
+    return await _readiness(runtime)
+
+
+@get("/health/ready", summary="Readiness (as /health)", include_in_schema=True, responses=NOT_READY)
+async def health_ready(runtime: NamedDependency[Runtime]) -> Response[Health]:
+    return await _readiness(runtime)
+
+
+@get("/health/live", summary="Liveness: the process answers", include_in_schema=True)
+async def health_live() -> Live:
+    return Live(status="ok")
+
+
+API_ROUTES = [
+    *TASK_ROUTES,
+    *DEFINITION_ROUTES,
+    *MANUAL_ROUTES,
+    *AUDIT_ROUTES,
+    health,
+    health_live,
+    health_ready,
+]
 
 
 def create_app(
@@ -75,9 +100,15 @@ def create_app(
             await asyncio.to_thread(runtime.close)
 
     finish = completer(API_ROUTES)  # the served document, exact (api/http/openapi_contract.py)
+    metrics = runtime.parts.metrics  # None: TASKEXEC_METRICS=off, no /metrics
     app = Litestar(
         # OPTIONS first: a path whose first handler answers OPTIONS gets no stale one.
-        route_handlers=[*options_handlers(API_ROUTES), *API_ROUTES, docs_assets_router()],
+        route_handlers=[
+            *options_handlers(API_ROUTES),
+            *API_ROUTES,
+            docs_assets_router(),
+            *([metrics_route] if metrics is not None else []),
+        ],
         dependencies={
             "runtime": Provide(lambda: runtime, use_cache=True, sync_to_thread=False),
             "principal": Provide(current_principal, sync_to_thread=False),
@@ -85,6 +116,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=check_permission,  # each route's permission (api/security/guards.py)
         lifespan=[lifespan],
+        logging_config=None,  # the process's logging stays ours (workers/logs.py)
         openapi_config=OpenAPIConfig(
             title="Task Execution Service",
             version="1.0.0",
@@ -97,4 +129,8 @@ def create_app(
     )
     # Authentication and rate limits run in front of the router (see api/security/gate.py).
     app.asgi_handler = Gate(app.asgi_handler, lambda: runtime.security)
+    if metrics is not None:  # around the gate: its own answers (401, 429) count too
+        app.asgi_handler = RequestMetrics(app.asgi_handler, metrics, app.asgi_router.handle_routing)
+    # Outermost: the request id and the access line cover everything inside it.
+    app.asgi_handler = AccessLog(app.asgi_handler, runtime.settings.access_log)
     return app

@@ -7,9 +7,11 @@ once, when the document is first served:
   and ``additionalProperties: false`` match validation exactly (Litestar's generator drops
   a ``ge=0`` or ``gt=0``, and does not see ``forbid_unknown_fields``);
 - every error response is the error envelope, with an example of its own code;
-- the headers: the rate-limit ones on every response of a counted path (all but
-  ``/health``, api/security/gate.py), ``Retry-After`` on 429 and 503, ``WWW-Authenticate``
-  on 401, ``Location`` and ``Idempotent-Replayed`` on a submit;
+- the headers: ``X-Request-ID`` on every response (api/http/access_log.py); the
+  rate-limit ones on every response of a counted path (all but the
+  probes ``/health``, ``/health/live``, ``/health/ready``, api/security/gate.py),
+  ``Retry-After`` on 429 and 503, ``WWW-Authenticate`` on 401, ``Location`` and
+  ``Idempotent-Replayed`` on a submit;
 - 503 (the database or the credential store unreachable) and 413 (a body over the size
   limit) wherever they can happen; no 400 where nothing can be invalid;
 - the permission each operation needs (``x-permission`` and its description);
@@ -42,7 +44,7 @@ from api.http.openapi_texts import (
     REQUEST_EXAMPLES,
     RESPONSE_EXAMPLES,
 )
-from api.security.gate import HEALTH_PATH
+from api.security.gate import HEALTH_PATHS
 
 Operation = tuple[str, str]  # (path template as in the document, lower-case method)
 
@@ -180,7 +182,7 @@ def _complete_operation(
     optional: set[Operation],
 ) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
-    counted = path != HEALTH_PATH
+    counted = path not in HEALTH_PATHS
     if counted:
         _declare(responses, "503")
         if "requestBody" in operation:
@@ -230,7 +232,7 @@ def _can_be_invalid(operation: dict[str, Any]) -> bool:
 def _complete_response(
     path: str, method: str, status: str, response: dict[str, Any], counted: bool
 ) -> None:
-    headers: dict[str, Any] = {}
+    headers: dict[str, Any] = {"X-Request-ID": _header_ref("X-Request-ID")}  # on every one
     if counted:
         headers.update({name: _header_ref(name) for name in RATE_LIMIT_HEADERS})
     if counted and status in ("429", "503"):
@@ -245,7 +247,7 @@ def _complete_response(
         response["headers"] = headers
     elif "headers" in response and not response["headers"]:
         del response["headers"]
-    if int(status) >= 400 and not (path == HEALTH_PATH and status == "503"):
+    if int(status) >= 400 and not (path in HEALTH_PATHS and status == "503"):
         response["description"] = ERROR_DESCRIPTIONS.get(status, response.get("description"))
         media: dict[str, Any] = {"schema": ERROR_REF}
         if status in ERROR_EXAMPLES:

@@ -123,12 +123,14 @@ DEFINITION = {
     "updatedAt": "2023-07-01T11:30:00Z",
 }
 CANCELLED = {"id": TASK_ID, "status": "CANCELLED", "updatedAt": "2023-07-15T14:35:00Z"}
+REQUEUED = {"id": TASK_ID, "status": "PENDING", "updatedAt": "2023-07-15T15:00:00Z"}
 SUBMITTED = {"id": TASK_ID, "status": "PENDING", "createdAt": "2023-07-15T14:30:00Z"}
 
 REQUEST_EXAMPLES: dict[tuple[str, str], Any] = {
     (TASKS, "post"): SUBMIT,
     (f"{TASKS}/bulk", "post"): {"tasks": [SUBMIT, {**SUBMIT, "idempotencyKey": "order-789-b"}]},
     (f"{TASKS}/{{taskId}}/cancel", "post"): {"reason": "User requested cancellation"},
+    (f"{TASKS}/{{taskId}}/retry", "post"): {"reason": "the payment provider is back"},
     (f"{TASKS}/{{taskId}}/complete", "post"): {"output": {"approved": True}},
     (f"{TASKS}/{{taskId}}/fail", "post"): {
         "error": {"type": "REJECTED", "message": "the reviewer rejected the order"}
@@ -140,6 +142,7 @@ RESPONSE_EXAMPLES: dict[tuple[str, str, str], Any] = {
     (TASKS, "get", "200"): TASK_LIST,
     (f"{TASKS}/{{taskId}}", "get", "200"): TASK,
     (f"{TASKS}/{{taskId}}/cancel", "post", "200"): CANCELLED,
+    (f"{TASKS}/{{taskId}}/retry", "post", "200"): REQUEUED,
     (f"{TASKS}/definitions", "get", "200"): {
         "items": [DEFINITION_SUMMARY],
         "pagination": {"page": 1, "limit": 20, "totalItems": 1, "totalPages": 1},
@@ -213,6 +216,11 @@ def _header(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 HEADERS = {
+    "X-Request-ID": _header(
+        {"type": "string", "pattern": "^[A-Za-z0-9._:+/=-]{1,128}$"},
+        "The request's id, in the service's logs: the request's own X-Request-ID if it "
+        "is 1 to 128 of these characters, else a new one (32 hex digits).",
+    ),
     "X-RateLimit-Limit": _header(
         {"type": "integer"}, "Requests allowed per window to this caller (per bucket)."
     ),

@@ -60,6 +60,16 @@ class CancelTaskResponse(Struct, rename="camel"):
     updated_at: Timestamp
 
 
+class RetryTaskRequest(Struct, rename="camel", forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(max_length=1024)] | None = None
+
+
+class RetryTaskResponse(Struct, rename="camel"):
+    id: TaskId
+    status: TaskStatus
+    updated_at: Timestamp
+
+
 class ErrorInfo(Struct, rename="camel"):
     type: str
     message: str
@@ -111,6 +121,10 @@ class ErrorEnvelope(Struct):
 class Health(Struct):
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool]
+
+
+class Live(Struct):
+    status: Literal["ok"]
 
 
 class Pagination(Struct, rename="camel"):

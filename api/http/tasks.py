@@ -1,5 +1,5 @@
-"""``/api/v1/tasks``: submit (one, or in bulk), get, list and cancel tasks; thin
-controllers over the Runtime's command facade and queries.
+"""``/api/v1/tasks``: submit (one, or in bulk), get, list and cancel tasks, and retry one
+(api/http/retry.py); thin controllers over the Runtime's command facade and queries.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from api.http.errors import ERROR
 from api.http.paging import PageNumber, PageSize, pagination, refuse_null
 from api.http.paths import parse_task_id
+from api.http.retry import ErrorTypeFilter, retry_task
 from api.http.schemas import (
     CancelTaskRequest,
     CancelTaskResponse,
@@ -226,6 +227,7 @@ def list_tasks(
     # Python names equal the wire names, so validation errors name the query parameter.
     type: Annotated[TaskType | None, QueryParameter()] = None,
     workflowInstanceId: Annotated[str | None, QueryParameter(min_length=1, max_length=256)] = None,
+    errorType: ErrorTypeFilter = None,
     page: PageNumber = 1,
     limit: PageSize = 20,
 ) -> TaskList:
@@ -234,6 +236,7 @@ def list_tasks(
         status=status.value if status else None,
         task_type=type.value if type else None,
         workflow_instance_id=workflowInstanceId,
+        error_type=errorType,
         page=page,
         limit=limit,
     )
@@ -252,4 +255,4 @@ def _summary(row: dict[str, Any]) -> TaskSummary:
     )
 
 
-ROUTES = [submit_task, submit_tasks_bulk, get_task, cancel_task, list_tasks]
+ROUTES = [submit_task, submit_tasks_bulk, get_task, cancel_task, retry_task, list_tasks]

@@ -1,7 +1,8 @@
 """The gate: the outermost ASGI layer, in front of Litestar's router.
 
-For every HTTP request but ``/health`` (never counted nor authenticated: it is for load
-balancers' probes), before any routing, body parsing or database read:
+For every HTTP request but the probes (``/health``, ``/health/live``, ``/health/ready``:
+never counted nor authenticated, they are for load balancers and orchestrators), before
+any routing, body parsing or database read:
 
 0. if authenticating would need a lookup (an API key not in the cache) and the client
    address's budget is known to be used up: 429 ``RATE_LIMITED`` at once, not counted,
@@ -11,7 +12,7 @@ balancers' probes), before any routing, body parsing or database read:
    id) when authenticated, else the client address (api/security/ratelimit.py); the bulk endpoint
    has its own budget;
 3. over budget: 429 ``RATE_LIMITED`` with ``Retry-After``;
-4. not authenticated and not an open path (``/health``, ``/schema…``): 401
+4. not authenticated and not an open path (the probes, ``/schema…``): 401
    ``UNAUTHORIZED`` with ``WWW-Authenticate``;
 5. else the request goes on, with ``scope["user"]`` set to the Principal (each route's
    permission is checked before its body is read, api/security/guards.py).
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 REALM = "taskexec"
 BULK_PATH = "/api/v1/tasks/bulk"
 HEALTH_PATH = "/health"  # open, and not counted: load balancers probe it
+HEALTH_PATHS = frozenset({HEALTH_PATH, "/health/live", "/health/ready"})  # the probes
 _encoder = msgspec.json.Encoder()
 
 
@@ -54,14 +56,14 @@ def normalised(path: str) -> str:
 
 
 def is_open(path: str) -> bool:
-    """Paths anyone may call: readiness and the API documentation."""
+    """Paths anyone may call: the probes and the API documentation."""
     path = normalised(path)
-    return path == HEALTH_PATH or path == "/schema" or path.startswith("/schema/")
+    return path in HEALTH_PATHS or path == "/schema" or path.startswith("/schema/")
 
 
 def is_counted(path: str) -> bool:
-    """Every path counts against a budget but ``/health``."""
-    return normalised(path) != HEALTH_PATH
+    """Every path counts against a budget but the probes."""
+    return normalised(path) not in HEALTH_PATHS
 
 
 def bucket_of(method: str, path: str) -> str:
@@ -98,7 +100,7 @@ class Gate:
         await self._gate(scope, receive, send)
 
     async def _gate(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
-        if not is_counted(scope["path"]):  # /health: open, no credential needed
+        if not is_counted(scope["path"]):  # the probes: open, no credential needed
             await self._app(scope, receive, send)
             return
         security = self._security()

@@ -238,6 +238,10 @@ def task_differences(task: Task | None, row: dict[str, Any] | None) -> list[str]
             )
         else:
             differences.append(f"{column}: read model {stored!r}, replay {expected!r}")
+    stored_type = row.get("error_type", _ABSENT)  # the type of ``error``, kept apart
+    expected_type = free_text(task.error["type"]) if task.error else None
+    if stored_type is not _ABSENT and stored_type != expected_type:
+        differences.append(f"error_type: read model {stored_type!r}, replay {expected_type!r}")
     return differences
 
 

@@ -84,3 +84,13 @@ def definition_rows(g: int, condition: str) -> str:
 
 def task_ids(g: int) -> str:
     return statement("task_ids").format(g=g)
+
+
+def has_error_type() -> str:
+    """The condition of the error type's partial index."""
+    return statement("has_error_type")
+
+
+def finished_tasks(g: int, where: str) -> str:
+    """Parameters: those of ``where``, then the page's size."""
+    return statement("finished_tasks").format(g=g, where=where)

@@ -12,9 +12,29 @@ SELECT COALESCE(SUM(n), 0) AS n FROM task_counts_g{g} WHERE {conditions}
 -- name: count_tasks
 SELECT COUNT(*) AS n FROM task_view_g{g} {where}
 
+-- The condition of the partial index on error_type (a list filtered by errorType).
+-- name: has_error_type
+error_type IS NOT NULL
+
 -- name: task_page
 SELECT id, definition_id, status, type, workflow_instance_id, created_at, updated_at
 FROM task_view_g{g} {where} ORDER BY {order} LIMIT ? OFFSET ?
+
+-- Finished tasks to retry (taskexec tasks retry), oldest first; {where} holds the
+-- filters and, after the first page, finished_after.
+-- name: finished_tasks
+SELECT id, definition_id, status, error_type, created_at, updated_at FROM task_view_g{g}
+{where} ORDER BY created_at, id LIMIT ?
+
+-- After the last task of the page before: its created_at (twice) and id.
+-- name: finished_after
+(created_at > ? OR (created_at = ? AND id > ?))
+
+-- name: updated_since
+updated_at >= ?
+
+-- name: updated_before
+updated_at < ?
 
 -- name: expired_leases
 SELECT id, attempts FROM task_view_g{g} WHERE lease_deadline < ?

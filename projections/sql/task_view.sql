@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS {view} (
     lease_deadline TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    version INTEGER NOT NULL
+    version INTEGER NOT NULL,
+    error_type TEXT
 )
 
 -- One index per way of listing; each ends in the sort key (created_at, id).
@@ -41,6 +42,11 @@ CREATE INDEX IF NOT EXISTS ix_task_type_g{g} ON {view} (type, created_at, id)
 -- name: create_task_workflow_index
 CREATE INDEX IF NOT EXISTS ix_task_workflow_g{g} ON {view} (workflow_instance_id, created_at, id)
 
+-- The failures of one kind (errorType), newest first; only rows with an error.
+-- name: create_task_error_type_index
+CREATE INDEX IF NOT EXISTS ix_task_error_type_g{g} ON {view} (error_type, created_at, id)
+WHERE error_type IS NOT NULL
+
 -- Running attempts by deadline: finds attempts whose worker vanished.
 -- name: create_task_lease_index
 CREATE INDEX IF NOT EXISTS ix_task_lease_g{g} ON {view} (lease_deadline)
@@ -53,3 +59,21 @@ CREATE TABLE IF NOT EXISTS {counts} (
     n BIGINT NOT NULL,
     PRIMARY KEY (status, type)
 )
+
+-- A table made before a column existed gets it (projections/task_upgrade.py).
+-- name: pg_task_view_columns
+SELECT column_name AS name FROM information_schema.columns
+WHERE table_schema = current_schema() AND table_name = ?
+
+-- name: sqlite_task_view_columns
+SELECT name FROM pragma_table_info(?)
+
+-- name: add_task_error_type
+ALTER TABLE {view} ADD COLUMN error_type TEXT
+
+-- The rows whose error_type is to be filled, in id order from after a given id.
+-- name: task_errors_after
+SELECT id, error FROM {view} WHERE error IS NOT NULL AND id > ? ORDER BY id LIMIT ?
+
+-- name: set_task_error_type
+UPDATE {view} SET error_type = ? WHERE id = ?

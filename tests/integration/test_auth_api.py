@@ -13,6 +13,7 @@ import pytest
 from litestar.testing import TestClient
 
 from api.runtime import Runtime
+from api.security.gate import HEALTH_PATHS
 from api.settings import Settings
 from commands.apikeys import ApiKeyService
 from domain.permissions import ALL_PERMISSIONS, Permission
@@ -39,9 +40,11 @@ ROUTES: list[tuple[str, str, Permission, Any]] = [
     ("POST", f"{TASKS}/bulk", Permission.TASKS_EXECUTE, {"tasks": [SUBMIT]}),
     ("GET", f"{TASKS}/{SOME_ID}", Permission.TASKS_READ, None),
     ("POST", f"{TASKS}/{SOME_ID}/cancel", Permission.TASKS_CANCEL, {}),
+    ("POST", f"{TASKS}/{SOME_ID}/retry", Permission.TASKS_RETRY, {}),
     ("GET", TASKS, Permission.TASKS_LIST, None),
     ("GET", f"{TASKS}/definitions", Permission.DEFINITIONS_LIST, None),
     ("GET", f"{TASKS}/definitions/calculate-order-total", Permission.DEFINITIONS_READ, None),
+    ("GET", "/metrics", Permission.METRICS_READ, None),
 ]
 
 
@@ -98,6 +101,8 @@ def test_unknown_routes_need_credentials_too(app: tuple[TestClient[Any], Runtime
 def test_health_and_api_docs_are_open(app: tuple[TestClient[Any], Runtime]) -> None:
     client, _ = app
     assert client.get("/health").status_code == 503  # open; no NATS in this test
+    assert client.get("/health/ready").status_code == 503
+    assert client.get("/health/live").status_code == 200
     assert client.get("/schema/openapi.json").status_code == 200
     # An unusable credential on an open path is ignored, not refused.
     assert client.get("/schema/openapi.json", headers={"X-API-Key": "nope"}).status_code == 200
@@ -284,7 +289,7 @@ def test_every_route_declares_a_permission_except_the_open_ones(
     undeclared = []
     for route in litestar_app.routes:
         for handler in getattr(route, "route_handlers", []):
-            if route.path == "/health" or route.path.startswith("/schema"):
+            if route.path in HEALTH_PATHS or route.path.startswith("/schema"):
                 continue
             if handler.http_methods == {"OPTIONS"}:  # Litestar's own; the gate authenticates it
                 continue
@@ -308,7 +313,8 @@ def test_openapi_declares_bearer_and_api_key_schemes(app: tuple[TestClient[Any],
     submit = spec["paths"][TASKS]["post"]
     assert submit["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}]
     assert {"401", "403", "429"} <= set(submit["responses"])
-    assert "security" not in spec["paths"]["/health"]["get"]
+    for probe in HEALTH_PATHS:
+        assert "security" not in spec["paths"][probe]["get"]
 
 
 def test_credentials_that_cannot_be_checked_now_are_503(database_url: str, tmp_path: Path) -> None:

@@ -82,6 +82,29 @@ async def test_an_older_server_is_asked_one_key_at_a_time(nc: Any) -> None:
     await markers.close()
 
 
+@pytest.mark.parametrize("batched", [True, False])
+async def test_markers_give_the_task_version_of_their_cancel(nc: Any, batched: bool) -> None:
+    """What a worker compares with a requeued task's work (workers/admission.py)."""
+
+    async def old_server(msg: Any) -> None:
+        await nc.publish(msg.reply, b"", headers={"Status": "408"})
+
+    options: dict[str, Any] = {}
+    if not batched:
+        await nc.subscribe("test.old.versions", cb=old_server)
+        options["api_subject"] = "test.old.versions"
+    markers, js = await _markers_on(nc, **options)
+    await js.publish(cancel_subject("t-1"), b'{"force": false, "taskversion": 4}')
+    await js.publish(cancel_subject("t-2"), b'{"force": true}')  # made before versions
+    await js.publish(cancel_subject("t-3"), b"not json")
+    found = await markers.versions(["t-1", "t-2", "t-3", "t-4"])
+    assert found == {"t-1": 4, "t-2": 0, "t-3": 0}
+    assert markers.batched is batched
+    await js.publish(cancel_subject("t-1"), b'{"force": false, "taskversion": 9}')  # again
+    assert await markers.versions(["t-1"]) == {"t-1": 9}
+    await markers.close()
+
+
 async def test_no_answer_is_an_error_not_a_no(nc: Any) -> None:
     await nc.subscribe("test.silent", cb=_ignore)
     markers, _ = await _markers_on(nc, api_subject="test.silent", timeout_s=0.2)

@@ -27,10 +27,10 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from api.runtime import Runtime
 from api.settings import Settings
-from commands.messages import CancelTask, RecordReport, SubmitTask
+from commands.messages import CancelTask, Outcome, RecordReport, RequeueTask, SubmitTask
 from commands.public_events import PUBLIC_TYPES, event_id
 from domain.task import Task
-from domain.values import ANONYMOUS
+from domain.values import ANONYMOUS, Actor
 from projections.audit.history import task_history
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
 from workers.bridge.outbox import Outbox
@@ -45,6 +45,7 @@ ROOT = Path(__file__).parents[2]
 SCHEMAS = ROOT / "docs" / "schemas"
 SUBSCRIBER = ROOT / "docs" / "examples" / "subscriber.py"
 TYPE_PREFIX, TYPE_SUFFIX = "io.taskexec.task.", ".v1"
+OPERATOR = Actor("ops@host", "operator")  # a person at ``taskexec tasks retry``
 HANDLERS = textwrap.dedent(
     """
     class PaymentDeclined(Exception):
@@ -152,6 +153,7 @@ def every_type_flow(runtime: Runtime) -> dict[str, UUID]:
         "failed": submit("once", {"card": "4242"}),
         "timed_out": submit("once", {"card": "1"}),
         "cancelled": submit("approve", {}),
+        "requeued": submit("once", {"card": "5"}),
     }
     at = datetime.now(UTC)
 
@@ -169,10 +171,14 @@ def every_type_flow(runtime: Runtime) -> dict[str, UUID]:
         report("failed", 1, "failed", 2, error_type="PaymentDeclined", error_message="no"),
         report("timed_out", 1, "started", 1),
         report("timed_out", 1, "failed", 2, error_type="TIMEOUT", error_message="5000 ms"),
+        report("requeued", 1, "started", 1),
+        report("requeued", 1, "failed", 2, error_type="PaymentDeclined", error_message="no"),
     ]
     for one in reports:  # one batch each: attempt 2 after 1
         runtime.service.record_reports([one])
     runtime.cancel(CancelTask(ids["cancelled"], ANONYMOUS, reason="withdrawn", force=True))
+    [requeued] = runtime.service.execute([RequeueTask(ids["requeued"], OPERATOR, "card renewed")])
+    assert isinstance(requeued, Outcome), requeued
     return ids
 
 
@@ -198,6 +204,15 @@ async def test_every_public_event_type_on_the_stream_matches_its_schema(
     ]  # fmt: skip
     assert [public_name(b["type"]) for b in by_task[str(ids["timed_out"])]][-1] == "timed_out"
     assert [public_name(b["type"]) for b in by_task[str(ids["failed"])]][-1] == "failed"
+    requeued = by_task[str(ids["requeued"])]
+    assert [public_name(b["type"]) for b in requeued][-2:] == ["failed", "requeued"]
+    assert requeued[-1]["data"] == {
+        "taskId": str(ids["requeued"]),
+        "status": "PENDING",
+        "attempt": 2,
+        "reason": "card renewed",
+        "actor": {"id": "ops@host", "kind": "operator"},
+    }
     cancelled = by_task[str(ids["cancelled"])][-1]
     assert cancelled["data"] == {
         "taskId": str(ids["cancelled"]),
@@ -283,7 +298,7 @@ def test_the_examples_in_events_md_match_their_schemas() -> None:
     bodies = [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", examples, re.S)]
     assert {validate(body) for body in bodies} == {name for name, _ in PUBLIC_TYPES.values()}
     for body in bodies:
-        assert body["data"]["actor"]["kind"] in ("jwt", "apikey", "worker", "system"), body
+        assert body["data"]["actor"]["kind"] in ("jwt", "apikey", "worker", "system", "operator")
         assert body["time"].endswith("Z")
         assert body["data"].get("nextAttemptAt", "Z").endswith("Z")
 

@@ -14,7 +14,7 @@ from nats.aio.client import Client
 
 from api.runtime import Runtime
 from api.settings import Settings
-from commands.messages import RecordReport, SubmitTask
+from commands.messages import CancelTask, Outcome, RecordReport, RequeueTask, SubmitTask
 from commands.service import TaskService
 from domain.task import UNDELIVERABLE
 from domain.values import ANONYMOUS, TaskStatus
@@ -163,6 +163,41 @@ async def test_a_pending_task_whose_work_is_nowhere_gets_it_again(
         # Its work is in the queue now: not lost, not published again.
         assert await runtime.reconcile_lost_work(after_s=0) == 0
         assert await work_in_stream(client) == 1
+    finally:
+        await client.close()
+
+
+async def test_the_lost_work_of_a_requeued_task_is_published_again_as_requeued_work(
+    runtime: Runtime, nats_server: EmbeddedNatsServer
+) -> None:
+    """A cancelled task retried: its work carries the requeue's version (so the cancel
+    marker does not stop it), also when it is published again."""
+    client = await nats.connect(nats_server.url)
+    js = client.jetstream()
+    try:
+        task = await asyncio.to_thread(runtime.submit, order())
+        await asyncio.to_thread(runtime.cancel, CancelTask(task.task_id, ANONYMOUS))
+        [requeued] = await asyncio.to_thread(
+            runtime.service.execute, [RequeueTask(task.task_id, ANONYMOUS)]
+        )
+        assert isinstance(requeued, Outcome)
+        for _ in range(300):  # the submit's work and the requeue's
+            if await work_in_stream(client) == 2:
+                break
+            await asyncio.sleep(0.05)
+        msg = await js.get_last_msg(WORK_STREAM, work_subject("medium"))
+        assert msg.headers is not None
+        assert msg.headers["Nats-Msg-Id"] == f"{task.task_id}:1:work:requeued-3"
+        assert work_decoder.decode(msg.data or b"").requeued == 3
+        await js.purge_stream(WORK_STREAM)
+        await until(lambda: runtime.runner.position >= requeued.position, "projected")
+
+        assert await runtime.reconcile_lost_work(after_s=0) == 1
+        msg = await js.get_last_msg(WORK_STREAM, work_subject("medium"))
+        assert msg.headers is not None
+        assert msg.headers["Nats-Msg-Id"] == f"{task.task_id}:1:work:requeued-3-reconciled-3"
+        item = work_decoder.decode(msg.data or b"")
+        assert (item.attempt, item.requeued) == (1, 3)
     finally:
         await client.close()
 

@@ -19,6 +19,7 @@ from litestar.testing import TestClient
 from api.http.app import API_ROUTES, create_app
 from api.http.openapi_texts import ERROR_EXAMPLES, REQUEST_EXAMPLES, RESPONSE_EXAMPLES
 from api.runtime import Runtime
+from api.security.gate import HEALTH_PATHS
 from api.settings import Settings
 from domain.permissions import ALL_PERMISSIONS
 from tests.security_support import new_key
@@ -85,7 +86,7 @@ def test_every_error_response_is_the_envelope_with_an_example(doc: dict[str, Any
     envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
     for path, method, operation in operations(doc):
         for status, response in operation["responses"].items():
-            if int(status) < 400 or path == "/health":
+            if int(status) < 400 or path in HEALTH_PATHS:
                 continue
             media = response["content"]["application/json"]
             assert media["schema"] == envelope, (path, method, status)
@@ -108,9 +109,10 @@ def test_headers_statuses_and_permissions_are_declared(doc: dict[str, Any]) -> N
     assert permissions and permissions <= ALL_PERMISSIONS
     for path, _method, operation in operations(doc):
         responses = operation["responses"]
-        if path == "/health":
-            assert set(responses) == {"200", "503"}
+        if path in HEALTH_PATHS:  # the probes: open, not counted; live cannot be 503
+            assert set(responses) == ({"200"} if path == "/health/live" else {"200", "503"})
             assert "x-permission" not in operation
+            assert set(responses["200"]["headers"]) == {"X-Request-ID"}
             continue
         assert operation["x-permission"] in permissions
         assert operation["x-permission"] in operation["description"]
@@ -118,6 +120,7 @@ def test_headers_statuses_and_permissions_are_declared(doc: dict[str, Any]) -> N
         for status, response in responses.items():
             headers = set(response["headers"])
             assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} <= headers
+            assert "X-Request-ID" in headers
             assert ("Retry-After" in headers) == (status in ("429", "503")), (path, status)
             assert ("WWW-Authenticate" in headers) == (status == "401")
     submit = doc["paths"][TASKS]["post"]["responses"]
@@ -155,6 +158,7 @@ def test_path_parameters_enums_and_constraints_match_validation(doc: dict[str, A
         "ExecutionConfigIn",
         "RetryPolicyIn",
         "CancelTaskRequest",
+        "RetryTaskRequest",
         "CompleteTaskRequest",
         "FailTaskRequest",
     ):
@@ -163,6 +167,22 @@ def test_path_parameters_enums_and_constraints_match_validation(doc: dict[str, A
     assert timeout["exclusiveMinimum"] == 0
     cancel = doc["paths"][f"{TASKS}/{{taskId}}/cancel"]["post"]["requestBody"]
     assert cancel["required"] is False
+    retry = doc["paths"][f"{TASKS}/{{taskId}}/retry"]["post"]
+    assert retry["requestBody"]["required"] is False  # the reason is optional
+    assert retry["x-permission"] == "tasks:retry"
+    assert retry["operationId"] == "retryTask"
+    assert {"200", "400", "404", "409"} <= set(retry["responses"])
+    error_type = next(
+        p for p in doc["paths"][TASKS]["get"]["parameters"] if p["name"] == "errorType"
+    )
+    schema = error_type["schema"]
+    assert (error_type["in"], schema["type"], schema["minLength"], schema["maxLength"]) == (
+        "query",
+        "string",
+        1,
+        256,
+    )
+    assert "Beyond the spec" in error_type.get("description", schema.get("description"))
     assert "400" not in doc["paths"][f"{TASKS}/{{taskId}}"]["get"]["responses"]
 
 

@@ -51,7 +51,8 @@ def test_rows_live_and_rebuilt_are_the_per_event_rows(
         "CANCELLED",
     }
     kinds = {type(e) for _, e in events}
-    assert {Task.RetryScheduled, Task.TimedOut, Task.Cancelled, Task.Failed} <= kinds
+    assert {Task.RetryScheduled, Task.TimedOut, Task.Cancelled, Task.Failed, Task.Requeued} <= kinds
+    assert {row["error_type"] for row in expected.values()} >= {None, "E", "TIMEOUT"}
 
     db = Database(DatabaseConfig.from_url(database_url))
     try:

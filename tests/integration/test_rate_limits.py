@@ -155,10 +155,11 @@ def test_an_address_over_budget_costs_no_key_lookups(
 
 
 def test_health_is_never_rate_limited(app: tuple[TestClient[Any], Runtime]) -> None:
-    """Load balancers probe /health, often all from one proxy address: it is not counted."""
+    """Load balancers probe /health, often all from one proxy address: it is not counted;
+    nor are /health/live and /health/ready."""
     client, _ = app
-    for _ in range(12):
-        response = client.get("/health", headers={"X-API-Key": generate_key()[1]})
+    for probe in ("/health", "/health/live", "/health/ready") * 4:
+        response = client.get(probe, headers={"X-API-Key": generate_key()[1]})
         assert response.status_code != 429
         assert not set(HEADERS) & set(response.headers)
     assert limits(client.get(TASKS))[:2] == (5, 4)  # the address's budget is untouched

@@ -92,6 +92,8 @@ def test_the_permission_catalogue() -> None:
         "tasks:definitions:read",
         "tasks:complete",
         "tasks:audit",
+        "tasks:retry",
+        "metrics:read",
     } == ALL_PERMISSIONS
     assert Permission("tasks:read") is Permission.TASKS_READ
 

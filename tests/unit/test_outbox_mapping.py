@@ -17,8 +17,15 @@ from commands.transcoder import PayloadSafeTranscoder
 from domain.definition import TaskDefinition
 from domain.task import Task
 from domain.values import Actor, Priority, RetryOverrides, TaskType
-from workers.bridge.outbox import to_messages
-from workers.protocol import CloudEvent, Outgoing, WorkItem, cloud_event_decoder, work_decoder
+from workers.bridge.outbox import to_messages, work_again, work_for
+from workers.protocol import (
+    CloudEvent,
+    Outgoing,
+    WorkItem,
+    cloud_event_decoder,
+    work_decoder,
+    work_identity,
+)
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 TASK_ID = UUID("7d3c1e7a-5b8e-4c1a-9f00-0123456789ab")
@@ -151,8 +158,10 @@ def test_submitted_gives_an_event_and_a_work_item():
         "notBefore",
         "isolation",
         "redelivery",
+        "requeued",
     }
     assert (raw["notBefore"], raw["isolation"], raw["redelivery"]) == (None, "thread", 0)
+    assert raw["requeued"] == 0  # not after a requeue: any cancel marker stops it
 
 
 def test_started_and_completed_give_only_the_event():
@@ -240,8 +249,12 @@ def test_failed_and_cancelled_events():
     message, marker = to_messages(task.collect_events()[-1], 8)
     # The cancel marker workers look up before they start an attempt.
     assert marker.subject == f"$KV.TASK_CANCELLED.{TASK_ID}"
-    assert marker.msg_id == f"{TASK_ID}:cancelled"
-    assert msgspec.json.decode(marker.body)["force"] is True
+    assert marker.msg_id == f"{TASK_ID}:cancelled:2"  # a later cancel has its own
+    assert msgspec.json.decode(marker.body) == {
+        "force": True,
+        "at": "2024-05-01T12:00:00.123Z",
+        "taskversion": 2,  # a requeue after it (a higher version) outlives it
+    }
     event = decode_event(message)
     assert message.subject == "tasks.events.cancelled"
     assert event.type == "io.taskexec.task.cancelled.v1"
@@ -321,3 +334,57 @@ def test_decoded_stored_events_give_the_same_messages():
     decoded = [mapper.to_domain_event(mapper.to_stored_event(e)) for e in events]
     for position, (original, restored) in enumerate(zip(events, decoded, strict=True), 1):
         assert to_messages(restored, position) == to_messages(original, position)
+
+
+def requeued_after(ending: str, task_type: str = "AUTOMATED") -> Task:
+    """A task that failed (or was cancelled) at attempt 1, then requeued."""
+    task = submit(task_type)
+    if ending == "cancelled":
+        task.cancel(reason="stop", force=False, at=T0, actor=USER)
+    else:
+        task.start(attempt=1, worker="w", at=T0, actor=WORKER)
+        task.fail(attempt=1, error_type="IOError", error_message="x", at=T0, actor=WORKER)
+    task.requeue(reason="it is back", at=T0 + timedelta(minutes=5), actor=USER)
+    return task
+
+
+def test_a_requeue_gives_the_event_and_the_next_attempts_work_with_its_own_id():
+    task = requeued_after("failed")
+    events = task.collect_events()
+    requeued = events[-1]
+    assert isinstance(requeued, Task.Requeued)
+    event_message, work_message = to_messages(requeued, 12, lambda _id, _version: task)
+    event = decode_event(event_message)
+    assert event_message.subject == "tasks.events.requeued"
+    assert event.type == "io.taskexec.task.requeued.v1"
+    assert event.taskversion == 4
+    assert event.data == {
+        "taskId": str(TASK_ID),
+        "status": "PENDING",
+        "attempt": 2,
+        "reason": "it is back",
+        "actor": {"id": "alice", "kind": "jwt"},
+    }
+    item = work_decoder.decode(work_message.body)
+    assert (item.attempt, item.not_before, item.requeued) == (2, None, 4)
+    assert work_message.subject == "tasks.work.medium"
+    # Not the id attempt 2's work had, or would have had, before (JetStream would drop it).
+    assert work_message.msg_id == f"{TASK_ID}:2:work:requeued-4"
+    assert work_identity(work_message.msg_id) == (str(TASK_ID), 2)
+    # Published again (lost, never delivered): still an id of its own.
+    again = work_again(item, "again-1")
+    assert again.msg_id == f"{TASK_ID}:2:work:requeued-4-again-1"
+    assert work_identity(again.msg_id) == (str(TASK_ID), 2)
+
+
+def test_a_requeued_cancelled_task_runs_its_first_attempt_and_a_manual_one_gets_no_work():
+    task = requeued_after("cancelled")
+    requeued = task.collect_events()[-1]
+    _, work_message = to_messages(requeued, 3, lambda _id, _version: task)
+    item = work_decoder.decode(work_message.body)
+    assert (item.attempt, item.requeued) == (1, 3)  # the cancelled one never started
+    assert work_for(task, 1).requeued == 3  # and so does the work published again
+
+    manual = requeued_after("cancelled", "MANUAL")
+    messages = to_messages(manual.collect_events()[-1], 3, lambda _id, _version: manual)
+    assert [m.subject for m in messages] == ["tasks.events.requeued"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.security.gate import bucket_of, is_open
+from api.security.gate import bucket_of, is_counted, is_open
 from api.security.memory_limiter import MemoryLimiter
 from api.security.rates import Decision, Rate
 from tests.fakes import FakeClock
@@ -81,7 +81,11 @@ def test_buckets_and_open_paths() -> None:
     assert bucket_of("GET", "/api/v1/tasks/bulk") == "default"
     assert bucket_of("POST", "/api/v1/tasks") == "default"
     assert is_open("/health") and is_open("/schema") and is_open("/schema/openapi.json")
+    assert is_open("/health/live") and is_open("/health/ready/")
     assert not is_open("/healthz") and not is_open("/schemas") and not is_open("/api/v1/tasks")
+    assert not is_open("/health/other") and not is_open("/metrics")
+    assert not is_counted("/health/live") and not is_counted("//health/ready")
+    assert is_counted("/metrics") and is_counted("/health/x")
 
 
 def test_a_refused_principal_stays_refused_however_many_addresses_come() -> None:

@@ -48,12 +48,17 @@ GOOD: list[tuple[str, str, str, Any]] = [
     ("TASKEXEC_DB_POOL_SIZE", "12", "db_pool_size", 12),
     ("TASKEXEC_LOG_LEVEL", "debug", "log_level", "DEBUG"),
     ("TASKEXEC_LOG_LEVEL", "WARNING", "log_level", "WARNING"),
+    ("TASKEXEC_LOG_FORMAT", "JSON", "log_format", "json"),
+    ("TASKEXEC_LOG_FORMAT", "text", "log_format", "text"),
+    ("TASKEXEC_ACCESS_LOG", "off", "access_log", False),
     ("TASKEXEC_FAST_NATS_WIRE", "off", "fast_nats_wire", False),
     ("TASKEXEC_FAST_PG_INSERT", "no", "fast_pg_insert", False),
     ("TASKEXEC_FAST_TASK_CACHE", "false", "fast_task_cache", False),
     ("TASKEXEC_FAST_RECENT_EVENTS", "0", "fast_recent_events", False),
     ("TASKEXEC_FAST_GC_PAUSE", "OFF", "fast_gc_pause", False),
     ("TASKEXEC_FAST_GC_PAUSE", "on", "fast_gc_pause", True),
+    ("TASKEXEC_METRICS", "off", "metrics", False),
+    ("TASKEXEC_WORKER_METRICS_PORT", "9464", "worker_metrics_port", 9464),
 ]
 
 # (variable, bad text, a fragment of the accepted form the message gives)
@@ -74,11 +79,16 @@ BAD: list[tuple[str, str, str]] = [
     ("TASKEXEC_EVENTS_MAX_BYTES", "0", "unlimited"),
     ("TASKEXEC_DB_POOL_SIZE", "4", "at least 5"),
     ("TASKEXEC_LOG_LEVEL", "verbose", "DEBUG, INFO, WARNING"),
+    ("TASKEXEC_LOG_FORMAT", "logfmt", "use text or json"),
+    ("TASKEXEC_ACCESS_LOG", "sometimes", "on or off"),
     ("TASKEXEC_FAST_NATS_WIRE", "maybe", "on or off"),
     ("TASKEXEC_FAST_PG_INSERT", "2", "on or off"),
     ("TASKEXEC_FAST_TASK_CACHE", "disabled", "on or off"),
     ("TASKEXEC_FAST_RECENT_EVENTS", "y", "on or off"),
     ("TASKEXEC_FAST_GC_PAUSE", "nope", "on or off"),
+    ("TASKEXEC_METRICS", "prometheus", "on or off"),
+    ("TASKEXEC_WORKER_METRICS_PORT", "70000", "from 1 to 65535"),
+    ("TASKEXEC_WORKER_METRICS_PORT", "http", "from 1 to 65535"),
 ]
 
 
@@ -121,6 +131,7 @@ def test_unset_or_blank_is_the_default() -> None:
     assert Settings.from_env(dict.fromkeys(NAMES, "  ")) == Settings()
     assert Settings().fast_paths == FastPaths()
     assert Settings().log_level == "INFO"
+    assert (Settings().log_format, Settings().access_log) == ("text", True)
 
 
 def test_the_fast_path_switches_make_the_fast_paths() -> None:
@@ -139,9 +150,11 @@ def test_the_fast_path_switches_make_the_fast_paths() -> None:
         ({"events_max_age_s": -1.0}, "TASKEXEC_EVENTS_MAX_AGE"),
         ({"events_max_bytes": 0}, "TASKEXEC_EVENTS_MAX_BYTES"),
         ({"log_level": "LOUD"}, "TASKEXEC_LOG_LEVEL"),
+        ({"log_format": "xml"}, "TASKEXEC_LOG_FORMAT"),
         ({"rate_limit": "lots"}, "TASKEXEC_RATE_LIMIT"),
         ({"database_url": "mysql://h/db"}, "TASKEXEC_DATABASE_URL"),
         ({"db_pool_size": 2}, "TASKEXEC_DB_POOL_SIZE"),
+        ({"worker_metrics_port": 0}, "TASKEXEC_WORKER_METRICS_PORT"),
     ],
 )
 def test_settings_made_in_code_are_held_to_the_same_forms(
@@ -191,6 +204,8 @@ def _taskexec(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPro
     [
         ("serve", "TASKEXEC_WORK_ACK_WAIT_SECONDS", "30x"),
         ("serve", "TASKEXEC_LOG_LEVEL", "chatty"),
+        ("dev", "TASKEXEC_LOG_FORMAT", "yaml"),
+        ("worker", "TASKEXEC_ACCESS_LOG", "maybe"),
         ("worker", "TASKEXEC_WORK_ACK_WAIT_SECONDS", "-5"),
         ("worker", "TASKEXEC_FAST_GC_PAUSE", "sometimes"),
     ],

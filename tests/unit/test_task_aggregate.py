@@ -365,6 +365,9 @@ PINNED_TOPICS = [
     (Task.Completed, "taskexec.task.completed.v1"),
     (Task.Failed, "taskexec.task.failed.v1"),
     (Task.Cancelled, "taskexec.task.cancelled.v1"),
+    (Task.RetryScheduled, "taskexec.task.retry-scheduled.v1"),
+    (Task.TimedOut, "taskexec.task.timed-out.v1"),
+    (Task.Requeued, "taskexec.task.requeued.v1"),
 ]
 
 
@@ -501,6 +504,7 @@ class TaskMachine(RuleBasedStateMachine):
         self.attempt = 0
         self.worker: str | None = None
         self.version = 0
+        self.base = 0  # attempts before the retry policy's current round (a requeue's)
         self.expected: dict[str, Any] = {}
 
     @initialize(
@@ -644,9 +648,10 @@ class TaskMachine(RuleBasedStateMachine):
 
         if self.status is TaskStatus.RUNNING and attempt == self.attempt:
             act()
-            policy = DEFINITION.retry_policy  # 3 retries, 1 s, x2
-            if retryable and attempt <= policy.max_retries:
-                delay = timedelta(milliseconds=1000 * 2 ** (attempt - 1))
+            policy = DEFINITION.retry_policy  # 3 retries, 1 s, x2, counted from the round
+            in_round = attempt - self.base
+            if retryable and in_round <= policy.max_retries:
+                delay = timedelta(milliseconds=1000 * 2 ** (in_round - 1))
                 self.status = TaskStatus.PENDING
                 self.expected.update(
                     error={"type": error_type, "message": message},
@@ -679,6 +684,23 @@ class TaskMachine(RuleBasedStateMachine):
             self._accepted(Task.Cancelled, at)
         else:
             self._refused(TaskNotCancellable, act)
+
+    @rule(reason=st.none() | st.text(max_size=20), step=steps)
+    def requeue(self, reason: str | None, step: timedelta) -> None:
+        at = self._tick(step)
+
+        def act() -> None:
+            self.task.requeue(reason=reason, at=at, actor=USER)
+
+        if self.status in (TaskStatus.FAILED, TaskStatus.TIMED_OUT, TaskStatus.CANCELLED):
+            act()
+            self.status = TaskStatus.PENDING
+            self.base = self.attempt  # the next attempt is the first of a new round
+            self.expected.update(error=None, cancel_reason=None, next_attempt_at=None)
+            self._accepted(Task.Requeued, at)
+            self.expected.update(retry_base=self.base, requeued_version=self.version)
+        else:
+            self._refused(IllegalTransition, act)
 
     # invariants
 

@@ -13,7 +13,7 @@ from workers.executor import Worker
 from workers.protocol import WorkItem, encoder
 
 
-def work(task_id: str, not_before: datetime | None = None) -> FakeMsg:
+def work(task_id: str, not_before: datetime | None = None, requeued: int = 0) -> FakeMsg:
     item = WorkItem(
         task_id=task_id,
         attempt=1,
@@ -24,6 +24,7 @@ def work(task_id: str, not_before: datetime | None = None) -> FakeMsg:
         priority="MEDIUM",
         handler="nowhere:nothing",
         not_before=not_before.isoformat() if not_before else None,
+        requeued=requeued,
     )
     return FakeMsg(encoder.encode(item))
 
@@ -62,3 +63,15 @@ async def test_an_unreadable_bucket_starts_nothing_and_hands_the_work_back() -> 
     await asyncio.sleep(0)
     assert started == []
     assert [m.calls for m in msgs] == [[("nak", 1.0)], [("nak", 1.0)]]
+
+
+async def test_work_that_follows_a_requeue_after_the_cancel_runs_and_older_work_does_not() -> None:
+    # Each task was cancelled at version 3; "a" and "b" were requeued at version 4
+    # (then "b" cancelled again at 5); "c"'s work is from before the cancel.
+    markers = FakeMarkers(marked={"a": 3, "b": 5, "c": 3})
+    w, started = worker(markers)
+    msgs = [work("a", requeued=4), work("b", requeued=4), work("c"), work("a")]
+    await w._begin(msgs)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert started == ["a"]
+    assert [m.calls for m in msgs[1:]] == [[("ack", None)]] * 3

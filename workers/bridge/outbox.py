@@ -109,9 +109,10 @@ class Outbox:
 def to_messages(
     event: Any, position: int, task_at: Callable[[UUID, int], Task] | None = None
 ) -> list[Outgoing]:
-    """The public lifecycle event; for a new attempt, the work item; for a cancel, the
-    cancel marker workers check before they start. ``task_at`` loads the task as of an
-    event (a retry's work item needs the submission's fields)."""
+    """The public lifecycle event; for a new attempt (submitted, retry scheduled,
+    requeued), the work item; for a cancel, the cancel marker workers check before they
+    start. ``task_at`` loads the task as of an event (a retry's or a requeued task's work
+    item needs the submission's fields)."""
     public = PUBLIC_TYPES.get(type(event))
     if public is None:
         return []
@@ -155,12 +156,18 @@ def to_messages(
     elif isinstance(event, Task.RetryScheduled) and task_at is not None:
         task = task_at(event.originator_id, event.originator_version)
         messages.append(_work(work_for(task, event.attempt + 1, not_before=event.retry_at)))
+    elif isinstance(event, Task.Requeued) and task_at is not None:
+        task = task_at(event.originator_id, event.originator_version)
+        if task.task_type is not TaskType.MANUAL:  # a MANUAL task waits for a person again
+            messages.append(_work(work_for(task, event.attempt)))
     elif isinstance(event, Task.Cancelled):
-        marker = {"force": event.force, "at": rfc3339(event.timestamp)}
+        # ``taskversion``: a requeue after it (a higher version) outlives the marker.
+        version = event.originator_version
+        marker = {"force": event.force, "at": rfc3339(event.timestamp), "taskversion": version}
         messages.append(
             Outgoing(
                 subject=cancel_subject(task_id),
-                msg_id=f"{task_id}:cancelled",
+                msg_id=f"{task_id}:cancelled:{version}",
                 body=encoder.encode(marker),
             )
         )
@@ -168,7 +175,8 @@ def to_messages(
 
 
 def work_for(task: Task, attempt: int, not_before: str | None = None) -> WorkItem:
-    """The work item of ``task``'s ``attempt`` (a retry's, or one published again)."""
+    """The work item of ``task``'s ``attempt`` (a retry's, a requeued task's, or one
+    published again)."""
     return WorkItem(
         task_id=str(task.id),
         attempt=attempt,
@@ -181,13 +189,14 @@ def work_for(task: Task, attempt: int, not_before: str | None = None) -> WorkIte
         endpoint=task.execution.get("endpoint"),
         isolation=task.execution.get("isolation", "thread"),
         not_before=not_before,
+        requeued=task.requeued_version,
     )
 
 
 def _work(item: WorkItem, again: str = "") -> Outgoing:
     return Outgoing(
         subject=work_subject(item.priority),
-        msg_id=work_msg_id(item.task_id, item.attempt, again),
+        msg_id=work_msg_id(item.task_id, item.attempt, again, item.requeued),
         body=encoder.encode(item),
     )
 

@@ -1,0 +1,87 @@
+"""A read model made before ``error_type`` existed (the table of an older version) is
+brought up to date where the runner starts (projections/task_upgrade.py): the column is
+added and filled from each row's ``error``, a NUL in the error included, and the rows are
+then exactly the ones a fresh projection writes; ``verify`` would see none differ."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from api.bootstrap import read_models
+from commands.persistence import DatabaseConfig
+from commands.service import TaskService
+from domain.task import Task
+from domain.values import ANONYMOUS, Actor
+from projections.audit.replay_compare import task_differences
+from projections.db import Database
+from projections.runner import ProjectionRunner
+from projections.task_upgrade import columns
+from tests.read_side_support import make_history, reference_rows
+
+WORKER = Actor("w", "worker")
+
+
+def with_a_nul_in_its_error(service: TaskService) -> str:
+    definition = service.catalog.get("calculate-order-total")
+    assert definition is not None
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    task = Task.submit(task_id=uuid4(), at=at, actor=ANONYMOUS, definition=definition, input={})
+    task.start(attempt=1, worker="w", at=at, actor=WORKER)
+    task.fail(
+        attempt=1,
+        error_type="Bad\x00Type",
+        error_message="a\x00b",
+        at=at,
+        actor=WORKER,
+        retryable=False,
+    )
+    service.save(task)
+    return str(task.id)
+
+
+def project(service: TaskService, db: Database) -> ProjectionRunner:
+    runner = ProjectionRunner(service.read_log, read_models(), db)
+    runner.prepare()
+    while runner.run_once():
+        pass
+    return runner
+
+
+def rows(db: Database) -> dict[str, dict[str, Any]]:
+    with db.read() as cur:
+        return {r["id"]: r for r in cur.execute("SELECT * FROM task_view_g1").fetchall()}
+
+
+def test_an_older_table_gets_the_column_filled_and_then_projects_on(
+    service: TaskService, database_url: str
+) -> None:
+    make_history(service, tasks=60)
+    nul = with_a_nul_in_its_error(service)
+    db = Database(DatabaseConfig.from_url(database_url))
+    try:
+        project(service, db)
+        with db.transaction() as cur:  # as an older version made it
+            cur.execute("DROP INDEX ix_task_error_type_g1")
+            cur.execute("ALTER TABLE task_view_g1 DROP COLUMN error_type")
+            assert "error_type" not in columns(cur, "task_view_g1")
+
+        runner = project(service, db)  # a newer serve starts
+        expected = reference_rows(service.read_log(0, 100_000))
+        expected[nul]["error_type"] = "Bad\ufffdType"  # kept as free text is kept
+        assert rows(db) == expected
+        assert {r["error_type"] for r in expected.values()} >= {"E", "TIMEOUT", None}
+
+        # And it projects on: a requeue clears it, a new failure sets it.
+        failed = next(t for t, r in expected.items() if r["status"] == "FAILED" and t != nul)
+        task = service.load(UUID(failed))
+        task.requeue(reason=None, at=datetime.now(UTC), actor=ANONYMOUS)
+        service.save(task)
+        while runner.run_once():
+            pass
+        assert rows(db)[failed]["error_type"] is None
+        for task_id, row in rows(db).items():
+            assert task_differences(service.load(UUID(task_id)), row) == [], task_id
+    finally:
+        db.close()
