@@ -56,6 +56,7 @@ class RecordReport:
     error_message: str = ""
     retryable: bool = True
     started_at: datetime | None = None  # set: the attempt's start, not reported apart
+    traceback: str | None = None  # a failed handler's (bounded again by the aggregate)
 
 
 @dataclass(frozen=True)

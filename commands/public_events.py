@@ -79,13 +79,18 @@ def event_data(event: Any) -> dict[str, Any]:
         }
         if event.output is not None:
             data["output"] = event.output
+        if event.traceback is not None:
+            data["traceback"] = event.traceback
         return data
     if isinstance(event, Task.RetryScheduled):
-        return {
+        data = {
             "attempt": event.attempt,
             "error": {"type": event.error_type, "message": event.error_message},
             "nextAttemptAt": rfc3339(datetime.fromisoformat(event.retry_at)),
         }
+        if event.traceback is not None:
+            data["traceback"] = event.traceback
+        return data
     if isinstance(event, Task.TimedOut):
         return {
             "attempt": event.attempt,

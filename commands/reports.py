@@ -67,6 +67,7 @@ def apply_report(task: Task, report: RecordReport, check_output: OutputCheck) ->
             at=report.at,
             actor=worker,
             retryable=report.retryable,
+            traceback=report.traceback,
         )
     else:
         log.warning("report of unknown kind %r for task %s discarded", report.kind, task.id)

@@ -23,7 +23,7 @@ from domain.error_types import UNPUBLISHABLE as UNPUBLISHABLE
 from domain.error_types import WORKER_LOST as WORKER_LOST
 from domain.errors import IllegalTransition as IllegalTransition
 from domain.task_rules import NotManual as NotManual
-from domain.task_state import apply_requeued, apply_submitted, task_state
+from domain.task_state import apply_failed, apply_requeued, apply_submitted, task_state
 from domain.values import Actor, Priority, RetryOverrides, RetryPolicy, TaskStatus, TaskType
 
 
@@ -95,13 +95,10 @@ class Task(ChainedAggregate):
         error_message: str
         output: Any = None  # what the attempt returned, when that was the problem
         retryable: bool = False
+        traceback: str | None = None  # the handler's, bounded (domain/tracebacks.py)
 
         def apply(self, aggregate: Any) -> None:
-            task: Task = aggregate
-            task.status = TaskStatus.FAILED
-            task.error = {"type": self.error_type, "message": self.error_message}
-            task.ended_at = self.timestamp
-            task.next_attempt_at = None
+            apply_failed(aggregate, self, TaskStatus.FAILED)
 
     class RetryScheduled(Event):
         """An attempt failed and another one is due at ``retry_at`` (RFC 3339, UTC)."""
@@ -112,13 +109,11 @@ class Task(ChainedAggregate):
         error_message: str
         retry_at: str
         output: Any = None
+        traceback: str | None = None  # the handler's, bounded (domain/tracebacks.py)
 
         def apply(self, aggregate: Any) -> None:
-            task: Task = aggregate
-            task.status = TaskStatus.PENDING
-            task.error = {"type": self.error_type, "message": self.error_message}
-            task.ended_at = self.timestamp
-            task.next_attempt_at = datetime.fromisoformat(self.retry_at)
+            apply_failed(aggregate, self, TaskStatus.PENDING)
+            aggregate.next_attempt_at = datetime.fromisoformat(self.retry_at)
 
     class TimedOut(Event):
         """The last attempt ran past the task's timeout."""
@@ -245,13 +240,15 @@ class Task(ChainedAggregate):
         actor: Actor,
         retryable: bool = True,
         output: Any = None,
+        traceback: str | None = None,
     ) -> None:
-        """The running ``attempt`` failed with an error of ``error_type``: retried per the
-        retry policy (``RetryScheduled``) if ``retry_due`` allows; otherwise the task ends,
-        TIMED_OUT when the last attempt timed out, else FAILED."""
+        """The running ``attempt`` failed with an error of ``error_type`` (and the
+        handler's ``traceback``, kept bounded): retried per the retry policy
+        (``RetryScheduled``) if ``retry_due`` allows; otherwise the task ends, TIMED_OUT
+        when the last attempt timed out, else FAILED."""
         rules.check_running(self, attempt, "fail")
         due = rules.retry_due(self, attempt, error_type, retryable, at)
-        error = {"attempt": attempt, "error_type": error_type, "error_message": error_message}
+        error = rules.failure(attempt, error_type, error_message, traceback)
         if due is not None:
             self._record(self.RetryScheduled, at, actor, **error, retry_at=due, output=output)
         elif error_type == TIMEOUT:

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from domain.definition import TaskDefinition
 from domain.errors import IllegalTransition, StaleResult, TaskNotCancellable
+from domain.tracebacks import bounded_traceback
 from domain.values import RetryOverrides, RetryPolicy, TaskStatus, TaskType
 
 
@@ -135,3 +136,18 @@ def from_definition(
             if key in definition.execution_config
         },
     }
+
+
+def failure(
+    attempt: int, error_type: str, error_message: str, traceback: str | None
+) -> dict[str, Any]:
+    """The fields of a failed attempt's event; the traceback (if any) bounded to
+    TRACEBACK_LIMIT bytes whatever the worker sent (domain/tracebacks.py)."""
+    fields: dict[str, Any] = {
+        "attempt": attempt,
+        "error_type": error_type,
+        "error_message": error_message,
+    }
+    if traceback is not None:
+        fields["traceback"] = bounded_traceback(traceback)
+    return fields

@@ -34,6 +34,16 @@ def apply_submitted(task: Task, e: Task.Submitted) -> None:
     task.cancel_reason = None
 
 
+def apply_failed(task: Task, e: Task.Failed | Task.RetryScheduled, status: TaskStatus) -> None:
+    """An attempt failed: the task's last error (its traceback too, when there is one)."""
+    task.status = status
+    task.error = {"type": e.error_type, "message": e.error_message}
+    if e.traceback is not None:
+        task.error["traceback"] = e.traceback
+    task.ended_at = e.timestamp
+    task.next_attempt_at = None
+
+
 def apply_requeued(task: Task, e: Task.Requeued) -> None:
     """PENDING again, waiting for attempt ``e.attempt``: the last failure and the cancel
     reason go (the history keeps them); the last attempt's start, end and worker stay

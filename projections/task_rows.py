@@ -207,20 +207,25 @@ def _completed(row: Row, e: Any) -> None:
     row[OUTPUT] = output
 
 
-def _error(row: Row, error_type: str, message: str) -> None:
-    """The last failure, and its type apart (free text: a NUL becomes U+FFFD)."""
-    row[ERROR] = json_text({"type": error_type, "message": message})
+def _error(row: Row, error_type: str, message: str, traceback: str | None = None) -> None:
+    """The last failure (its traceback too, when there is one: as the aggregate's
+    ``error``), and its type apart (free text: a NUL becomes U+FFFD). In the JSON text a
+    NUL is an escape (``\\u0000``), which PostgreSQL's text holds."""
+    error = {"type": error_type, "message": message}
+    if traceback is not None:
+        error["traceback"] = traceback
+    row[ERROR] = json_text(error)
     row[ERROR_TYPE] = free_text(error_type)
 
 
 def _failed(row: Row, e: Any) -> None:
-    _error(row, e.error_type, e.error_message)
+    _error(row, e.error_type, e.error_message, e.traceback)
     _ended(row, e, "FAILED")
 
 
 def _retry_scheduled(row: Row, e: Any) -> None:
     retry_at = _time(datetime.fromisoformat(e.retry_at))
-    _error(row, e.error_type, e.error_message)
+    _error(row, e.error_type, e.error_message, e.traceback)
     _ended(row, e, "PENDING")
     row[NEXT] = retry_at
 

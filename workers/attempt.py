@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from domain.tracebacks import bounded_traceback
 from workers.handlers import Handler, HandlerRegistry, TaskContext
 from workers.integration import IntegrationError, IntegrationExecutor
 from workers.isolation import ChildProcess, HandlerFailed
@@ -41,17 +43,22 @@ class Result:
     error_type: str = ""
     error_message: str = ""
     retryable: bool = True
+    traceback: str | None = None  # a handler's, bounded (domain/tracebacks.py)
 
 
 def failure(exc: Exception) -> Result:
-    """The failed report of an attempt that raised ``exc``."""
+    """The failed report of an attempt that raised ``exc``, with the handler's traceback
+    (the child's, for ``isolation: process``); an INTEGRATION failure has none: no code
+    of ours failed, the endpoint's answer (type and message) says what happened."""
     if isinstance(exc, IntegrationError):
         return Result(
             "failed", error_type=exc.error_type, error_message=str(exc), retryable=exc.retryable
         )
     if isinstance(exc, HandlerFailed):
-        return Result("failed", error_type=exc.error_type, error_message=str(exc))
-    return Result("failed", error_type=type(exc).__name__, error_message=str(exc))
+        trace = bounded_traceback(exc.traceback)
+        return Result("failed", error_type=exc.error_type, error_message=str(exc), traceback=trace)
+    trace = bounded_traceback("".join(traceback.format_exception(exc)))
+    return Result("failed", error_type=type(exc).__name__, error_message=str(exc), traceback=trace)
 
 
 class AttemptObserver(Protocol):
@@ -164,17 +171,20 @@ class Attempt:
             self._running.cancel()
 
     def _failed(self, exc: Exception) -> Result:
-        """The failed report of ``exc``; logged, with the traceback (WARNING)."""
+        """The failed report of ``exc``; logged, with the traceback (WARNING): a child's
+        (``isolation: process``) as it sent it, since the parent's says nothing."""
         result = failure(exc)
-        log.warning(
-            "attempt %d of %s failed: %s: %s",
-            self.item.attempt,
-            self.item.task_id,
-            result.error_type,
-            result.error_message,
-            exc_info=exc,
-            extra=_log_fields(self.context),
-        )
+        args = (self.item.attempt, self.item.task_id, result.error_type, result.error_message)
+        message = "attempt %d of %s failed: %s: %s"
+        fields = _log_fields(self.context)
+        if not isinstance(exc, HandlerFailed) or result.traceback is None:
+            log.warning(message, *args, exc_info=exc, extra=fields)
+        elif log.isEnabledFor(logging.WARNING):
+            record = log.makeRecord(
+                log.name, logging.WARNING, __file__, 0, message, args, None, extra=fields
+            )
+            record.exc_text = result.traceback.rstrip()  # both formats print it as one
+            log.handle(record)
         return result
 
     async def _execute(self) -> Any:

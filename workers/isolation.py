@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -19,11 +20,13 @@ _SPAWN = multiprocessing.get_context("spawn")
 
 
 class HandlerFailed(Exception):
-    """The handler raised in the child; ``error_type`` is its exception's class name."""
+    """The handler raised in the child; ``error_type`` is its exception's class name,
+    ``traceback`` the child's formatted traceback (None: the child died without one)."""
 
-    def __init__(self, error_type: str, message: str) -> None:
+    def __init__(self, error_type: str, message: str, traceback: str | None = None) -> None:
         super().__init__(message)
         self.error_type = error_type
+        self.traceback = traceback
 
 
 def _child(reference: str, payload: Any, fields: dict[str, Any], out: Connection) -> None:
@@ -35,7 +38,8 @@ def _child(reference: str, payload: Any, fields: dict[str, Any], out: Connection
             result = asyncio.run(result)
         out.send(("ok", result))
     except BaseException as exc:  # report anything, even SystemExit, to the parent
-        out.send(("error", type(exc).__name__, str(exc)))
+        trace = "".join(traceback.format_exception(exc))
+        out.send(("error", type(exc).__name__, str(exc), trace))
     finally:
         out.close()
 
@@ -69,7 +73,7 @@ class ChildProcess:
             raise HandlerFailed("WorkerProcessDied", f"exit code {self._process.exitcode}")
         if message[0] == "ok":
             return message[1]
-        raise HandlerFailed(message[1], message[2])
+        raise HandlerFailed(message[1], message[2], message[3] if len(message) > 3 else None)
 
     def _wait(self) -> tuple[Any, ...] | None:
         try:

@@ -96,6 +96,9 @@ class Report(msgspec.Struct, rename="camel", frozen=True):
     error_message: str = ""
     retryable: bool = True
     started_at: str | None = None  # RFC 3339, UTC
+    # A failed handler's traceback, at most 8 KB of UTF-8 (domain/tracebacks.py). Absent
+    # from older workers' reports; a service older than this ignores it.
+    traceback: str | None = None
 
     @property
     def msg_id(self) -> str:

@@ -42,6 +42,7 @@ def encoded_report(
         error_message=result.error_message,
         retryable=result.retryable,
         started_at=started_at,
+        traceback=result.traceback,
     )
     try:
         return report, encoder.encode(report)
@@ -53,6 +54,7 @@ def encoded_report(
             error_type="OUTPUT_NOT_JSON",
             error_message=str(exc),
             retryable=False,
+            traceback=None,
         )
         return report, encoder.encode(report)
 

@@ -75,6 +75,16 @@ class ErrorInfo(Struct, rename="camel"):
     message: str
 
 
+class TaskError(Struct, rename="camel"):
+    """A task's last failure: the spec's ``type`` and ``message``; ``details`` (beyond the
+    spec) is an object or null: ``traceback``, the failing handler's Python traceback
+    (at most 8192 bytes of UTF-8, its end kept), when there is one."""
+
+    type: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
 class ExecutionMetadata(Struct, rename="camel"):
     start_time: Timestamp | None
     end_time: Timestamp | None
@@ -92,7 +102,7 @@ class TaskResponse(Struct, rename="camel"):
     priority: Priority
     input: dict[str, Any]
     output: Any
-    error: ErrorInfo | None
+    error: TaskError | None
     attempts: int
     next_attempt_at: Timestamp | None
     execution_metadata: ExecutionMetadata

@@ -19,10 +19,10 @@ from api.http.retry import ErrorTypeFilter, retry_task
 from api.http.schemas import (
     CancelTaskRequest,
     CancelTaskResponse,
-    ErrorInfo,
     ExecutionMetadata,
     SubmitTaskRequest,
     SubmitTaskResponse,
+    TaskError,
     TaskList,
     TaskResponse,
     TaskSummary,
@@ -85,6 +85,13 @@ def to_command(
     )
 
 
+def task_error(error: dict[str, Any]) -> TaskError:
+    """The read model's ``error`` as the API shows it (the traceback under ``details``)."""
+    trace = error.get("traceback")
+    details = {"traceback": trace} if trace is not None else None
+    return TaskError(type=error["type"], message=error["message"], details=details)
+
+
 def to_response(row: dict[str, Any]) -> TaskResponse:
     error = row["error"]
     return TaskResponse(
@@ -97,7 +104,7 @@ def to_response(row: dict[str, Any]) -> TaskResponse:
         priority=row["priority"],
         input=row["input"],
         output=row["output"],
-        error=ErrorInfo(type=error["type"], message=error["message"]) if error else None,
+        error=task_error(error) if error else None,
         attempts=row["attempts"],
         next_attempt_at=api_time(row["next_attempt_at"]) if row["next_attempt_at"] else None,
         execution_metadata=ExecutionMetadata(

@@ -216,7 +216,9 @@ def test_running_is_visible_and_a_raising_handler_fails(dev_stack: Stack) -> Non
     ).json()["id"]
     failed = _until(dev_stack, failing, {"FAILED", "COMPLETED"})
     assert failed["status"] == "FAILED"
-    assert failed["error"] == {"type": "InventoryError", "message": "only 2 left"}
+    error = failed["error"]
+    assert (error["type"], error["message"]) == ("InventoryError", "only 2 left")
+    assert "InventoryError: only 2 left" in error["details"]["traceback"]  # the handler's
     assert _until(dev_stack, slow, {"COMPLETED"})["output"] == {"done": True}
 
 

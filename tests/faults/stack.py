@@ -25,6 +25,7 @@ import httpx
 from commands.catalog import DefinitionCatalog
 from commands.persistence import DatabaseConfig
 from commands.service import TaskService
+from domain.task import Task
 from domain.values import TaskStatus
 from tests.conftest import EXAMPLE_INPUT, free_port
 
@@ -45,8 +46,25 @@ HANDLERS = textwrap.dedent(
 
     def crash(payload, context):
         os.kill(os.getpid(), 9)  # takes its worker down before any report
+
+    class Declined(Exception):
+        pass
+
+    def charge_card(amount):
+        raise Declined(f"card declined for {amount}")
+
+    def fail(payload, context):  # its traceback must be kept with the task
+        charge_card(payload["amount"])
     """
 )
+FAIL = {
+    "id": "fail",
+    "name": "Fail",
+    "type": "AUTOMATED",
+    "version": "1",
+    "timeout": 30_000,
+    "executionConfig": {"handler": "fault_handlers:fail"},
+}
 CRASH = {
     "id": "crash",
     "name": "Crash",
@@ -83,6 +101,7 @@ class Stack:
         (code / "fault_handlers.py").write_text(HANDLERS)
         (definitions / "slow.json").write_text(json.dumps(SLOW))
         (definitions / "crash.json").write_text(json.dumps(CRASH))
+        (definitions / "fail.json").write_text(json.dumps(FAIL))
         self.database_url = database_url
         self.env = {
             **os.environ,
@@ -178,12 +197,15 @@ class Stack:
 @dataclass
 class Load:
     """Submits alternately a quick and a slow task at ``rate`` per second to the given
-    replicas in turn; ``acknowledged`` holds the ids answered 201."""
+    replicas in turn; ``acknowledged`` holds the ids answered 201. ``failing_every`` n:
+    every n-th task is one whose handler raises instead (its ids also in ``failing``)."""
 
     bases: list[str]
     key: str
     rate: float = 50.0
+    failing_every: int = 0
     acknowledged: list[str] = field(default_factory=list)
+    failing: list[str] = field(default_factory=list)
     refused: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -208,6 +230,9 @@ class Load:
                     if n % 2
                     else {"taskDefinitionId": "slow", "input": {"seconds": 0.2}}
                 )
+                fails = self.failing_every > 0 and n % self.failing_every == 0
+                if fails:
+                    body = {"taskDefinitionId": "fail", "input": {"amount": n}}
                 base = self.bases[n % len(self.bases)]
                 try:
                     response = client.post(f"{base}/api/v1/tasks", json=body)
@@ -216,6 +241,8 @@ class Load:
                 else:
                     if response.status_code == 201:
                         self.acknowledged.append(response.json()["id"])
+                        if fails:
+                            self.failing.append(response.json()["id"])
                     else:
                         self.refused += 1
                 n += 1
@@ -268,4 +295,18 @@ def settle(database_url: str, ids: list[str], within_s: float) -> Outcome:
         service.close()
 
 
-__all__ = ["ACK_WAIT_S", "Load", "Outcome", "Stack", "TaskStatus", "settle"]
+def failed_tracebacks(database_url: str, ids: list[str]) -> dict[str, str | None]:
+    """The traceback each task's ``Failed`` event kept (None: none, or no such event)."""
+    config = DatabaseConfig.from_url(database_url)
+    service = TaskService(config.eventsourcing_env(pool_size=2), DefinitionCatalog([]))
+    try:
+        kept: dict[str, str | None] = {}
+        for task_id in ids:
+            ends = [e for e in service.events.get(UUID(task_id)) if isinstance(e, Task.Failed)]
+            kept[task_id] = ends[-1].traceback if ends else None
+        return kept
+    finally:
+        service.close()
+
+
+__all__ = ["ACK_WAIT_S", "Load", "Outcome", "Stack", "TaskStatus", "failed_tracebacks", "settle"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from commands.fast_paths import FastPaths
-from tests.faults.stack import Load, Outcome, Stack, settle
+from tests.faults.stack import Load, Outcome, Stack, failed_tracebacks, settle
 from workers.nats_server import EmbeddedNatsServer
 
 SETTLE_S = 120.0  # reports held by a killed serve come back after the results ack wait
@@ -27,12 +27,34 @@ def check(stack: Stack, load: Load, outcome: Outcome) -> None:
     stack.cli("verify")  # exit 0: chains, replays and read models agree (asserted in cli)
 
 
+def check_tracebacks(stack: Stack, base: str, ids: list[str]) -> None:
+    """Every failing task (its handler raised, its report maybe in flight through a
+    killed serve) kept its traceback: in its ``Failed`` event and in ``GET`` (the read
+    model; ``verify`` compared it with the replay too)."""
+    assert ids, "no failing task was acknowledged"
+    for task_id, trace in failed_tracebacks(stack.database_url, ids).items():
+        assert trace is not None, task_id
+        assert "charge_card" in trace and "Declined: card declined for" in trace, trace
+    headers = {"X-API-Key": stack.key}
+    deadline = time.monotonic() + 30  # the read model may be a moment behind the store
+    for task_id in ids:
+        while True:
+            url = f"{base}/api/v1/tasks/{task_id}"
+            body = httpx.get(url, headers=headers, timeout=5).json()
+            if body["status"] == "FAILED" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert body["status"] == "FAILED", body
+        assert "in charge_card" in body["error"]["details"]["traceback"], body
+
+
 def kill_serve_under_load(stack: Stack, kills: int) -> None:
-    """One serve and one worker under load; serve killed ``kills`` times and restarted;
-    then every acknowledged task must end, once."""
+    """One serve and one worker under load (every fifth task's handler raises); serve
+    killed ``kills`` times and restarted; then every acknowledged task must end, once,
+    and each failed one keep its handler's traceback."""
     base = stack.serve("serve")
     stack.worker("w1")
-    load = Load([base], stack.key, rate=50)
+    load = Load([base], stack.key, rate=50, failing_every=5)
     load.start()
     for _ in range(kills):
         time.sleep(2.0)
@@ -41,6 +63,7 @@ def kill_serve_under_load(stack: Stack, kills: int) -> None:
     time.sleep(2.0)
     load.stop()
     check(stack, load, settle(stack.database_url, load.acknowledged, SETTLE_S))
+    check_tracebacks(stack, base, load.failing)
 
 
 def test_serve_killed_mid_load_and_restarted_loses_no_task(stack: Stack) -> None:

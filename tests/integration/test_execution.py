@@ -196,7 +196,9 @@ async def test_failures_are_retried_with_backoff_until_success(stack: Stack) -> 
     assert row["status"] == "COMPLETED"
     assert row["output"] == {"attempt": 3}
     assert row["attempts"] == 3
-    assert row["error"] == {"type": "Flaky", "message": "attempt 2 failed"}  # the last error
+    error = row["error"]  # the last error, with the handler's traceback
+    assert (error["type"], error["message"]) == ("Flaky", "attempt 2 failed")
+    assert error["traceback"].rstrip().endswith("Flaky: attempt 2 failed")
     events = stack.events(task_id)
     kinds = [type(e).__name__ for e in events]
     assert kinds == [

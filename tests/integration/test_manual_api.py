@@ -59,7 +59,7 @@ def test_fail_by_hand_permissions_and_wrong_types(database_url: str, tmp_path: P
         )
         assert failed.json()["status"] == "FAILED"
         body = client.get(f"{TASKS}/{task_id}").json()
-        assert body["error"] == {"type": "REJECTED", "message": "no"}
+        assert body["error"] == {"type": "REJECTED", "message": "no", "details": None}
 
         automated = client.post(
             TASKS,

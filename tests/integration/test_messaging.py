@@ -123,7 +123,9 @@ async def test_a_raising_handler_fails_the_task_with_type_and_message(stack: Run
     outcome = await asyncio.to_thread(stack.submit, command("explode", {"card": "4242"}))
     row = await until_finished(stack, outcome.task_id)
     assert row["status"] == "FAILED"
-    assert row["error"] == {"type": "PaymentDeclined", "message": "card 4242 declined"}
+    error = row["error"]
+    assert (error["type"], error["message"]) == ("PaymentDeclined", "card 4242 declined")
+    assert "PaymentDeclined: card 4242 declined" in error["traceback"]  # the handler's
 
 
 async def test_many_tasks_all_finish_exactly_once(stack: Runtime) -> None:

@@ -48,6 +48,7 @@ def to_record(report: Report) -> RecordReport:
         error_message=report.error_message,
         retryable=report.retryable,
         started_at=_instant(report.started_at) if report.started_at is not None else None,
+        traceback=report.traceback,
     )
 
 
