@@ -17,12 +17,13 @@ Two things are configured, not left to defaults:
   ``taskDefinitionId`` are drawn half the time from the seeded tasks and the built-in
   definitions, so reads meet real tasks and submissions reach the definition's
   ``inputSchema``;
-* the two expected 422s: a definition's own ``inputSchema`` is not in the document, so a
-  schema-valid submission may be refused for its ``input``; and an ``Idempotency-Key``
-  sent before with another body is refused (the run reuses keys). Both depend on data,
-  not on the request's shape. ``positive_data_acceptance`` is turned off for ``POST
-  /api/v1/tasks`` alone and replaced there by a copy that lets exactly those two 422s
-  through (tests/schemathesis_hooks.py); every other check stays on.
+* the expected 422s: a definition's own ``inputSchema`` (and a MANUAL task's
+  ``outputSchema``) is not in the document, so a schema-valid submission (or completion)
+  may be refused for its ``input`` (``output``); and an ``Idempotency-Key`` sent before
+  with another body is refused (the run reuses keys). They depend on data, not on the
+  request's shape. ``positive_data_acceptance`` is turned off for those two operations
+  alone and replaced there by a copy that lets exactly those 422s through
+  (tests/schemathesis_hooks.py); every other check stays on.
 
 All checks are on through the configuration (schemathesis's default) rather than
 ``--checks all``: a command-line selection would override the per-operation setting.
@@ -143,9 +144,13 @@ def write_config(path: Path, api_key: str, task_ids: list[str], document: dict[s
                 "[parameters]",
                 *bindings,
                 "",
-                "# The one expected 422 (tests/schemathesis_hooks.py).",
+                "# The expected 422s (tests/schemathesis_hooks.py).",
                 "[[operations]]",
                 'include-name = "POST /api/v1/tasks"',
+                "checks.positive_data_acceptance.enabled = false",
+                "",
+                "[[operations]]",
+                'include-name = "POST /api/v1/tasks/{taskId}/complete"',
                 "checks.positive_data_acceptance.enabled = false",
                 "",
             ]
