@@ -7,23 +7,19 @@ a cancelled task requeued runs, while its work from before the cancel does not."
 from __future__ import annotations
 
 import asyncio
-import json
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-import nats
 import pytest
 from litestar.testing import AsyncTestClient
 
-from api.http.app import create_app
 from api.runtime import Runtime
-from api.settings import Settings
 from domain.task import Task
-from tests.security_support import assert_envelope, new_key
-from workers.executor import Worker
+from tests.security_support import assert_envelope
+from tests.worker_stack import app_with_worker
 from workers.nats_server import EmbeddedNatsServer
 
 TASKS = "/api/v1/tasks"
@@ -100,35 +96,17 @@ async def api(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Api]:
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "requeue_handlers.py").write_text(HANDLERS)
-    monkeypatch.syspath_prepend(str(code))
     monkeypatch.setenv("RETRY_RUNS", str(tmp_path / "runs.txt"))
     monkeypatch.setenv("RETRY_BROKEN", str(tmp_path / "broken"))
-    definitions = tmp_path / "definitions"
-    definitions.mkdir()
-    (definitions / "flaky.json").write_text(json.dumps(FLAKY))
-    (definitions / "approve.json").write_text(json.dumps(APPROVE))
-    settings = Settings(
+    async with app_with_worker(
         database_url=database_url,
-        definitions_dir=definitions,
-        var_dir=tmp_path,
-        rate_limit="off",
-        rate_limit_bulk="off",
-    )
-    runtime = await asyncio.to_thread(Runtime.open, settings)
-    nc = await nats.connect(nats_server.url)
-    worker = Worker(nc, worker_id="w", concurrency=4)
-    running = asyncio.create_task(worker.run())
-    try:
-        async with AsyncTestClient(app=create_app(runtime, nats_server.url)) as client:
-            client.headers["X-API-Key"] = await asyncio.to_thread(new_key, runtime)
-            yield Api(client, runtime, tmp_path)
-    finally:
-        worker.stop()
-        await asyncio.wait_for(running, 30)
-        await nc.close()
+        nats_url=nats_server.url,
+        tmp_path=tmp_path,
+        monkeypatch=monkeypatch,
+        handlers={"requeue_handlers": HANDLERS},
+        definitions=[FLAKY, APPROVE],
+    ) as (client, runtime):
+        yield Api(client, runtime, tmp_path)
 
 
 async def test_a_failed_task_retried_runs_again_under_its_policy_and_completes(api: Api) -> None:

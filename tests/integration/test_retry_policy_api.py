@@ -5,7 +5,6 @@ documented field is accepted, and what the task leaves out comes from its defini
 from __future__ import annotations
 
 import asyncio
-import json
 import textwrap
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -13,17 +12,14 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import nats
 import pytest
 from litestar.testing import AsyncTestClient
 
-from api.http.app import create_app
 from api.runtime import Runtime
-from api.settings import Settings
 from domain.task import Task
 from domain.values import RetryPolicy
-from tests.security_support import assert_envelope, new_key
-from workers.executor import Worker
+from tests.security_support import assert_envelope
+from tests.worker_stack import app_with_worker
 from workers.nats_server import EmbeddedNatsServer
 
 TASKS = "/api/v1/tasks"
@@ -99,32 +95,15 @@ async def api(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Api]:
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "retry_handlers.py").write_text(HANDLERS)
-    monkeypatch.syspath_prepend(str(code))
-    definitions = tmp_path / "definitions"
-    definitions.mkdir()
-    (definitions / "picky.json").write_text(json.dumps(PICKY))
-    settings = Settings(
+    async with app_with_worker(
         database_url=database_url,
-        definitions_dir=definitions,
-        var_dir=tmp_path,
-        rate_limit="off",
-        rate_limit_bulk="off",
-    )
-    runtime = await asyncio.to_thread(Runtime.open, settings)
-    nc = await nats.connect(nats_server.url)
-    worker = Worker(nc, worker_id="w")
-    running = asyncio.create_task(worker.run())
-    try:
-        async with AsyncTestClient(app=create_app(runtime, nats_server.url)) as client:
-            client.headers["X-API-Key"] = await asyncio.to_thread(new_key, runtime)
-            yield Api(client, runtime)
-    finally:
-        worker.stop()
-        await asyncio.wait_for(running, 30)
-        await nc.close()
+        nats_url=nats_server.url,
+        tmp_path=tmp_path,
+        monkeypatch=monkeypatch,
+        handlers={"retry_handlers": HANDLERS},
+        definitions=[PICKY],
+    ) as (client, runtime):
+        yield Api(client, runtime)
 
 
 async def test_a_partial_policy_keeps_the_definitions_other_fields(api: Api) -> None:

@@ -6,21 +6,15 @@ carry it; a process-isolated handler's traceback comes from its child."""
 from __future__ import annotations
 
 import asyncio
-import json
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from litestar.testing import AsyncTestClient
 
-from api.http.app import create_app
-from api.runtime import Runtime
-from api.settings import Settings
-from tests.security_support import new_key
-from workers.executor import Worker
+from tests.worker_stack import app_with_worker
 from workers.nats_server import EmbeddedNatsServer
 
 TASKS = "/api/v1/tasks"
@@ -58,33 +52,15 @@ async def client(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[AsyncTestClient[Any]]:
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "traceback_handlers.py").write_text(HANDLERS)
-    monkeypatch.syspath_prepend(str(code))
-    definitions = tmp_path / "definitions"
-    definitions.mkdir()
-    for doc in (definition("books"), definition("books-process", isolation="process")):
-        (definitions / f"{doc['id']}.json").write_text(json.dumps(doc))
-    settings = Settings(
+    async with app_with_worker(
         database_url=database_url,
-        definitions_dir=definitions,
-        var_dir=tmp_path,
-        rate_limit="off",
-        rate_limit_bulk="off",
-    )
-    runtime = await asyncio.to_thread(Runtime.open, settings)
-    nc = await nats.connect(nats_server.url)
-    worker = Worker(nc, worker_id="w", concurrency=4)
-    running = asyncio.create_task(worker.run())
-    try:
-        async with AsyncTestClient(app=create_app(runtime, nats_server.url)) as test_client:
-            test_client.headers["X-API-Key"] = await asyncio.to_thread(new_key, runtime)
-            yield test_client
-    finally:
-        worker.stop()
-        await asyncio.wait_for(running, 30)
-        await nc.close()
+        nats_url=nats_server.url,
+        tmp_path=tmp_path,
+        monkeypatch=monkeypatch,
+        handlers={"traceback_handlers": HANDLERS},
+        definitions=[definition("books"), definition("books-process", isolation="process")],
+    ) as (test_client, _):
+        yield test_client
 
 
 async def until_failed(client: AsyncTestClient[Any], task_id: str) -> dict[str, Any]:
