@@ -98,6 +98,10 @@ def test_attempts_ends_and_times_are_counted_once_each(database_url: str, tmp_pa
                 value(found, "taskexec_tasks_finished_total", definition=TOTAL, status="FAILED")
                 == 1
             )
+            # The status gauge reads the read model, whose projection applies the same
+            # events just after the counters' tap: wait for it too.
+            assert value(found, "taskexec_tasks", status="PENDING") == 0
+            assert value(found, "taskexec_tasks", status="FAILED") == 1
             return found
 
         found = eventually(counted)
@@ -152,6 +156,8 @@ def test_tasks_from_before_a_restart_are_counted_from_the_read_model(
         def started() -> None:
             found = scrape(client)
             assert value(found, "taskexec_task_queue_wait_seconds_count", definition=TOTAL) == 1
+            # ...and the read model (projected just after the tap) holds the start.
+            assert client.get(f"{TASKS}/{task_id}").json()["status"] == "RUNNING"
 
         eventually(started)
     with serving(database_url, tmp_path) as (client, runtime):
