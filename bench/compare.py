@@ -8,7 +8,9 @@ in one run on one machine, printed as medians with our/their ratios.
 Every system runs ``calculate-order-total`` (subtotal, 8% tax, total, rounded half-up)
 and is driven by one client process. Ours: over HTTP to ``taskexec serve`` (1 process)
 with ``taskexec worker`` (1 process) on PostgreSQL and a nats-server; the peers through
-their client libraries (bench/peers: how each is set up and why).
+their client libraries (bench/peers: how each is set up and why). Also printed: the CPU
+per completed task and peak RSS of every process of each system, of the database server
+and of the client, with our memory limits checked (bench/resources.py, bench/cost.py).
 """
 
 from __future__ import annotations
@@ -20,10 +22,17 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bench.common import DEFAULT_PG, percentile
+from bench.cost import limits
+from bench.cost import table as cost_table
+from bench.resources import Meter
+
+#: What ``Meter`` leaves in ``Result.extra``: printed as the cost table.
+COST_KEYS = ("peak_rss_mb", "cpu_per_task_ms", "processes", "rss_limits")
 
 
 @dataclass
@@ -61,24 +70,31 @@ def peers(args: argparse.Namespace) -> dict[str, Callable[[], AbstractContextMan
 
 
 def measure(name: str, peer: Any, args: argparse.Namespace) -> Result:
+    """The four measurements; meanwhile the peak RSS of the peer's processes (its
+    ``processes()``: name -> pids) and, over the throughput runs, CPU per task."""
     result = Result(name)
-    for round_ in range(args.repeat):
-        result.single.append(peer.throughput(args.tasks))
-        bulk = peer.throughput_bulk(args.tasks * args.bulk_factor)
-        if bulk is not None:
-            result.bulk.append(bulk)
-        _progress(
-            name,
-            f"round {round_ + 1}: {result.single[-1]:,.0f} tasks/s single"
-            + (f", {bulk:,.0f} bulk" if bulk is not None else ""),
-        )
-    for rate in args.rates:
-        result.submit[f"{rate:g}"] = peer.submit_latency(rate, args.seconds)
-        _progress(name, f"submit latency at {rate:g}/s measured")
-    result.idle = peer.idle_latency(args.idle)
-    for attribute in ("peak_rss_mb", "cpu_per_task_ms"):
-        if hasattr(peer, attribute):
-            result.extra[attribute] = getattr(peer, attribute)
+    processes = getattr(peer, "processes", None)
+    with Meter(processes() if processes is not None else {}) as meter:
+        for round_ in range(args.repeat):
+            single = partial(peer.throughput, args.tasks)
+            result.single.append(meter.measured("single", args.tasks, single))
+            n = args.tasks * args.bulk_factor
+            bulk = meter.measured("bulk", n, partial(peer.throughput_bulk, n))
+            if bulk is not None:
+                result.bulk.append(bulk)
+            _progress(
+                name,
+                f"round {round_ + 1}: {result.single[-1]:,.0f} tasks/s single"
+                + (f", {bulk:,.0f} bulk" if bulk is not None else ""),
+            )
+        for rate in args.rates:
+            result.submit[f"{rate:g}"] = peer.submit_latency(rate, args.seconds)
+            _progress(name, f"submit latency at {rate:g}/s measured")
+        result.idle = peer.idle_latency(args.idle)
+    result.extra["peak_rss_mb"] = meter.peak_rss_mb
+    result.extra["cpu_per_task_ms"] = meter.cpu_per_task_ms
+    result.extra["processes"] = meter.processes
+    result.extra["rss_limits"] = limits(name, meter.peak_rss_mb)
     return result
 
 
@@ -125,7 +141,9 @@ def report(results: Sequence[Result]) -> str:
         lines.append(line)
     for r in results:
         for key, value in r.extra.items():
-            lines.append(f"{r.name} {key}: {_rounded(value)}")
+            if key not in COST_KEYS:  # those make the table below
+                lines.append(f"{r.name} {key}: {_rounded(value)}")
+    lines.append(cost_table(results))
     return "\n".join(lines)
 
 

@@ -7,8 +7,9 @@ PostgreSQL and a nats-server, and wait until they are COMPLETED.
 Measured: throughput with one task per request and with bulk requests, submit latency at
 fixed offered rates (open loop; latency counts from the moment a request was due, so a
 stalled server is not hidden), idle submit -> COMPLETED latency (seen as the
-``completed`` lifecycle event on NATS, as a subscriber sees it), and the resident memory
-of both processes under load.
+``completed`` lifecycle event on NATS, as a subscriber sees it); ``bench.compare`` adds
+the CPU per task and peak resident memory of serve, worker and nats-server
+(``TaskexecPeer.processes``, measured by ``bench.resources``).
 """
 
 from __future__ import annotations
@@ -117,13 +118,6 @@ async def idle_latency(stack: Stack, samples: int) -> list[float]:
     return latencies
 
 
-async def _sample_memory(stack: Stack, peak: dict[str, float]) -> None:
-    while True:
-        for name, mb in stack.memory().items():
-            peak[name] = max(peak.get(name, 0.0), mb)
-        await asyncio.sleep(0.25)
-
-
 class TaskexecPeer:
     """Our service behind the same four measurements as the peers (bench/peers)."""
 
@@ -133,8 +127,6 @@ class TaskexecPeer:
         self._database_url = database_url
         self._concurrency = concurrency
         self._stack: Stack | None = None
-        self.peak_rss_mb: dict[str, float] = {}
-        self.cpu_per_task_ms: dict[str, list[float]] = {}
 
     def __enter__(self) -> TaskexecPeer:
         self._stack = Stack(self._database_url, concurrency=self._concurrency).__enter__()
@@ -151,39 +143,26 @@ class TaskexecPeer:
         assert self._stack is not None, "use TaskexecPeer as a context manager"
         return self._stack
 
+    def processes(self) -> dict[str, list[int]]:
+        """Our processes, for ``bench.resources.Meter``: serve, worker, nats-server."""
+        stack = self.stack
+        assert stack.serve is not None and stack.worker is not None
+        found = {"api": [stack.serve.pid], "worker": [stack.worker.pid]}
+        if stack.nats_pid is not None:
+            found["nats-server"] = [stack.nats_pid]
+        return found
+
     def throughput(self, n: int) -> float:
-        return self._measured("single", n, throughput(self.stack, n))
+        return asyncio.run(throughput(self.stack, n))
 
     def throughput_bulk(self, n: int) -> float | None:
-        return self._measured("bulk", n, throughput_bulk(self.stack, n))
+        return asyncio.run(throughput_bulk(self.stack, n))
 
     def submit_latency(self, rate: float, seconds: float) -> list[float]:
         return asyncio.run(submit_latency(self.stack, rate, seconds))
 
     def idle_latency(self, samples: int) -> list[float]:
         return asyncio.run(idle_latency(self.stack, samples))
-
-    def _measured(self, label: str, n: int, run: Any) -> float:
-        """Run a throughput measurement; keep peak memory and CPU per task of each process."""
-        before = self.stack.cpu()
-        peak: dict[str, float] = {}
-
-        async def measured() -> float:
-            sampler = asyncio.create_task(_sample_memory(self.stack, peak))
-            try:
-                rate: float = await run
-            finally:
-                sampler.cancel()
-            return rate
-
-        rate = asyncio.run(measured())
-        after = self.stack.cpu()
-        for process, mb in peak.items():
-            self.peak_rss_mb[process] = max(self.peak_rss_mb.get(process, 0.0), mb)
-        for process in after:
-            per_task = (after[process] - before[process]) / n * 1000
-            self.cpu_per_task_ms.setdefault(f"{process} ({label})", []).append(per_task)
-        return rate
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,6 +22,7 @@ import httpx
 
 from bench.common import fresh_postgres
 from bench.loadgen import Client
+from bench.resources import child_named
 from workers.nats_server import EmbeddedNatsServer
 
 ROOT = Path(__file__).parents[1]
@@ -64,6 +65,7 @@ class Stack:
         self.api_key = ""
         self.url = ""
         self.nats_url = ""
+        self.nats_pid: int | None = None
 
     def __enter__(self) -> Stack:
         try:
@@ -87,6 +89,8 @@ class Stack:
         nats = EmbeddedNatsServer(tmp / "nats")
         self.nats_url = nats.start()
         self._exits.callback(nats.stop)
+        # our child (the embedded server's own process), told apart by its store directory
+        self.nats_pid = child_named(os.getpid(), "nats-server", str(tmp / "nats"))
         port = self._port or _free_port()
         env = {
             **os.environ,
@@ -152,7 +156,7 @@ class Stack:
         return {"api": rss_mb(self.serve.pid), "worker": rss_mb(self.worker.pid)}
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds used so far by each process (PostgreSQL's: all its backends)."""
+        """CPU seconds used so far by serve and by the worker (not their children)."""
         assert self.serve is not None and self.worker is not None
         return {"api": cpu_seconds(self.serve.pid), "worker": cpu_seconds(self.worker.pid)}
 

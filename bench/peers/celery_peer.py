@@ -88,6 +88,7 @@ from celery.result import AsyncResult, ResultSet
 from bench.peers.celery_app import make_app
 from bench.peers.common import Workers, cli, open_loop, sigint_ignored, sigterm_as_exit
 from bench.peers.orders import EXAMPLE_INPUT, EXPECTED_OUTPUT, TASK_NAME
+from bench.resources import pids_named
 
 
 class CeleryPeer:
@@ -134,6 +135,11 @@ class CeleryPeer:
         self._workers = None
         with sigint_ignored():
             self._stack.close()
+
+    def processes(self) -> dict[str, list[int]]:
+        """For ``bench.resources.Meter``: the worker (with its pool), and Redis, the broker."""
+        assert self._workers is not None
+        return {"worker": self._workers.pids, "redis-server": pids_named("redis-server")}
 
     def _worker_command(self) -> list[str]:
         return [

@@ -133,6 +133,11 @@ class Workers:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes (each the root of its own children, if any)."""
+        return [proc.pid for proc in self._procs]
+
     def check_alive(self) -> None:
         """Raise with the worker's own output if one of them has died."""
         for proc, log in zip(self._procs, self._logs, strict=True):

@@ -140,6 +140,11 @@ class ProcrastinatePeer:
         with sigint_ignored():
             self._stack.close()
 
+    def processes(self) -> dict[str, list[int]]:
+        """For ``bench.resources.Meter``: the workers (PostgreSQL is measured for all)."""
+        assert self._workers is not None
+        return {"worker": self._workers.pids}
+
     def _admin(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.base_url, autocommit=True)
 
