@@ -27,6 +27,7 @@ from api.read_fence import ReadFence
 from api.security.build import build_security, parse_rates
 from api.security.gate import Security
 from api.settings import Settings
+from api.tracing import traced_commits
 from commands.apikeys import ApiKeyService
 from commands.batch import BatchCommand
 from commands.budget import ConnectionBudget
@@ -45,6 +46,7 @@ from projections.queries import DefinitionQueries, Generation, TaskQueries
 from projections.runner import ProjectionRunner
 from projections.schema import Projection
 from projections.tasks import TaskProjection, timestamp_text
+from workers import tracing
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +157,8 @@ def open_serve(settings: Settings) -> ServeParts:
         )
         wakeups = Wakeups()
         wakeups.add(runner.poke)
-        commits: GroupCommit[BatchCommand, Outcome] = GroupCommit(
-            service.execute, on_committed=wakeups
-        )
+        execute = traced_commits(service.execute) if tracing.active() else service.execute
+        commits: GroupCommit[BatchCommand, Outcome] = GroupCommit(execute, on_committed=wakeups)
         commits.start()
         stack.callback(commits.stop)
 

@@ -19,6 +19,7 @@ from api.health import database_ok
 from api.read_fence import ReadFence
 from api.security.gate import Security
 from api.settings import Settings
+from api.tracing import COMMIT_SPAN, traced
 from commands.apikeys import ApiKeyService
 from commands.batch import BatchCommand
 from commands.errors import CommandError
@@ -27,6 +28,7 @@ from commands.messages import CancelTask, FinishManually, Outcome, RequeueTask, 
 from commands.service import TaskService
 from projections.queries import Page, TaskQueries
 from projections.runner import ProjectionRunner, ProjectionStopped
+from workers import tracing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,20 +93,20 @@ class Runtime:
         # Answered once durable; reads catch up instead (api/read_fence.py). Database
         # unreachable: 503 within about a second (api/availability.py).
         self.availability.check()
-        outcome = await self.availability.answer(self.commits.submit(cmd))
+        outcome = await self.availability.answer(self.commits.submit(traced(cmd)))
         self.fence.answering(outcome.position)
         return outcome
 
     async def acancel(self, cmd: CancelTask) -> Outcome:
         self.availability.check()
-        outcome = await self.availability.answer(self.commits.submit(cmd))
+        outcome = await self.availability.answer(self.commits.submit(traced(cmd)))
         await self._settled(outcome.position)
         return outcome
 
     async def arequeue(self, cmd: RequeueTask) -> Outcome:
         """Requeue a finished task (``POST …/retry``), answered as ``acancel`` is."""
         self.availability.check()
-        outcome = await self.availability.answer(self.commits.submit(cmd))
+        outcome = await self.availability.answer(self.commits.submit(traced(cmd)))
         await self._settled(outcome.position)
         return outcome
 
@@ -124,7 +126,12 @@ class Runtime:
 
     def submit_many(self, cmds: Sequence[SubmitTask]) -> list[Outcome | CommandError]:
         """A bulk request: already one transaction of its own, so it skips the queue."""
-        results = self.service.submit_many(cmds)
+        if tracing.active():  # every task of the request in its trace; one commit span
+            cmds = [traced(cmd) for cmd in cmds]
+            with tracing.span(COMMIT_SPAN, attributes={"taskexec.batch": len(cmds)}):
+                results = self.service.submit_many(cmds)
+        else:
+            results = self.service.submit_many(cmds)
         self._after_write()
         # Unlike a single submit, a bulk request waits for its rows: 500 tasks at a time
         # would otherwise run far ahead of the pipeline (docs/benchmarks.md, "Design

@@ -1,4 +1,5 @@
-"""Settings: every ``TASKEXEC_*`` variable is read here, once, and nowhere else.
+"""Settings: every ``TASKEXEC_*`` variable is read here, once, and nowhere else (and
+whether to trace, from the ``OTEL_*`` ones: api/settings_otel.py).
 
 ``VARIABLES`` lists them with the field each sets and its form (api/settings_forms.py).
 A bad value is a ValueError of one line naming the variable and the form it takes
@@ -41,6 +42,7 @@ from api.settings_forms import (
     parse_size,
     parse_switch,
 )
+from api.settings_otel import check_tracing, parse_tracing
 from commands.fast_paths import FastPaths
 
 __all__ = [  # the forms other modules take from here, as before the split
@@ -104,6 +106,9 @@ class Settings:
     metrics: bool = True
     # A worker's /metrics and /health/ready port (``--metrics-port``); None: no server.
     worker_metrics_port: int | None = None
+    # Trace exporters (workers/tracing.py), from the OTEL_* variables (api/settings_otel.py);
+    # empty: tracing off.
+    tracing: tuple[str, ...] = ()
     # How long the API trusts a looked-up API key (a revocation takes effect within it).
     # Not an environment variable: a short, fixed bound is part of the security contract.
     apikey_cache_seconds: float = 5.0
@@ -115,6 +120,7 @@ class Settings:
             value = getattr(self, variable.field)
             if value is not None and variable.check is not None:
                 variable.check(variable.name, value)
+        check_tracing("tracing", self.tracing)
 
     @property
     def nats_servers(self) -> tuple[str, ...]:
@@ -146,6 +152,7 @@ class Settings:
             text = env.get(variable.name, "").strip()
             if text:
                 values[variable.field] = variable.parse(variable.name, text)
+        values["tracing"] = parse_tracing(env)  # the OTEL_* variables' own rules
         return cls(**values)
 
     @property

@@ -22,6 +22,9 @@ class SubmitTask:
     retry_policy: RetryOverrides | None = None
     # Same key and body again: the original task; same key, other body: refused.
     idempotency_key: str | None = None
+    # The request's trace context (W3C ``traceparent``/``tracestate``; workers/tracing.py),
+    # stored with the task; None: tracing off.
+    trace: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class CancelTask:
     actor: Actor
     reason: str | None = None
     force: bool = False
+    trace: dict[str, str] | None = None  # the request's trace context: its commit's parent
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class RequeueTask:
     task_id: UUID
     actor: Actor
     reason: str | None = None
+    trace: dict[str, str] | None = None  # the request's trace context: its commit's parent
 
 
 @dataclass(frozen=True)

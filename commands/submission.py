@@ -60,4 +60,5 @@ def new_task(
         retry_policy=cmd.retry_policy,
         definition_revision=catalog.revision(definition.id),
         request_hash=request_hash,
+        trace=cmd.trace,
     )

@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain import task_rules as rules
+from domain import task_state as state
 from domain.chain import ChainedAggregate
 from domain.definition import TaskDefinition
 from domain.error_types import OUTPUT_VALIDATION_ERROR as OUTPUT_VALIDATION_ERROR
@@ -23,7 +24,6 @@ from domain.error_types import UNPUBLISHABLE as UNPUBLISHABLE
 from domain.error_types import WORKER_LOST as WORKER_LOST
 from domain.errors import IllegalTransition as IllegalTransition
 from domain.task_rules import NotManual as NotManual
-from domain.task_state import apply_failed, apply_requeued, apply_submitted, task_state
 from domain.values import Actor, Priority, RetryOverrides, RetryPolicy, TaskStatus, TaskType
 
 
@@ -57,9 +57,11 @@ class Task(ChainedAggregate):
         definition_revision: int = 0
         # Fingerprint of the request when it carried an Idempotency-Key (else None).
         request_hash: str | None = None
+        # The submit's W3C trace context, with tracing on (docs/operations.md, "Traces").
+        trace: dict[str, str] | None = None
 
         def apply(self, aggregate: Any) -> None:
-            apply_submitted(aggregate, self)
+            state.apply_submitted(aggregate, self)
 
     class Started(Event):
         TOPIC = "taskexec.task.started.v1"
@@ -67,13 +69,7 @@ class Task(ChainedAggregate):
         worker: str
 
         def apply(self, aggregate: Any) -> None:
-            task: Task = aggregate
-            task.status = TaskStatus.RUNNING
-            task.attempt = self.attempt
-            task.worker = self.worker
-            task.started_at = self.timestamp
-            task.ended_at = None
-            task.next_attempt_at = None
+            state.apply_started(aggregate, self)
 
     class Completed(Event):
         TOPIC = "taskexec.task.completed.v1"
@@ -98,7 +94,7 @@ class Task(ChainedAggregate):
         traceback: str | None = None  # the handler's, bounded (domain/tracebacks.py)
 
         def apply(self, aggregate: Any) -> None:
-            apply_failed(aggregate, self, TaskStatus.FAILED)
+            state.apply_failed(aggregate, self, TaskStatus.FAILED)
 
     class RetryScheduled(Event):
         """An attempt failed and another one is due at ``retry_at`` (RFC 3339, UTC)."""
@@ -112,7 +108,7 @@ class Task(ChainedAggregate):
         traceback: str | None = None  # the handler's, bounded (domain/tracebacks.py)
 
         def apply(self, aggregate: Any) -> None:
-            apply_failed(aggregate, self, TaskStatus.PENDING)
+            state.apply_failed(aggregate, self, TaskStatus.PENDING)
             aggregate.next_attempt_at = datetime.fromisoformat(self.retry_at)
 
     class TimedOut(Event):
@@ -150,11 +146,12 @@ class Task(ChainedAggregate):
         reason: str | None
 
         def apply(self, aggregate: Any) -> None:
-            apply_requeued(aggregate, self)
+            state.apply_requeued(aggregate, self)
 
     def __init__(self) -> None:
         # Placeholders declaring each attribute's type; Submitted.apply sets the values.
         self.request_hash: str | None = None
+        self.trace: dict[str, str] | None = None
         self.definition_id: str = ""
         self.definition_version: str = ""
         self.definition_revision: int = 0
@@ -192,6 +189,7 @@ class Task(ChainedAggregate):
         retry_policy: RetryOverrides | None = None,
         definition_revision: int = 0,
         request_hash: str | None = None,
+        trace: dict[str, str] | None = None,
     ) -> Task:
         """A new PENDING task of ``definition``; its settings override the definition's."""
         return cls._create(
@@ -205,6 +203,7 @@ class Task(ChainedAggregate):
             priority=priority.value,
             definition_revision=definition_revision,
             request_hash=request_hash,
+            trace=trace,
         )
 
     @property
@@ -294,4 +293,4 @@ class Task(ChainedAggregate):
 
     def state(self) -> dict[str, Any]:
         """Everything the aggregate knows, as plain values (for comparisons and views)."""
-        return task_state(self)
+        return state.task_state(self)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 def apply_submitted(task: Task, e: Task.Submitted) -> None:
     """A new task: the submission's fields; PENDING, no attempt yet."""
     task.request_hash = e.request_hash
+    task.trace = e.trace
     task.definition_id = e.definition_id
     task.definition_version = e.definition_version
     task.definition_revision = e.definition_revision
@@ -32,6 +33,16 @@ def apply_submitted(task: Task, e: Task.Submitted) -> None:
     task.ended_at = None
     task.worker = None
     task.cancel_reason = None
+
+
+def apply_started(task: Task, e: Task.Started) -> None:
+    """An attempt began on a worker: RUNNING, no end or next attempt yet."""
+    task.status = TaskStatus.RUNNING
+    task.attempt = e.attempt
+    task.worker = e.worker
+    task.started_at = e.timestamp
+    task.ended_at = None
+    task.next_attempt_at = None
 
 
 def apply_failed(task: Task, e: Task.Failed | Task.RetryScheduled, status: TaskStatus) -> None:

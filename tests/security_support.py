@@ -236,3 +236,17 @@ def assert_unauthorized(response: Any) -> str:
     assert 'Bearer realm="taskexec"' in response.headers["www-authenticate"]
     message: str = error["message"]
     return message
+
+
+@contextmanager
+def serving(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient[Any], Runtime]]:
+    """The app over a runtime of its own (no NATS, no rate limits), with a key of every
+    permission on its client."""
+    settings = Settings(database_url=database_url, var_dir=tmp_path, rate_limit="off")
+    runtime = Runtime.open(settings)
+    try:
+        with TestClient(create_app(runtime, None)) as client:
+            client.headers["X-API-Key"] = new_key(runtime)
+            yield client, runtime
+    finally:
+        runtime.close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from domain.tracebacks import bounded_traceback
+from workers import tracing
 from workers.handlers import Handler, HandlerRegistry, TaskContext
 from workers.integration import IntegrationError, IntegrationExecutor
 from workers.isolation import ChildProcess, HandlerFailed
@@ -32,6 +33,8 @@ from workers.logs import unbind as unbind_log_context
 from workers.protocol import WorkItem
 
 log = logging.getLogger(__name__)
+
+ATTEMPT_SPAN = "taskexec.attempt"
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,36 @@ class Attempt:
         self._child: ChildProcess | None = None
         self._running: asyncio.Task[Any] | None = None
         self.cancelled = False
+        self.trace: dict[str, str] | None = None  # the attempt span's context (tracing on)
+        self.log_fields: dict[str, object] = _log_fields(self.context)
+        trace_id = tracing.trace_id(item.trace)
+        if trace_id is not None:
+            self.log_fields["trace_id"] = trace_id
 
     async def run(self) -> Result | None:
-        """The result to report, or None when the task was cancelled meanwhile."""
+        """The result to report, or None when the task was cancelled meanwhile; with
+        tracing on, in an attempt span that continues the task's trace."""
+        if not tracing.active():
+            return await self._observed()
+        with tracing.span(ATTEMPT_SPAN, "consumer", self.item.trace, self._attributes()) as span:
+            self._traced(span)
+            result = await self._observed()
+            _outcome(span, result)
+            return result
+
+    def _attributes(self) -> dict[str, object]:
+        return {
+            "taskexec.task_id": self.item.task_id,
+            "taskexec.attempt": self.item.attempt,
+            "taskexec.definition": self.item.definition_id,
+            "taskexec.worker": self.context.worker,
+        }
+
+    def _traced(self, span: Any) -> None:
+        self.trace = tracing.current()
+        self.log_fields["trace_id"] = format(span.get_span_context().trace_id, "032x")
+
+    async def _observed(self) -> Result | None:
         if self._observer is None:
             return await self._run()
         started = time.perf_counter()
@@ -142,8 +172,17 @@ class Attempt:
         """Run an ``@inline`` handler now, on the event loop, without the machinery of
         ``run``: it returns before anything else can happen on the loop, so no timeout
         or cancel could have stopped it there either (workers/handlers/__init__.py)."""
+        if not tracing.active():
+            return self._inline(handler)
+        with tracing.span(ATTEMPT_SPAN, "consumer", self.item.trace, self._attributes()) as span:
+            self._traced(span)
+            result = self._inline(handler)
+            _outcome(span, result)
+            return result
+
+    def _inline(self, handler: Handler) -> Result:
         started = time.perf_counter()
-        token = bind_log_context(**_log_fields(self.context))  # the handler's lines say whose
+        token = bind_log_context(**self.log_fields)  # the handler's lines say whose
         try:
             result = Result("completed", output=handler(self.item.input, self.context))
         except Exception as exc:
@@ -176,7 +215,7 @@ class Attempt:
         result = failure(exc)
         args = (self.item.attempt, self.item.task_id, result.error_type, result.error_message)
         message = "attempt %d of %s failed: %s: %s"
-        fields = _log_fields(self.context)
+        fields = self.log_fields
         if not isinstance(exc, HandlerFailed) or result.traceback is None:
             log.warning(message, *args, exc_info=exc, extra=fields)
         elif log.isEnabledFor(logging.WARNING):
@@ -189,7 +228,7 @@ class Attempt:
 
     async def _execute(self) -> Any:
         # A task of its own (``_run``): the lines the handler logs say whose they are.
-        bind_log_context(**_log_fields(self.context))
+        bind_log_context(**self.log_fields)
         item = self.item
         if item.task_type == "INTEGRATION":
             if not item.endpoint:
@@ -201,6 +240,13 @@ class Attempt:
             self._child = ChildProcess(item.handler, item.input, self.context)
             return await self._child.run()
         return await self._registry.call(item.handler, item.input, self.context)
+
+
+def _outcome(span: Any, result: Result | None) -> None:
+    """How the attempt ended, on its span: failed ends it in error."""
+    span.set_attribute("taskexec.outcome", result.kind if result is not None else "cancelled")
+    if result is not None and result.kind == "failed":
+        tracing.failed(span, f"{result.error_type}: {result.error_message}"[:200])
 
 
 def _log_fields(context: TaskContext) -> dict[str, object]:

@@ -3,13 +3,12 @@
 - Pulling: by priority, with aging, only from queues that may hold work
   (workers/queue_probe.py); idle until ``tasks.work.>`` announces work, or a second passed.
 - Before a start: poison, not due yet, marked cancelled (workers/admission.py).
-- Inline handlers (``@inline``: microseconds, never blocking) run at once, in the loop
-  turn that admitted them, without an attempt's tasks, timers and lease: one report
-  each (gathered with the turn's others), and their work is acked once it is stored.
-- Running: a cancel broadcast (``tasks.events.cancelled``) stops the attempt (see
-  workers/attempt.py); ``in_progress`` every ack_wait/3 keeps the lease of long handlers.
-- Reports (workers/reports.py) go to ``tasks.results`` before the work is acked: a crash
-  in between runs the attempt again (handlers run at least once).
+- Inline handlers (``@inline``: microseconds, never blocking) run at once, without an
+  attempt's tasks, timers and lease: one report each, work acked once it is stored.
+- Running: a cancel broadcast stops the attempt (workers/attempt.py); ``in_progress``
+  every ack_wait/3 keeps the lease of long handlers.
+- Reports go to ``tasks.results`` before the work is acked: a crash in between runs the
+  attempt again (handlers run at least once).
 - ``stop()`` (SIGTERM): stop fetching, let attempts finish within ``grace_s``, then stop
   them and hand their work back (``nak``) for another worker.
 """
@@ -26,7 +25,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from workers.admission import POISON_WORK, admit, marked_cancelled, stopped
+from workers.admission import admit, marked_cancelled, stopped
 from workers.attempt import Attempt, AttemptObserver, Result
 from workers.cancel_markers import CancelMarkers
 from workers.handlers import HandlerRegistry
@@ -177,7 +176,8 @@ class Worker:
             if handler is not None:  # microseconds: run it now, one report
                 started_at = now_text()
                 result = attempt.run_inline(handler)
-                ran.append((msg, self._report(item, result, started_at=started_at)))
+                report = self._report(item, result, started_at=started_at, trace=attempt.trace)
+                ran.append((msg, report))
                 continue
             task = asyncio.create_task(self._run(attempt, msg))
             self._running[task] = (attempt, msg)
@@ -224,11 +224,12 @@ class Worker:
             await asyncio.wait({running}, timeout=self._quick_report_s)
             if not running.done():
                 lease = asyncio.create_task(keep_lease(msg, self._ack_wait_s / 3))
-                stored.append(self._report(item, Result("started"), at=started_at))
+                started = Result("started")
+                stored.append(self._report(item, started, at=started_at, trace=attempt.trace))
             result = await running
             if result is not None:
                 start = None if stored else started_at
-                stored.append(self._report(item, result, started_at=start))
+                stored.append(self._report(item, result, started_at=start, trace=attempt.trace))
             if not all(await wait_stored(stored)):
                 log.error("reports of %s not stored: its work will be redelivered", item.task_id)
                 return
@@ -260,11 +261,14 @@ class Worker:
         result: Result,
         at: str | None = None,
         started_at: str | None = None,
+        trace: dict[str, str] | None = None,
     ) -> asyncio.Future[None]:
         """Send a report (workers/reports.py); the returned future resolves once
         JetStream has stored it."""
         task_id, attempt = (item.task_id, item.attempt) if isinstance(item, WorkItem) else item
-        report, body = encoded_report(self.worker_id, task_id, attempt, result, at, started_at)
+        report, body = encoded_report(
+            self.worker_id, task_id, attempt, result, at, started_at, trace
+        )
         assert self._reports is not None
         return self._reports.send(report, body)
 
@@ -293,6 +297,3 @@ async def _wait_any(first: asyncio.Event, second: asyncio.Event, timeout: float)
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-__all__ = ["POISON_WORK", "Worker"]

@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+from workers import tracing
+
 
 class IntegrationError(Exception):
     """The endpoint answered with an error or could not be reached."""
@@ -23,8 +25,25 @@ class IntegrationExecutor:
         self._client = httpx.AsyncClient(follow_redirects=False)
 
     async def call(self, endpoint: str, payload: Any, timeout_s: float) -> Any:
+        """The endpoint's JSON answer to ``payload``; with tracing on, the call is a client
+        span under the attempt's and sends its context (``traceparent``, ``tracestate``)."""
+        if not tracing.active():
+            return await self._call(endpoint, payload, timeout_s, None)
+        attributes = {"http.request.method": "POST", "url.full": endpoint}
+        with tracing.span("POST", "client", None, attributes) as span:
+            try:
+                return await self._call(endpoint, payload, timeout_s, tracing.current())
+            except IntegrationError as exc:
+                tracing.failed(span, exc.error_type)
+                raise
+
+    async def _call(
+        self, endpoint: str, payload: Any, timeout_s: float, headers: dict[str, str] | None
+    ) -> Any:
         try:
-            response = await self._client.post(endpoint, json=payload, timeout=timeout_s)
+            response = await self._client.post(
+                endpoint, json=payload, timeout=timeout_s, headers=headers
+            )
         except httpx.HTTPError as exc:
             raise IntegrationError(
                 f"POST {endpoint} failed: {exc!r}", retryable=True, error_type="CONNECTION_ERROR"

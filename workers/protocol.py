@@ -76,6 +76,9 @@ class WorkItem(msgspec.Struct, rename="camel", frozen=True):
     # it (a marker or a broadcast of a lower ``taskversion``, a relay republishing, say)
     # does not stop it (workers/admission.py, workers/executor.py).
     requeued: int = 0
+    # The task's W3C trace context (``traceparent``, ``tracestate``): the attempt's span
+    # continues its trace (workers/tracing.py). None: the task has none.
+    trace: dict[str, str] | None = None
 
 
 class Report(msgspec.Struct, rename="camel", frozen=True):
@@ -99,6 +102,8 @@ class Report(msgspec.Struct, rename="camel", frozen=True):
     # A failed handler's traceback, at most 8 KB of UTF-8 (domain/tracebacks.py). Absent
     # from older workers' reports; a service older than this ignores it.
     traceback: str | None = None
+    # The attempt span's trace context: recording the report is a span under it.
+    trace: dict[str, str] | None = None
 
     @property
     def msg_id(self) -> str:
@@ -110,7 +115,9 @@ class Report(msgspec.Struct, rename="camel", frozen=True):
 class CloudEvent(msgspec.Struct, frozen=True):
     """CloudEvents 1.0, JSON structured mode, with extension attributes: ``taskversion``,
     ``position`` and ``eventhash`` (the event's hash in the store's hash chain: a witness
-    a subscriber can keep and later compare with ``taskexec audit export``)."""
+    a subscriber can keep and later compare with ``taskexec audit export``), and the
+    distributed-tracing extension's ``traceparent`` and ``tracestate`` when the task has
+    a trace context (absent otherwise)."""
 
     id: str
     source: str
@@ -123,14 +130,18 @@ class CloudEvent(msgspec.Struct, frozen=True):
     specversion: str = "1.0"
     datacontenttype: str = "application/json"
     eventhash: str | None = None
+    traceparent: str | msgspec.UnsetType = msgspec.UNSET
+    tracestate: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class Outgoing(msgspec.Struct, frozen=True):
-    """One message the relay publishes: subject, de-duplication id, body."""
+    """One message the relay publishes: subject, de-duplication id, body; ``trace``, the
+    task's trace context (not sent: its publish span's parent, workers/bridge/relay.py)."""
 
     subject: str
     msg_id: str
     body: bytes
+    trace: dict[str, str] | None = None
 
 
 encoder = msgspec.json.Encoder()

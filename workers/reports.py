@@ -28,9 +28,10 @@ def encoded_report(
     result: Result,
     at: str | None = None,
     started_at: str | None = None,
+    trace: dict[str, str] | None = None,
 ) -> tuple[Report, bytes]:
     """The report of ``result`` (made now, unless ``at``) and its bytes. ``started_at``:
-    the attempt's start, not reported on its own."""
+    the attempt's start, not reported on its own; ``trace``: the attempt span's context."""
     report = Report(
         task_id=task_id,
         attempt=attempt,
@@ -43,6 +44,7 @@ def encoded_report(
         retryable=result.retryable,
         started_at=started_at,
         traceback=result.traceback,
+        trace=trace,
     )
     try:
         return report, encoder.encode(report)

@@ -16,6 +16,7 @@ from typing import Any
 
 from api.settings import Settings
 from commands.gc_pause import settle_heap
+from workers import tracing
 from workers.nats_server import _die_with_parent
 
 
@@ -99,6 +100,7 @@ def serve(
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    tracing.configure(settings.tracing, "serve")  # OTEL_* (api/settings_otel.py)
     with nats_for(settings) as nats_url:
         serve(settings, args.host, args.port, nats_url)
     return 0
@@ -109,6 +111,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
 
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     api_key = ensure_dev_key(settings)
+    tracing.configure(settings.tracing, "serve")  # the worker it spawns: its own
     with nats_for(settings) as nats_url:
         worker = spawn_worker(nats_url)
         base = f"http://{args.host}:{args.port}"
@@ -174,6 +177,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     port = args.metrics_port if args.metrics_port is not None else settings.worker_metrics_port
     metrics_at = (args.metrics_host, port) if port is not None else None
+    tracing.configure(settings.tracing, "worker")
     worker = run_worker(
         settings, nats_url, args.concurrency, args.worker_id, args.grace, settle_heap, metrics_at
     )

@@ -28,6 +28,7 @@ from api.http.openapi_contract import Completed, completer, operation_id
 from api.http.options import options_handlers
 from api.http.schemas import Health, Live
 from api.http.tasks import ROUTES as TASK_ROUTES
+from api.http.tracing import TracedRequests
 from api.metrics.http import RequestMetrics
 from api.metrics.http import metrics as metrics_route
 from api.runtime import Runtime
@@ -37,6 +38,7 @@ from api.security.guards import (
     check_permission,
     current_principal,
 )
+from workers import tracing
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,8 @@ def create_app(
     app.asgi_handler = Gate(app.asgi_handler, lambda: runtime.security)
     if metrics is not None:  # around the gate: its own answers (401, 429) count too
         app.asgi_handler = RequestMetrics(app.asgi_handler, metrics, app.asgi_router.handle_routing)
-    # Outermost: the request id and the access line cover everything inside it.
+    # The request id and the access line cover everything inside it.
     app.asgi_handler = AccessLog(app.asgi_handler, runtime.settings.access_log)
+    if tracing.active():  # outermost: the access line carries the request's trace id
+        app.asgi_handler = TracedRequests(app.asgi_handler)
     return app

@@ -19,9 +19,10 @@ from commands.service import TaskService
 from domain.task import UNDELIVERABLE
 from domain.values import ANONYMOUS, TaskStatus
 from tests.conftest import EXAMPLE_INPUT
+from workers.admission import POISON_WORK
 from workers.bridge.lost_work import LostWork
 from workers.bridge.outbox import Outbox
-from workers.executor import POISON_WORK, Worker
+from workers.executor import Worker
 from workers.nats_server import EmbeddedNatsServer
 from workers.protocol import WORK_STREAM, work_consumer, work_decoder, work_subject
 from workers.pull import Puller

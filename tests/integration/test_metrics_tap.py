@@ -4,8 +4,6 @@ with chosen times, so run and queue-wait times are known to the microsecond."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,23 +18,11 @@ from api.settings import Settings
 from commands.messages import RecordReport
 from tests.conftest import EXAMPLE_INPUT, EXAMPLE_OUTPUT
 from tests.metrics_support import Samples, eventually, samples, value
-from tests.security_support import new_key
+from tests.security_support import new_key, serving
 
 TASKS = "/api/v1/tasks"
 TOTAL = "calculate-order-total"
 ONE_RETRY = {"retryPolicy": {"maxRetries": 1, "retryInterval": 1, "backoffMultiplier": 1}}
-
-
-@contextmanager
-def serving(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient[Any], Runtime]]:
-    settings = Settings(database_url=database_url, var_dir=tmp_path, rate_limit="off")
-    runtime = Runtime.open(settings)
-    try:
-        with TestClient(create_app(runtime, None)) as client:
-            client.headers["X-API-Key"] = new_key(runtime)
-            yield client, runtime
-    finally:
-        runtime.close()
 
 
 def submit(client: TestClient[Any], **fields: Any) -> tuple[UUID, datetime]:

@@ -159,8 +159,10 @@ def test_submitted_gives_an_event_and_a_work_item():
         "isolation",
         "redelivery",
         "requeued",
+        "trace",
     }
     assert (raw["notBefore"], raw["isolation"], raw["redelivery"]) == (None, "thread", 0)
+    assert raw["trace"] is None  # submitted with tracing off
     assert raw["requeued"] == 0  # not after a requeue: any cancel marker stops it
 
 

@@ -150,7 +150,7 @@ def test_the_results_consumer_records_a_backlog_in_bounded_transactions(
         PulledMsg(14, gathered),  # 6 > 4: another; a message is never split
     ]
     chunks = results._chunks(msgs)  # type: ignore[arg-type]
-    assert [([m.metadata.sequence.stream for m in c], len(r)) for c, r in chunks] == [
+    assert [([m.metadata.sequence.stream for m in c], len(r)) for c, r, _ in chunks] == [
         ([10, 11, 12], 4),
         ([13], 3),
         ([14], 3),

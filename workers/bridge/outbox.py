@@ -21,6 +21,8 @@ from commands.public_events import PUBLIC_TYPES, event_data, event_id, rfc3339
 from commands.service import TaskService
 from domain.task import UNPUBLISHABLE, Task
 from domain.values import TaskType
+from workers import tracing
+from workers.bridge.trace_contexts import TraceContexts, tracing_extension
 from workers.protocol import (
     EVENTS_SUBJECT_PREFIX,
     CloudEvent,
@@ -60,6 +62,7 @@ class Outbox:
     def __init__(self, service: TaskService, lock: Leadership | None = None) -> None:
         self._service = service
         self._lock = lock
+        self._traces = TraceContexts(self._submitted_trace) if tracing.active() else None
 
     def lead(self) -> bool:
         return self._lock is None or self._lock.acquire()
@@ -77,12 +80,15 @@ class Outbox:
             return None
         messages: list[Outgoing] = []
         for position, event in events:
-            messages.extend(to_messages(event, position, self._task_at))
+            messages.extend(to_messages(event, position, self._task_at, self._traces))
         return OutboxBatch(last_position=events[-1][0], messages=messages)
 
     def _task_at(self, task_id: UUID, version: int) -> Task:
         task: Any = self._service.repository.get(task_id, version=version)
         return cast(Task, task)
+
+    def _submitted_trace(self, task_id: UUID) -> dict[str, str] | None:
+        return self._task_at(task_id, 1).trace
 
     def mark_published(self, position: int) -> None:
         self._service.process_recorder.insert_tracking(Tracking(RELAY_TRACKING, position))
@@ -107,17 +113,22 @@ class Outbox:
 
 
 def to_messages(
-    event: Any, position: int, task_at: Callable[[UUID, int], Task] | None = None
+    event: Any,
+    position: int,
+    task_at: Callable[[UUID, int], Task] | None = None,
+    traces: TraceContexts | None = None,
 ) -> list[Outgoing]:
     """The public lifecycle event; for a new attempt (submitted, retry scheduled,
     requeued), the work item; for a cancel, the cancel marker workers check before they
     start. ``task_at`` loads the task as of an event (a retry's or a requeued task's work
-    item needs the submission's fields)."""
+    item needs the submission's fields); ``traces`` (tracing on) finds the task's trace
+    context for every event of it, the Submitted event's own otherwise."""
     public = PUBLIC_TYPES.get(type(event))
     if public is None:
         return []
     name, status = public
     task_id = str(event.originator_id)
+    trace = traces.of(event) if traces is not None else getattr(event, "trace", None)
     cloud_event = CloudEvent(
         id=event_id(event.originator_id, event.originator_version),
         source=SOURCE,
@@ -128,12 +139,14 @@ def to_messages(
         taskversion=event.originator_version,
         position=position,
         eventhash=getattr(event, "hash", None),
+        **tracing_extension(trace),
     )
     messages = [
         Outgoing(
             subject=f"{EVENTS_SUBJECT_PREFIX}{name}",
             msg_id=cloud_event.id,
             body=encoder.encode(cloud_event),
+            trace=trace,
         )
     ]
     if isinstance(event, Task.Submitted) and event.task_type != TaskType.MANUAL:
@@ -150,6 +163,7 @@ def to_messages(
                     handler=event.execution.get("handler"),
                     endpoint=event.execution.get("endpoint"),
                     isolation=event.execution.get("isolation", "thread"),
+                    trace=event.trace,
                 )
             )
         )
@@ -190,6 +204,7 @@ def work_for(task: Task, attempt: int, not_before: str | None = None) -> WorkIte
         isolation=task.execution.get("isolation", "thread"),
         not_before=not_before,
         requeued=task.requeued_version,
+        trace=task.trace,
     )
 
 
@@ -198,6 +213,7 @@ def _work(item: WorkItem, again: str = "") -> Outgoing:
         subject=work_subject(item.priority),
         msg_id=work_msg_id(item.task_id, item.attempt, again, item.requeued),
         body=encoder.encode(item),
+        trace=item.trace,
     )
 
 

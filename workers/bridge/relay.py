@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
+from workers import tracing
 from workers.protocol import Outgoing
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 RECORD_EVERY_S = 0.5  # far inside JetStream's duplicate window
 HEADERS_ROOM = 512  # bytes of a message's headers (its Nats-Msg-Id), within max_payload
 LEAD_CHECK_S = 1.0  # how often the active relay checks it still is; standbys try as often
+PUBLISH_SPAN = "taskexec.relay.publish"
 
 
 class OutboxBatchLike(Protocol):
@@ -142,7 +144,10 @@ class Relay:
             messages = [m for m in messages if len(m.body) <= limit]
         # The whole batch pipelined, then every ack (one round trip per batch); one
         # connection keeps the order within each stream.
+        started = time.time_ns()
         await self._publisher.publish(messages)
+        if tracing.active():
+            publish_spans(messages, started)
         self._position = batch.last_position
         if time.monotonic() - self._recorded_at >= RECORD_EVERY_S:
             await self._record()
@@ -152,3 +157,19 @@ class Relay:
             await asyncio.to_thread(self._outbox.mark_published, self._position)
             self._recorded = self._position
         self._recorded_at = time.monotonic()
+
+
+def publish_spans(messages: Sequence[Outgoing], started: int) -> None:
+    """A ``taskexec.relay.publish`` span for each message of a task with a trace context,
+    under it: the batch's publish, from its first send to JetStream's last ack."""
+    ended = time.time_ns()
+    for message in messages:
+        if message.trace:
+            attributes = {
+                "messaging.system": "nats",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": message.subject,
+                "messaging.message.id": message.msg_id,
+                "messaging.batch.message_count": len(messages),
+            }
+            tracing.record(PUBLISH_SPAN, "producer", message.trace, started, ended, attributes)

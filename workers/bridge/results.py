@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 
 from commands.messages import RecordReport
 from commands.service import TaskService
+from workers import tracing
 from workers.protocol import RESULTS_CONSUMER, RESULTS_STREAM, Report, decode_reports
 from workers.pull import Puller
 from workers.streams import RESULTS_ACK_WAIT_S
@@ -30,6 +31,7 @@ from workers.streams import RESULTS_ACK_WAIT_S
 log = logging.getLogger(__name__)
 
 MAX_REPORTS_PER_BATCH = 1000  # reports recorded in one transaction (as many as fit)
+RECORD_SPAN = "taskexec.report.record"
 
 
 def _instant(text: str) -> datetime:
@@ -87,16 +89,19 @@ class ResultsConsumer:
         them), and a backlog must not become one huge transaction."""
         chunks = _chunks(msgs)
         progress_at = time.monotonic() + RESULTS_ACK_WAIT_S / 3
-        for index, (chunk, reports) in enumerate(chunks):
+        for index, (chunk, reports, traced) in enumerate(chunks):
+            started = time.time_ns()
             recorded = await self._apply(reports)
             if recorded is None:
                 return  # stopping: the rest is redelivered
+            if traced:
+                record_spans(traced, started, len(reports))
             for msg in chunk:
                 await msg.ack()
             if recorded:
                 self._on_recorded()
             if time.monotonic() >= progress_at:  # a long backlog: keep the rest ours
-                for later, _ in chunks[index + 1 :]:
+                for later, _, _ in chunks[index + 1 :]:
                     for msg in later:
                         await msg.in_progress()
                 progress_at = time.monotonic() + RESULTS_ACK_WAIT_S / 3
@@ -120,25 +125,48 @@ class ResultsConsumer:
                 return None
 
 
-def _chunks(msgs: list[Msg]) -> list[tuple[list[Msg], list[RecordReport]]]:
+Chunk = tuple[list[Msg], list[RecordReport], list[Report]]  # msgs, reports, traced ones
+
+
+def _chunks(msgs: list[Msg]) -> list[Chunk]:
     """Consecutive runs of ``msgs`` with their decoded reports (at most
-    MAX_REPORTS_PER_BATCH, unless one message alone holds more). An undecodable message
-    is logged and counts as empty."""
-    chunks: list[tuple[list[Msg], list[RecordReport]]] = []
+    MAX_REPORTS_PER_BATCH, unless one message alone holds more), and those of them that
+    carry a trace context when tracing is on. An undecodable message is logged and
+    counts as empty."""
+    chunks: list[Chunk] = []
     chunk: list[Msg] = []
     reports: list[RecordReport] = []
+    traced: list[Report] = []
+    tracing_on = tracing.active()
     for msg in msgs:
         try:
-            decoded = [to_record(report) for report in decode_reports(msg.data)]
+            received = decode_reports(msg.data)
+            decoded = [to_record(report) for report in received]
         except (msgspec.DecodeError, ValueError) as exc:
             sequence = msg.metadata.sequence.stream
             log.error("undecodable report at stream sequence %s discarded: %s", sequence, exc)
-            decoded = []
+            received, decoded = [], []
         if chunk and len(reports) + len(decoded) > MAX_REPORTS_PER_BATCH:
-            chunks.append((chunk, reports))
-            chunk, reports = [], []
+            chunks.append((chunk, reports, traced))
+            chunk, reports, traced = [], [], []
         chunk.append(msg)
         reports.extend(decoded)
+        if tracing_on:
+            traced.extend(report for report in received if report.trace)
     if chunk:
-        chunks.append((chunk, reports))
+        chunks.append((chunk, reports, traced))
     return chunks
+
+
+def record_spans(traced: list[Report], started: int, batch: int) -> None:
+    """A ``taskexec.report.record`` span for each traced report, under its attempt's
+    span: the transaction that recorded it with the rest of its batch."""
+    ended = time.time_ns()
+    for report in traced:
+        attributes = {
+            "taskexec.task_id": report.task_id,
+            "taskexec.attempt": report.attempt,
+            "taskexec.report": report.kind,
+            "taskexec.batch": batch,
+        }
+        tracing.record(RECORD_SPAN, "consumer", report.trace, started, ended, attributes)
