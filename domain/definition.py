@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.errors import InvalidValue
+from domain.integration_auth import parse_auth
 from domain.values import RetryPolicy, TaskType
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -94,8 +95,16 @@ class TaskDefinition:
                     f"{self.id}: AUTOMATED definitions need executionConfig.handler "
                     "of the form 'package.module:function'"
                 )
-        elif self.type is TaskType.INTEGRATION and not self.endpoint:
-            raise InvalidValue(f"{self.id}: INTEGRATION definitions need executionConfig.endpoint")
+        elif self.type is TaskType.INTEGRATION:
+            if not self.endpoint:
+                raise InvalidValue(
+                    f"{self.id}: INTEGRATION definitions need executionConfig.endpoint"
+                )
+            if "auth" in self.execution_config:
+                try:
+                    parse_auth(self.execution_config["auth"])
+                except InvalidValue as exc:
+                    raise InvalidValue(f"{self.id}: {exc}") from None
         isolation = self.execution_config.get("isolation", "thread")
         if isolation not in ("thread", "process"):
             raise InvalidValue(f"{self.id}: executionConfig.isolation must be thread or process")

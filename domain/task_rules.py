@@ -123,7 +123,11 @@ def from_definition(
     """A submitted task's fields taken from its definition: a task's own timeout replaces
     the definition's; its own retry settings are merged field by field over the
     definition's policy (RetryPolicy.overridden_by), and the merged policy is what the
-    Submitted event records; the worker gets the execution config it needs."""
+    Submitted event records; the worker gets the execution config it needs (an
+    INTEGRATION task's ``auth`` too: the names of its credentials, never their values)."""
+    keys: tuple[str, ...] = ("handler", "endpoint", "isolation")
+    if definition.type is TaskType.INTEGRATION:
+        keys += ("auth",)
     return {
         "definition_id": definition.id,
         "definition_version": definition.version,
@@ -132,7 +136,7 @@ def from_definition(
         "retry_policy": definition.retry_policy.overridden_by(retry).as_dict(),
         "execution": {
             key: definition.execution_config[key]
-            for key in ("handler", "endpoint", "isolation")
+            for key in keys
             if key in definition.execution_config
         },
     }

@@ -8,13 +8,16 @@ is the only way to leave them out.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import nats
 import psycopg
@@ -94,6 +97,16 @@ async def nc(nats_server: EmbeddedNatsServer) -> AsyncIterator[Client]:
     await ensure_streams(client.jetstream())
     yield client
     await client.close()
+
+
+def reply_json(handler: BaseHTTPRequestHandler, status: int, answer: Any) -> None:
+    """A test HTTP server's answer: ``answer`` as JSON with ``status``."""
+    data = json.dumps(answer).encode()
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 def free_port() -> int:

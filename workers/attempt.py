@@ -233,7 +233,11 @@ class Attempt:
         if item.task_type == "INTEGRATION":
             if not item.endpoint:
                 raise ValueError("INTEGRATION task without an endpoint")
-            return await self._integration.call(item.endpoint, item.input, item.timeout_ms / 1000)
+            key = f"{item.task_id}:{item.attempt}"  # the same on a redelivery of the attempt
+            timeout_s = item.timeout_ms / 1000
+            return await self._integration.call(
+                item.endpoint, item.input, timeout_s, key, item.auth
+            )
         if not item.handler:
             raise ValueError(f"{item.task_type} task without a handler")
         if item.isolation == "process":

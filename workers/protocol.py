@@ -79,6 +79,10 @@ class WorkItem(msgspec.Struct, rename="camel", frozen=True):
     # The task's W3C trace context (``traceparent``, ``tracestate``): the attempt's span
     # continues its trace (workers/tracing.py). None: the task has none.
     trace: dict[str, str] | None = None
+    # An INTEGRATION task's ``executionConfig.auth`` as its definition gives it: the names
+    # of the worker's environment variables holding the credentials, never a secret
+    # (domain/integration_auth.py). None: the call carries no credentials.
+    auth: dict[str, Any] | None = None
 
 
 class Report(msgspec.Struct, rename="camel", frozen=True):

@@ -25,6 +25,7 @@ from api.settings import Settings
 from commands.messages import CancelTask, RecordReport, SubmitTask
 from domain.task import Task
 from domain.values import ANONYMOUS, Priority
+from tests.conftest import reply_json
 from workers.executor import Worker
 from workers.nats_server import EmbeddedNatsServer
 from workers.protocol import RESULTS_SUBJECT
@@ -406,12 +407,7 @@ class _Endpoint(BaseHTTPRequestHandler):
             status, answer = 429, {"error": "slow down"}
         elif self.path == "/gone":
             status, answer = 404, {"error": "no such account"}
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, status, answer)
 
     def log_message(self, *args: Any) -> None:
         pass

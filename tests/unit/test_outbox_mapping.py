@@ -160,9 +160,11 @@ def test_submitted_gives_an_event_and_a_work_item():
         "redelivery",
         "requeued",
         "trace",
+        "auth",
     }
     assert (raw["notBefore"], raw["isolation"], raw["redelivery"]) == (None, "thread", 0)
     assert raw["trace"] is None  # submitted with tracing off
+    assert raw["auth"] is None  # no INTEGRATION credentials
     assert raw["requeued"] == 0  # not after a requeue: any cancel marker stops it
 
 
@@ -303,6 +305,22 @@ def test_integration_work_item_carries_the_endpoint():
     assert item.task_type == "INTEGRATION"
     assert item.endpoint == "http://127.0.0.1:9/payments"
     assert item.handler is None
+
+
+def test_integration_work_items_carry_the_auth_config_of_every_attempt():
+    auth = {"type": "headers", "headers": {"X-Api-Key": {"fromEnv": "PAY_KEY"}}}
+    base = definition("INTEGRATION")
+    config = {**base.execution_config, "auth": auth}
+    task = Task.submit(
+        task_id=TASK_ID,
+        at=T0,
+        actor=USER,
+        definition=TaskDefinition(**{**vars(base), "execution_config": config}),
+        input=INPUT,
+    )
+    first = work_decoder.decode(to_messages(task.collect_events()[0], 1)[1].body)
+    assert first.auth == auth  # the names of the credentials, as the definition gives them
+    assert work_for(task, 2).auth == auth  # a retry's work item, from the task's state
 
 
 def test_manual_submitted_gives_no_work_item():

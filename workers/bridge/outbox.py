@@ -160,10 +160,8 @@ def to_messages(
                     input=event.input,
                     timeout_ms=event.timeout_ms,
                     priority=event.priority,
-                    handler=event.execution.get("handler"),
-                    endpoint=event.execution.get("endpoint"),
-                    isolation=event.execution.get("isolation", "thread"),
                     trace=event.trace,
+                    **_execution(event.execution),
                 )
             )
         )
@@ -199,13 +197,22 @@ def work_for(task: Task, attempt: int, not_before: str | None = None) -> WorkIte
         input=task.input,
         timeout_ms=task.timeout_ms,
         priority=task.priority.value,
-        handler=task.execution.get("handler"),
-        endpoint=task.execution.get("endpoint"),
-        isolation=task.execution.get("isolation", "thread"),
         not_before=not_before,
         requeued=task.requeued_version,
         trace=task.trace,
+        **_execution(task.execution),
     )
+
+
+def _execution(execution: dict[str, Any]) -> dict[str, Any]:
+    """A work item's fields from the task's ``execution`` (domain/task_rules.py
+    from_definition): what runs it, and an INTEGRATION call's ``auth``."""
+    return {
+        "handler": execution.get("handler"),
+        "endpoint": execution.get("endpoint"),
+        "isolation": execution.get("isolation", "thread"),
+        "auth": execution.get("auth"),
+    }
 
 
 def _work(item: WorkItem, again: str = "") -> Outgoing:

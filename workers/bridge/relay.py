@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from workers import tracing
-from workers.protocol import Outgoing
+from workers.protocol import WORK_SUBJECT_PREFIX, Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +160,13 @@ class Relay:
 
 
 def publish_spans(messages: Sequence[Outgoing], started: int) -> None:
-    """A ``taskexec.relay.publish`` span for each message of a task with a trace context,
-    under it: the batch's publish, from its first send to JetStream's last ack."""
+    """A ``taskexec.relay.publish`` span for each work item of a task with a trace context,
+    under it: the batch's publish, from its first send to JetStream's last ack. Lifecycle
+    events get none: they carry the task's context themselves, and a span for each would
+    double what tracing costs a task (docs/benchmarks.md)."""
     ended = time.time_ns()
     for message in messages:
-        if message.trace:
+        if message.trace and message.subject.startswith(WORK_SUBJECT_PREFIX):
             attributes = {
                 "messaging.system": "nats",
                 "messaging.operation.type": "send",
