@@ -125,3 +125,26 @@ def test_trace_ids_are_read_from_valid_traceparents_only() -> None:
     assert tracing.trace_id(None) is None
     assert tracing.trace_id({"traceparent": "00-xyz-abc-01"}) is None
     assert tracing.trace_id({"tracestate": "k=v"}) is None
+
+
+async def test_under_a_parent_not_sampled_no_span_is_made_and_its_context_travels_on(
+    exported: InMemorySpanExporter,
+) -> None:
+    unsampled = {"traceparent": f"00-{0xABC:032x}-{0xDEF:016x}-00", "tracestate": "k=v"}
+    work_item = item("t-2", f"{HERE}:traced_handler", trace=unsampled)
+    attempt = Attempt(work_item, "w-1", HandlerRegistry(), IntegrationExecutor())
+    seen.clear()
+    result = await attempt.run()
+    assert result is not None and result.kind == "completed"
+    # No attempt span: a parent-based sampler would record nothing under this parent.
+    assert exported.get_finished_spans() == ()
+    assert attempt.trace == unsampled  # the caller's context, passed on as it came
+    assert seen[0]["trace_id"] == f"{0xABC:032x}"
+    tracing.record("x", "internal", unsampled, 0, 1)
+    with tracing.span("y", parent=unsampled) as parent:
+        assert not parent.is_recording()
+        assert tracing.current() == unsampled
+    assert exported.get_finished_spans() == ()
+    sampled_flags = {"traceparent": f"00-{0xABC:032x}-{0xDEF:016x}-03"}  # sampled + random
+    tracing.record("z", "internal", sampled_flags, 0, 1)
+    assert [s.name for s in exported.get_finished_spans()] == ["z"]
