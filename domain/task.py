@@ -59,6 +59,9 @@ class Task(ChainedAggregate):
         request_hash: str | None = None
         # The submit's W3C trace context, with tracing on (docs/operations.md, "Traces").
         trace: dict[str, str] | None = None
+        # A scheduled task: when its first attempt is due (RFC 3339, UTC; docs/api.md,
+        # "Scheduled tasks"). None: at once, and in every event stored before it existed.
+        scheduled_at: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             state.apply_submitted(aggregate, self)
@@ -152,6 +155,7 @@ class Task(ChainedAggregate):
         # Placeholders declaring each attribute's type; Submitted.apply sets the values.
         self.request_hash: str | None = None
         self.trace: dict[str, str] | None = None
+        self.scheduled_at: datetime | None = None
         self.definition_id: str = ""
         self.definition_version: str = ""
         self.definition_revision: int = 0
@@ -190,8 +194,10 @@ class Task(ChainedAggregate):
         definition_revision: int = 0,
         request_hash: str | None = None,
         trace: dict[str, str] | None = None,
+        scheduled_at: datetime | None = None,
     ) -> Task:
-        """A new PENDING task of ``definition``; its settings override the definition's."""
+        """A new PENDING task of ``definition``; its settings override the definition's.
+        ``scheduled_at``: its first attempt is not due before then (domain/schedule.py)."""
         return cls._create(
             cls.Submitted,
             id=task_id,
@@ -204,6 +210,7 @@ class Task(ChainedAggregate):
             definition_revision=definition_revision,
             request_hash=request_hash,
             trace=trace,
+            scheduled_at=scheduled_at.isoformat() if scheduled_at is not None else None,
         )
 
     @property
