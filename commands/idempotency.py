@@ -40,8 +40,8 @@ def fingerprint(cmd: SubmitTask) -> str:
     """SHA-256 of the request's canonical JSON: what "the same body" means.
 
     It covers what the client asked for (definition, input, workflow, priority, timeout,
-    the retry fields it gave, the schedule as given) after parsing, so key order and whitespace do not matter;
-    the principal is already part of the task id.
+    the retry fields it gave, the schedule as given) after parsing, so key order and
+    whitespace do not matter; the principal is already part of the task id.
     """
     canonical: dict[str, Any] = {
         "definition_id": cmd.definition_id,

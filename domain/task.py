@@ -59,8 +59,7 @@ class Task(ChainedAggregate):
         request_hash: str | None = None
         # The submit's W3C trace context, with tracing on (docs/operations.md, "Traces").
         trace: dict[str, str] | None = None
-        # A scheduled task: when its first attempt is due (RFC 3339, UTC; docs/api.md,
-        # "Scheduled tasks"). None: at once, and in every event stored before it existed.
+        # When a scheduled task's first attempt is due (RFC 3339; None: at once, as before).
         scheduled_at: str | None = None
 
         def apply(self, aggregate: Any) -> None:
@@ -134,11 +133,7 @@ class Task(ChainedAggregate):
         force: bool
 
         def apply(self, aggregate: Any) -> None:
-            task: Task = aggregate
-            task.status = TaskStatus.CANCELLED
-            task.cancel_reason = self.reason
-            task.ended_at = self.timestamp
-            task.next_attempt_at = None
+            state.apply_cancelled(aggregate, self)
 
     class Requeued(Event):
         """A FAILED, TIMED_OUT or CANCELLED task is to run again: ``attempt`` is the next
@@ -196,8 +191,8 @@ class Task(ChainedAggregate):
         trace: dict[str, str] | None = None,
         scheduled_at: datetime | None = None,
     ) -> Task:
-        """A new PENDING task of ``definition``; its settings override the definition's.
-        ``scheduled_at``: its first attempt is not due before then (domain/schedule.py)."""
+        """A new PENDING task of ``definition``; its settings override the definition's;
+        ``scheduled_at``: its first attempt is not due before (domain/schedule.py)."""
         return cls._create(
             cls.Submitted,
             id=task_id,

@@ -59,6 +59,14 @@ def apply_failed(task: Task, e: Task.Failed | Task.RetryScheduled, status: TaskS
     task.next_attempt_at = None
 
 
+def apply_cancelled(task: Task, e: Task.Cancelled) -> None:
+    """Stopped for good (unless requeued): no next attempt, a scheduled one included."""
+    task.status = TaskStatus.CANCELLED
+    task.cancel_reason = e.reason
+    task.ended_at = e.timestamp
+    task.next_attempt_at = None
+
+
 def apply_requeued(task: Task, e: Task.Requeued) -> None:
     """PENDING again, waiting for attempt ``e.attempt``: the last failure and the cancel
     reason go (the history keeps them); the last attempt's start, end and worker stay

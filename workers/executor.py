@@ -112,8 +112,7 @@ class Worker:
             self._wake.set()
 
         subscriptions = [
-            # JetStream republishes each stored work item's headers there (workers/streams.py):
-            # scheduled work that came due announces itself too.
+            # Each stored work item's headers, scheduled ones too (workers/streams.py).
             await self._nc.subscribe(f"{QUEUED_SUBJECT_PREFIX}*", cb=wake),
             await self._nc.subscribe(CANCELLED_SUBJECT, cb=self._on_cancel),
         ]
