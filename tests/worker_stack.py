@@ -31,10 +31,10 @@ async def app_with_worker(
     handlers: Mapping[str, str],
     definitions: Iterable[dict[str, Any]],
     concurrency: int = 4,
-    **settings: Any,
+    **overrides: Any,
 ) -> AsyncIterator[tuple[AsyncTestClient[Any], Runtime]]:
     """``handlers``: module name -> source, importable by the worker; ``definitions``:
-    the task definitions the runtime loads; ``settings``: more Settings fields. Yields a client holding an all-permission key
+    the task definitions the runtime loads; ``overrides``: more Settings fields. Yields a client holding an all-permission key
     (rate limits off) and the runtime; the worker is stopped and its connection closed."""
     code = tmp_path / "code"
     code.mkdir()
@@ -51,7 +51,7 @@ async def app_with_worker(
         var_dir=tmp_path,
         rate_limit="off",
         rate_limit_bulk="off",
-        **settings,
+        **overrides,
     )
     runtime = await asyncio.to_thread(Runtime.open, settings)
     nc = await nats.connect(nats_url)

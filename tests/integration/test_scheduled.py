@@ -126,7 +126,7 @@ async def test_a_scheduled_task_waits_pending_then_starts_on_time(
         assert float(ran.read_text()) >= due.timestamp()
 
         submitted = await js.get_last_msg(EVENTS_STREAM, "tasks.events.submitted")
-        assert json.loads(submitted.data)["data"]["scheduledAt"] == rfc3339(due)
+        assert json.loads(submitted.data or b"")["data"]["scheduledAt"] == rfc3339(due)
     finally:
         await nc.close()
 
@@ -179,8 +179,8 @@ async def test_a_task_cancelled_before_its_time_never_runs(api: Api, tmp_path: P
 async def test_schedules_out_of_bounds_are_refused_naming_the_field(api: Api, wire: bool) -> None:
     client, _ = api
     now = datetime.now(UTC)
-    base = {"taskDefinitionId": "stamp", "input": {"path": "/nonexistent"}}
-    cases = [
+    base: dict[str, Any] = {"taskDefinitionId": "stamp", "input": {"path": "/nonexistent"}}
+    cases: list[tuple[dict[str, Any], str | None]] = [
         ({"scheduledAt": rfc3339(now), "delaySeconds": 1}, "scheduledAt"),
         ({"scheduledAt": rfc3339(now + timedelta(days=31))}, "scheduledAt"),
         ({"scheduledAt": "2030-01-01T00:00:00"}, None),  # no offset
