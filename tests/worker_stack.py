@@ -34,8 +34,9 @@ async def app_with_worker(
     **overrides: Any,
 ) -> AsyncIterator[tuple[AsyncTestClient[Any], Runtime]]:
     """``handlers``: module name -> source, importable by the worker; ``definitions``:
-    the task definitions the runtime loads; ``overrides``: more Settings fields. Yields a client holding an all-permission key
-    (rate limits off) and the runtime; the worker is stopped and its connection closed."""
+    the task definitions the runtime loads; ``overrides``: more Settings fields. Yields a
+    client holding an all-permission key (rate limits off) and the runtime; the worker is
+    stopped and its connection closed."""
     code = tmp_path / "code"
     code.mkdir()
     for module, source in handlers.items():
