@@ -44,7 +44,8 @@ WORK_MAX_DELIVER = 5
 # the time a crashed serve's reports wait. The consumer signals progress on long batches.
 RESULTS_ACK_WAIT_S = 10.0
 EVENTS_MAX_AGE_S = 30 * 24 * 3600.0
-# As long as any task waits for its next attempt or its scheduled time (domain/schedule.py).
+# Longer than any task waits for its next attempt; a scheduled task's schedule is replaced
+# at its cancel (workers/bridge/outbox.py), so its wait does not count.
 CANCEL_MARKER_TTL_S = 30 * 24 * 3600.0
 
 

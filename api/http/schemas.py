@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -38,12 +37,13 @@ class ExecutionConfigIn(Struct, rename="camel", forbid_unknown_fields=True):
 
 
 ScheduledAt = Annotated[
-    datetime,
+    str,
     Meta(
-        tz=True,
+        max_length=64,
+        extra_json_schema={"format": "date-time"},
         description=(
             "Beyond the spec: the first attempt starts at this time (RFC 3339 with an "
-            "offset), at most 30 days ahead; a past time means now. Not with delaySeconds."
+            "offset); a past time means now. Not with delaySeconds."
         ),
     ),
 ]
@@ -54,7 +54,7 @@ DelaySeconds = Annotated[
         le=MAX_DELAY_SECONDS,
         description=(
             "Beyond the spec: the first attempt starts this many seconds after the submit "
-            "(at most 30 days). Not with scheduledAt."
+            "is recorded. Not with scheduledAt."
         ),
     ),
 ]

@@ -22,7 +22,7 @@ from api.http.errors import COMMAND_STATUS
 from api.http.schemas import ErrorBody, SubmitTaskRequest, SubmitTaskResponse
 from commands.errors import CommandError
 from commands.messages import Outcome
-from domain.schedule import InvalidSchedule, due_at
+from domain.schedule import InvalidSchedule, due_at, parse_time
 from domain.values import TaskStatus
 
 MAX_BULK = 500
@@ -66,16 +66,19 @@ class BulkSubmitResponse(Struct, rename="camel"):
     failed: int
 
 
-def check_schedule(body: SubmitTaskRequest, field: str = "") -> None:
-    """A 400 naming the field (``field``: the item's place in a bulk body) for a schedule
-    the write side would refuse (domain/schedule.py): both fields, or too far ahead."""
+def check_schedule(body: SubmitTaskRequest, field: str = "") -> datetime | None:
+    """The body's ``scheduledAt`` as a time; a 400 naming the field (``field``: the item's
+    place in a bulk body) for a schedule the write side would refuse (domain/schedule.py):
+    not RFC 3339, or both fields given."""
     if body.scheduled_at is None and body.delay_seconds is None:
-        return
+        return None
     try:
-        due_at(body.scheduled_at, body.delay_seconds, datetime.now(UTC))
+        at = parse_time(body.scheduled_at) if body.scheduled_at is not None else None
+        due_at(at, body.delay_seconds, datetime.now(UTC))
     except InvalidSchedule as exc:
         problem = {"key": f"{field}{exc.field}", "message": exc.issue, "source": "body"}
         raise ValidationException("Invalid request", extra=[problem]) from None
+    return at
 
 
 def submit_response(outcome: Outcome, api_time: Callable[[datetime], str]) -> SubmitTaskResponse:

@@ -63,7 +63,7 @@ def to_command(
     body: SubmitTaskRequest, actor: Actor, idempotency_key: str | None = None, field: str = ""
 ) -> SubmitTask:
     """The command of one submit body (``field``: where it is in a bulk body)."""
-    check_schedule(body, field)
+    scheduled_at = check_schedule(body, field)
     config = body.execution_config
     retry = None
     if config is not None and config.retry_policy is not None:
@@ -85,7 +85,7 @@ def to_command(
         timeout_ms=config.timeout if config is not None else None,
         retry_policy=retry,
         idempotency_key=idempotency_key,
-        scheduled_at=body.scheduled_at,
+        scheduled_at=scheduled_at,
         delay_seconds=body.delay_seconds,
     )
 

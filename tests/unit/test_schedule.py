@@ -4,8 +4,10 @@ message schedule, the submitted CloudEvent, and the idempotency fingerprint."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from uuid import UUID
 
 import msgspec
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from commands.idempotency import fingerprint
 from commands.messages import SubmitTask
 from commands.public_events import event_data
-from domain.schedule import MAX_AHEAD, InvalidSchedule, due_at
+from domain.schedule import MAX_DELAY_SECONDS, InvalidSchedule, due_at, parse_time
 from domain.task import Task
 from tests.unit.test_outbox_mapping import T0, TASK_ID, USER, definition, make_mapper
 from workers.bridge.outbox import to_messages
@@ -54,9 +56,8 @@ def test_a_time_is_kept_in_utc_and_a_past_one_too() -> None:
     [
         (T0, 5, "scheduledAt"),  # both
         (datetime(2024, 6, 1), None, "scheduledAt"),  # no offset
-        (T0 + MAX_AHEAD + timedelta(milliseconds=1), None, "scheduledAt"),
         (None, -1, "delaySeconds"),
-        (None, int(MAX_AHEAD.total_seconds()) + 1, "delaySeconds"),
+        (None, MAX_DELAY_SECONDS + 1, "delaySeconds"),
     ],
 )
 def test_what_is_refused_names_its_field(
@@ -67,8 +68,38 @@ def test_what_is_refused_names_its_field(
     assert refused.value.field == field
 
 
-def test_thirty_days_ahead_is_the_limit() -> None:
-    assert due_at(T0 + MAX_AHEAD, None, T0) == (T0 + MAX_AHEAD).replace(microsecond=123000)
+def test_any_day_ahead_is_accepted() -> None:
+    far = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert due_at(far, None, T0) == far.replace(microsecond=999000)
+    assert due_at(None, MAX_DELAY_SECONDS, T0) == (
+        T0 + timedelta(seconds=MAX_DELAY_SECONDS)
+    ).replace(microsecond=123000)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-24T18:00:00Z", datetime(2026, 12, 24, 18, tzinfo=UTC)),
+        ("2026-12-24t18:00:00.1234567+01:30", datetime(2026, 12, 24, 16, 30, 0, 123456, UTC)),
+        ("2016-12-31T23:59:60Z", datetime(2017, 1, 1, tzinfo=UTC)),  # a leap second
+        ("0000-01-01T00:00:00Z", datetime.min.replace(tzinfo=UTC)),  # past: now anyway
+        ("0001-01-01T00:00:00+01:00", datetime.min.replace(tzinfo=UTC)),
+        ("9999-12-31T23:59:59-01:00", datetime.max.replace(tzinfo=UTC)),
+    ],
+)
+def test_rfc3339_times_are_read_in_utc(text: str, expected: datetime) -> None:
+    assert parse_time(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["soon", "2026-12-24T18:00:00", "2026-12-24 18:00:00Z", "2021-02-30T00:00:00Z",
+     "2021-01-01T24:00:00Z", "2021-01-01T00:00:61Z", "2021-01-01T00:00:00+24:00", "0"],
+)  # fmt: skip
+def test_what_is_not_an_rfc3339_time_is_refused(text: str) -> None:
+    with pytest.raises(InvalidSchedule) as refused:
+        parse_time(text)
+    assert refused.value.field == "scheduledAt"
 
 
 def test_a_scheduled_task_waits_with_its_time_as_next_attempt() -> None:
@@ -117,6 +148,46 @@ def test_a_time_already_past_is_published_as_plain_work() -> None:
     _, work = to_messages(submitted, 7)
     assert (work.subject, work.headers) == ("tasks.work.medium", None)
     assert work_decoder.decode(work.body).not_before is None
+
+
+def history_cancelled(due: datetime | None, cancel_at: datetime) -> list[Any]:
+    task = scheduled(due)
+    task.cancel(reason="no", force=False, at=cancel_at, actor=USER)
+    return list(task.collect_events())
+
+
+def test_a_cancel_replaces_the_schedule_with_one_due_a_second_later() -> None:
+    """However far ahead it was: no schedule outlives its cancel marker."""
+    events = history_cancelled(datetime(9000, 1, 1, tzinfo=UTC), T0 + timedelta(seconds=5))
+    task_at = at_version(events)
+    messages = to_messages(events[1], 8, task_at)
+    _, marker, replacement = messages
+    assert marker.subject == f"$KV.TASK_CANCELLED.{TASK_ID}"
+    assert replacement.subject == f"tasks.scheduled.{TASK_ID}"  # the same: replaced
+    assert replacement.msg_id == f"{TASK_ID}:1:work:cancelled-2"
+    assert replacement.headers == {
+        "Nats-Schedule": "@at 2024-05-01T12:00:06.123Z",
+        "Nats-Schedule-Target": "tasks.work.medium",
+    }
+    item = work_decoder.decode(replacement.body)
+    assert (item.attempt, item.not_before, item.requeued) == (1, None, 0)
+
+
+def test_a_cancel_of_a_task_not_waiting_for_its_time_replaces_nothing() -> None:
+    for due in (None, T0 + timedelta(seconds=1)):  # not scheduled; due before the cancel
+        events = history_cancelled(due, T0 + timedelta(seconds=5))
+        assert len(to_messages(events[1], 8, at_version(events))) == 2
+
+
+def at_version(events: list[Any]) -> Callable[[UUID, int], Task]:
+    def task_at(_: UUID, version: int) -> Task:
+        task = None
+        for event in events[:version]:
+            task = event.mutate(task)
+        assert isinstance(task, Task)
+        return task
+
+    return task_at
 
 
 def test_a_manual_task_has_no_work_to_schedule() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
@@ -188,7 +188,22 @@ def to_messages(
                 body=encoder.encode(marker),
             )
         )
+        if task_at is not None:
+            messages.extend(_unscheduled(task_at(event.originator_id, version), event))
     return messages
+
+
+def _unscheduled(task: Task, cancel: Task.Cancelled) -> list[Outgoing]:
+    """A task cancelled while its schedule waits: the schedule is replaced by one due a
+    second after the cancel (one schedule per subject), whose work the workers drop as
+    cancelled (its marker is published just before). So no schedule outlives its cancel
+    marker, however far ahead it was, and none is left in the stream."""
+    due = task.scheduled_at
+    if due is None or task.attempt or task.requeued_version or due <= cancel.timestamp:
+        return []
+    work = _work(work_for(task, 1), f"cancelled-{cancel.originator_version}")
+    fire = rfc3339(cancel.timestamp + timedelta(seconds=1))
+    return [_scheduled(work, str(task.id), fire, task.priority.value)]
 
 
 def _due(event: Task.Submitted) -> str | None:
