@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import ab, compare, e2e, http_floor, profile, read_side, replay, stalls
+from bench import ab, compare, e2e, http_floor, profile, read_side, replay, scheduled, stalls
 
 BENCHMARKS = {
     "ab": ab.main,
@@ -19,6 +19,7 @@ BENCHMARKS = {
     "profile": profile.main,
     "read_side": read_side.main,
     "replay": replay.main,
+    "scheduled": scheduled.main,
     "stalls": stalls.main,
 }
 RESULTS = Path(__file__).parent / "results"

@@ -66,6 +66,7 @@ class Stack:
         self.url = ""
         self.nats_url = ""
         self.nats_pid: int | None = None
+        self.database_url = ""
 
     def __enter__(self) -> Stack:
         try:
@@ -86,6 +87,7 @@ class Stack:
     def _start(self) -> None:
         tmp = Path(self._exits.enter_context(tempfile.TemporaryDirectory(prefix="bench-e2e-")))
         database_url = self._exits.enter_context(fresh_postgres(self._base_url, "e2e"))
+        self.database_url = database_url  # its schema of its own, dropped at the end
         nats = EmbeddedNatsServer(tmp / "nats")
         self.nats_url = nats.start()
         self._exits.callback(nats.stop)

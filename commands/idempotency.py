@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import UTC
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -39,8 +40,8 @@ def fingerprint(cmd: SubmitTask) -> str:
     """SHA-256 of the request's canonical JSON: what "the same body" means.
 
     It covers what the client asked for (definition, input, workflow, priority, timeout,
-    the retry fields it gave) after parsing, so key order and whitespace do not matter;
-    the principal is already part of the task id.
+    the retry fields it gave, the schedule as given) after parsing, so key order and
+    whitespace do not matter; the principal is already part of the task id.
     """
     canonical: dict[str, Any] = {
         "definition_id": cmd.definition_id,
@@ -50,6 +51,11 @@ def fingerprint(cmd: SubmitTask) -> str:
         "timeout_ms": cmd.timeout_ms,
         "retry_policy": _retry(cmd.retry_policy),
     }
+    # Only when given: a request without a schedule hashes as it did before they existed.
+    if cmd.scheduled_at is not None:
+        canonical["scheduled_at"] = cmd.scheduled_at.astimezone(UTC).isoformat()
+    if cmd.delay_seconds is not None:
+        canonical["delay_seconds"] = cmd.delay_seconds
     text = json.dumps(
         canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )

@@ -25,6 +25,10 @@ class SubmitTask:
     # The request's trace context (W3C ``traceparent``/``tracestate``; workers/tracing.py),
     # stored with the task; None: tracing off.
     trace: dict[str, str] | None = None
+    # A scheduled task (docs/api.md, "Scheduled tasks"): one of the two as the request
+    # gave it; the moment is decided with the submit's time (domain/schedule.py).
+    scheduled_at: datetime | None = None
+    delay_seconds: int | None = None
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ def _utc_rfc3339(moment: datetime) -> str:
 def event_data(event: Any) -> dict[str, Any]:
     """The event's own fields in the REST API's camelCase vocabulary."""
     if isinstance(event, Task.Submitted):
-        return {
+        submitted = {
             "taskDefinitionId": event.definition_id,
             "definitionVersion": event.definition_version,
             "workflowInstanceId": event.workflow_instance_id,
@@ -68,6 +68,9 @@ def event_data(event: Any) -> dict[str, Any]:
             "input": event.input,
             "timeout": event.timeout_ms,
         }
+        if event.scheduled_at is not None:  # a scheduled task (absent otherwise)
+            submitted["scheduledAt"] = rfc3339(datetime.fromisoformat(event.scheduled_at))
+        return submitted
     if isinstance(event, Task.Started):
         return {"attempt": event.attempt, "executionEnvironment": event.worker}
     if isinstance(event, Task.Completed):

@@ -1,6 +1,7 @@
 """What a submit must pass before its task exists: a known definition, an input small
 enough to travel in the task's messages, and an input that matches the definition's
-inputSchema. A refusal is the command's answer; nothing is recorded."""
+inputSchema, and a schedule within bounds (domain/schedule.py). A refusal is the
+command's answer; nothing is recorded."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import msgspec
 from commands.catalog import DefinitionCatalog, as_details
 from commands.errors import NotFound, TooLarge, ValidationFailed
 from commands.messages import SubmitTask
+from domain.schedule import InvalidSchedule, due_at
 from domain.task import Task
 
 _json = msgspec.json.Encoder()
@@ -48,9 +50,14 @@ def new_task(
             "input does not match the task definition's inputSchema",
             {"field": "input", "violations": as_details(violations)},
         )
+    at = clock()
+    try:
+        due = due_at(cmd.scheduled_at, cmd.delay_seconds, at)
+    except InvalidSchedule as exc:
+        raise ValidationFailed(str(exc), {"field": exc.field, "issue": exc.issue}) from None
     return Task.submit(
         task_id=task_id,
-        at=clock(),
+        at=at,
         actor=cmd.actor,
         definition=definition,
         input=cmd.input,
@@ -61,4 +68,5 @@ def new_task(
         definition_revision=catalog.revision(definition.id),
         request_hash=request_hash,
         trace=cmd.trace,
+        scheduled_at=due,
     )

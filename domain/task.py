@@ -59,6 +59,8 @@ class Task(ChainedAggregate):
         request_hash: str | None = None
         # The submit's W3C trace context, with tracing on (docs/operations.md, "Traces").
         trace: dict[str, str] | None = None
+        # When a scheduled task's first attempt is due (RFC 3339; None: at once, as before).
+        scheduled_at: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             state.apply_submitted(aggregate, self)
@@ -131,11 +133,7 @@ class Task(ChainedAggregate):
         force: bool
 
         def apply(self, aggregate: Any) -> None:
-            task: Task = aggregate
-            task.status = TaskStatus.CANCELLED
-            task.cancel_reason = self.reason
-            task.ended_at = self.timestamp
-            task.next_attempt_at = None
+            state.apply_cancelled(aggregate, self)
 
     class Requeued(Event):
         """A FAILED, TIMED_OUT or CANCELLED task is to run again: ``attempt`` is the next
@@ -152,6 +150,7 @@ class Task(ChainedAggregate):
         # Placeholders declaring each attribute's type; Submitted.apply sets the values.
         self.request_hash: str | None = None
         self.trace: dict[str, str] | None = None
+        self.scheduled_at: datetime | None = None
         self.definition_id: str = ""
         self.definition_version: str = ""
         self.definition_revision: int = 0
@@ -190,8 +189,10 @@ class Task(ChainedAggregate):
         definition_revision: int = 0,
         request_hash: str | None = None,
         trace: dict[str, str] | None = None,
+        scheduled_at: datetime | None = None,
     ) -> Task:
-        """A new PENDING task of ``definition``; its settings override the definition's."""
+        """A new PENDING task of ``definition``; its settings override the definition's;
+        ``scheduled_at``: its first attempt is not due before (domain/schedule.py)."""
         return cls._create(
             cls.Submitted,
             id=task_id,
@@ -204,6 +205,7 @@ class Task(ChainedAggregate):
             definition_revision=definition_revision,
             request_hash=request_hash,
             trace=trace,
+            scheduled_at=scheduled_at.isoformat() if scheduled_at is not None else None,
         )
 
     @property

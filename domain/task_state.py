@@ -3,6 +3,7 @@ and what the events that set many of its fields at once copy onto it."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from domain.values import Priority, RetryPolicy, TaskStatus, TaskType
@@ -33,6 +34,9 @@ def apply_submitted(task: Task, e: Task.Submitted) -> None:
     task.ended_at = None
     task.worker = None
     task.cancel_reason = None
+    # A scheduled task's first attempt is due then: nextAttemptAt until it starts.
+    due = datetime.fromisoformat(e.scheduled_at) if e.scheduled_at is not None else None
+    task.scheduled_at = task.next_attempt_at = due
 
 
 def apply_started(task: Task, e: Task.Started) -> None:
@@ -51,6 +55,14 @@ def apply_failed(task: Task, e: Task.Failed | Task.RetryScheduled, status: TaskS
     task.error = {"type": e.error_type, "message": e.error_message}
     if e.traceback is not None:
         task.error["traceback"] = e.traceback
+    task.ended_at = e.timestamp
+    task.next_attempt_at = None
+
+
+def apply_cancelled(task: Task, e: Task.Cancelled) -> None:
+    """Stopped for good (unless requeued): no next attempt, a scheduled one included."""
+    task.status = TaskStatus.CANCELLED
+    task.cancel_reason = e.reason
     task.ended_at = e.timestamp
     task.next_attempt_at = None
 
@@ -90,6 +102,7 @@ def task_state(task: Task) -> dict[str, Any]:
         "worker": task.worker,
         "cancel_reason": task.cancel_reason,
         "next_attempt_at": task.next_attempt_at,
+        "scheduled_at": task.scheduled_at,
         "retry_base": task.retry_base,
         "requeued_version": task.requeued_version,
         "created_at": task.created_at,

@@ -47,6 +47,8 @@ COLUMNS = (
     # Added later (projections/task_upgrade.py adds it to older tables): the type of
     # ``error``, for lists of the failures of one kind (an index, which JSON text lacks).
     "error_type",
+    # Added later too: a scheduled task's time (docs/api.md, "Scheduled tasks"), else NULL.
+    "scheduled_at",
 )
 MUTABLE = COLUMNS[6:]  # status onwards; the submission's fields never change
 NULLABLE = (  # the columns without NOT NULL (see TaskProjection.ddl)
@@ -60,6 +62,7 @@ NULLABLE = (  # the columns without NOT NULL (see TaskProjection.ddl)
     "next_attempt_at",
     "lease_deadline",
     "error_type",
+    "scheduled_at",
 )
 # Where each column is in a row.
 ID = COLUMNS.index("id")
@@ -79,8 +82,9 @@ LEASE = COLUMNS.index("lease_deadline")
 CREATED = COLUMNS.index("created_at")
 UPDATED = COLUMNS.index("updated_at")
 VERSION = COLUMNS.index("version")
+SCHEDULED = COLUMNS.index("scheduled_at")
 # Times: text in the table, UTC datetimes while a batch is applied (``finish``).
-OTHER_TIMES = (START, END, NEXT, LEASE, CREATED)  # and UPDATED
+OTHER_TIMES = (START, END, NEXT, LEASE, CREATED, SCHEDULED)  # and UPDATED
 
 Row = list[Any]
 Rows = dict[str, Row]
@@ -143,8 +147,10 @@ def _time(moment: datetime) -> datetime | str:
 
 
 def submitted(task_id: str, e: Any) -> Row:
-    """The row of a new task (its times still datetimes, see ``finish``)."""
+    """The row of a new task (its times still datetimes, see ``finish``); a scheduled
+    one's next attempt is due at its scheduled time."""
     at = _time(e.timestamp)
+    due = _time(datetime.fromisoformat(e.scheduled_at)) if e.scheduled_at is not None else None
     return [
         task_id,
         e.definition_id,
@@ -163,12 +169,13 @@ def submitted(task_id: str, e: Any) -> Row:
         None,
         None,
         None,
-        None,
+        due,
         None,
         at,
         at,
         e.originator_version,
         None,
+        due,
     ]
 
 

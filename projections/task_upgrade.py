@@ -11,6 +11,8 @@ the column already costs one catalog query.
   a page at a time. In Python, not SQL: PostgreSQL's JSON operators refuse a ``\\u0000``
   in a message, which the ``error`` text may hold, and the value is kept as the
   projection keeps free text (a NUL as U+FFFD).
+- ``scheduled_at`` (a scheduled task's time): added empty; the tasks recorded before it
+  existed were not scheduled.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ def columns(cur: Cursor, table: str) -> set[str]:
 
 def add_missing_columns(cur: Cursor, view: str) -> None:
     """Add (and fill) every column the task view ``view`` lacks."""
-    if "error_type" in columns(cur, view):
-        return
-    cur.execute(statement("add_task_error_type").format(view=view))
-    filled = fill_error_types(cur, view)
-    log.info("read model %s: column error_type added, %d rows filled", view, filled)
+    present = columns(cur, view)
+    if "error_type" not in present:
+        cur.execute(statement("add_task_error_type").format(view=view))
+        filled = fill_error_types(cur, view)
+        log.info("read model %s: column error_type added, %d rows filled", view, filled)
+    if "scheduled_at" not in present:
+        cur.execute(statement("add_task_scheduled_at").format(view=view))
+        log.info("read model %s: column scheduled_at added", view)
 
 
 def fill_error_types(cur: Cursor, view: str) -> int:

@@ -123,6 +123,7 @@ def reference_rows(events: list[tuple[int, Any]]) -> dict[str, dict[str, Any]]:
             continue
         task_id, at = str(e.originator_id), reference_text(e.timestamp)
         if isinstance(e, Task.Submitted):
+            due = e.scheduled_at and reference_text(datetime.fromisoformat(e.scheduled_at))
             rows[task_id] = {
                 "id": task_id,
                 "definition_id": e.definition_id,
@@ -141,12 +142,13 @@ def reference_rows(events: list[tuple[int, Any]]) -> dict[str, dict[str, Any]]:
                 "end_time": None,
                 "execution_environment": None,
                 "cancel_reason": None,
-                "next_attempt_at": None,
+                "next_attempt_at": due,
                 "lease_deadline": None,
                 "created_at": at,
                 "updated_at": at,
                 "version": e.originator_version,
                 "error_type": None,
+                "scheduled_at": due,
             }
             continue
         row = rows[task_id]

@@ -31,10 +31,12 @@ async def app_with_worker(
     handlers: Mapping[str, str],
     definitions: Iterable[dict[str, Any]],
     concurrency: int = 4,
+    **overrides: Any,
 ) -> AsyncIterator[tuple[AsyncTestClient[Any], Runtime]]:
     """``handlers``: module name -> source, importable by the worker; ``definitions``:
-    the task definitions the runtime loads. Yields a client holding an all-permission key
-    (rate limits off) and the runtime; the worker is stopped and its connection closed."""
+    the task definitions the runtime loads; ``overrides``: more Settings fields. Yields a
+    client holding an all-permission key (rate limits off) and the runtime; the worker is
+    stopped and its connection closed."""
     code = tmp_path / "code"
     code.mkdir()
     for module, source in handlers.items():
@@ -50,6 +52,7 @@ async def app_with_worker(
         var_dir=tmp_path,
         rate_limit="off",
         rate_limit_bulk="off",
+        **overrides,
     )
     runtime = await asyncio.to_thread(Runtime.open, settings)
     nc = await nats.connect(nats_url)

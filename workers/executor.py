@@ -1,7 +1,7 @@
 """The worker: pull work by priority, run each attempt within its timeout, report.
 
 - Pulling: by priority, with aging, only from queues that may hold work
-  (workers/queue_probe.py); idle until ``tasks.work.>`` announces work, or a second passed.
+  (workers/queue_probe.py); idle until ``tasks.queued.*`` announces work, or a second passed.
 - Before a start: poison, not due yet, marked cancelled (workers/admission.py).
 - Inline handlers (``@inline``: microseconds, never blocking) run at once, without an
   attempt's tasks, timers and lease: one report each, work acked once it is stored.
@@ -34,8 +34,8 @@ from workers.protocol import (
     CANCEL_BUCKET,
     CANCELLED_SUBJECT,
     PRIORITIES,
+    QUEUED_SUBJECT_PREFIX,
     WORK_STREAM,
-    WORK_SUBJECT_PREFIX,
     WorkItem,
     cloud_event_decoder,
     work_consumer,
@@ -108,11 +108,12 @@ class Worker:
             await self._pullers[priority].start()
 
         async def wake(msg: Msg) -> None:
-            self._queues.announced(msg.subject[len(WORK_SUBJECT_PREFIX) :])
+            self._queues.announced(msg.subject[len(QUEUED_SUBJECT_PREFIX) :])
             self._wake.set()
 
         subscriptions = [
-            await self._nc.subscribe(f"{WORK_SUBJECT_PREFIX}>", cb=wake),
+            # Each stored work item's headers, scheduled ones too (workers/streams.py).
+            await self._nc.subscribe(f"{QUEUED_SUBJECT_PREFIX}*", cb=wake),
             await self._nc.subscribe(CANCELLED_SUBJECT, cb=self._on_cancel),
         ]
         log.info("worker %s ready (concurrency %d)", self.worker_id, self._concurrency)

@@ -4,6 +4,11 @@ Streams and subjects are a public contract (see docs/events.md):
 - ``TASK_EVENTS``  ``tasks.events.<type>``  CloudEvents 1.0, Limits retention (subscribers)
 - ``TASK_WORK``    ``tasks.work.<priority>`` work items, WorkQueue retention (workers pull)
 - ``TASK_RESULTS`` ``tasks.results``         worker reports, WorkQueue retention (results consumer)
+
+``TASK_WORK`` also holds ``tasks.scheduled.<task>``: a scheduled task's first work item,
+which JetStream itself publishes to ``tasks.work.<priority>`` when it is due (message
+schedules, nats-server 2.12+); and it republishes the headers of every work item it
+stores to ``tasks.queued.<priority>`` (core NATS), which wakes idle workers.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ RESULTS_STREAM = "TASK_RESULTS"
 EVENTS_SUBJECT_PREFIX = "tasks.events."
 WORK_SUBJECT_PREFIX = "tasks.work."
 RESULTS_SUBJECT = "tasks.results"
+SCHEDULE_SUBJECT_PREFIX = "tasks.scheduled."  # a scheduled task's work until it is due
+QUEUED_SUBJECT_PREFIX = "tasks.queued."  # core NATS: a work item was stored (headers only)
 RESULTS_CONSUMER = "results"
 CANCEL_BUCKET = "TASK_CANCELLED"  # KV: task id -> cancelled (workers check before a start)
 CANCELLED_SUBJECT = "tasks.events.cancelled"  # broadcast: running attempts stop
@@ -31,6 +38,18 @@ def cancel_subject(task_id: str) -> str:
 
 def work_subject(priority: str) -> str:
     return f"{WORK_SUBJECT_PREFIX}{priority.lower()}"
+
+
+def schedule_subject(task_id: str) -> str:
+    """Where a scheduled task's work waits: one schedule per task (a schedule published
+    again on the subject replaces the one before: it fires once)."""
+    return f"{SCHEDULE_SUBJECT_PREFIX}{task_id}"
+
+
+def schedule_headers(due: str, priority: str) -> dict[str, str]:
+    """JetStream message-schedule headers: publish the body to ``priority``'s work subject
+    at ``due`` (RFC 3339, UTC)."""
+    return {"Nats-Schedule": f"@at {due}", "Nats-Schedule-Target": work_subject(priority)}
 
 
 def work_consumer(priority: str) -> str:
@@ -140,12 +159,14 @@ class CloudEvent(msgspec.Struct, frozen=True):
 
 class Outgoing(msgspec.Struct, frozen=True):
     """One message the relay publishes: subject, de-duplication id, body; ``trace``, the
-    task's trace context (not sent: its publish span's parent, workers/bridge/relay.py)."""
+    task's trace context (not sent: its publish span's parent, workers/bridge/relay.py);
+    ``headers``, sent besides ``Nats-Msg-Id`` (a schedule's: ``schedule_headers``)."""
 
     subject: str
     msg_id: str
     body: bytes
     trace: dict[str, str] | None = None
+    headers: dict[str, str] | None = None
 
 
 encoder = msgspec.json.Encoder()

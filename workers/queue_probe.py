@@ -5,8 +5,9 @@
   ``starvation_s`` (default 60 s) is probed first. With a backlog younger than that, a
   higher priority always starts first.
 - A queue found empty is not probed again until work is announced on its subject
-  (core NATS, ``tasks.work.>``), or a second has passed (redeliveries and delayed
-  retries are not announced).
+  (core NATS, ``tasks.queued.<priority>``: JetStream republishes the headers of each
+  work item it stores, a scheduled one that came due included), or a second has passed
+  (redeliveries and delayed retries are not announced).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from nats.js.api import (
     ConsumerConfig,
     DiscardPolicy,
     KeyValueConfig,
+    RePublish,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -23,9 +24,11 @@ from workers.protocol import (
     EVENTS_STREAM,
     EVENTS_SUBJECT_PREFIX,
     PRIORITIES,
+    QUEUED_SUBJECT_PREFIX,
     RESULTS_CONSUMER,
     RESULTS_STREAM,
     RESULTS_SUBJECT,
+    SCHEDULE_SUBJECT_PREFIX,
     WORK_STREAM,
     WORK_SUBJECT_PREFIX,
     work_consumer,
@@ -41,7 +44,9 @@ WORK_MAX_DELIVER = 5
 # the time a crashed serve's reports wait. The consumer signals progress on long batches.
 RESULTS_ACK_WAIT_S = 10.0
 EVENTS_MAX_AGE_S = 30 * 24 * 3600.0
-CANCEL_MARKER_TTL_S = 30 * 24 * 3600.0  # longer than any task waits for its next attempt
+# Longer than any task waits for its next attempt; a scheduled task's schedule is replaced
+# at its cancel (workers/bridge/outbox.py), so its wait does not count.
+CANCEL_MARKER_TTL_S = 30 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -77,10 +82,20 @@ def stream_configs(events: EventsRetention = EventsRetention()) -> list[StreamCo
         ),
         StreamConfig(
             name=WORK_STREAM,
-            subjects=[f"{WORK_SUBJECT_PREFIX}>"],
+            # Work by priority, and scheduled tasks' work until it is due (a message
+            # schedule: JetStream publishes it to its priority's subject then).
+            subjects=[f"{WORK_SUBJECT_PREFIX}>", f"{SCHEDULE_SUBJECT_PREFIX}>"],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW_S,
+            allow_msg_schedules=True,  # nats-server 2.12+; cannot be switched off again
+            # Every stored work item's headers on core NATS: wakes idle workers, also
+            # for work no client published (a schedule that came due).
+            republish=RePublish(
+                src=f"{WORK_SUBJECT_PREFIX}*",
+                dest=f"{QUEUED_SUBJECT_PREFIX}{{{{wildcard(1)}}}}",
+                headers_only=True,
+            ),
         ),
         StreamConfig(
             name=RESULTS_STREAM,

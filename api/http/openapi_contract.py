@@ -155,11 +155,23 @@ def complete(
     return doc
 
 
+# A submit gives ``scheduledAt`` or ``delaySeconds``, not both (domain/schedule.py): what
+# a Struct cannot declare. Either may be null (not given).
+ONE_SCHEDULE = {
+    "not": {
+        "required": ["scheduledAt", "delaySeconds"],
+        "properties": {"scheduledAt": {"type": "string"}, "delaySeconds": {"type": "integer"}},
+    }
+}
+
+
 def body_schemas(types: Iterable[type]) -> dict[str, Any]:
     """msgspec's JSON Schemas of ``types`` and all they reference, enums in declared order."""
     _, schemas = msgspec.json.schema_components(list(types), ref_template=REF)
     for schema in schemas.values():
         schema.pop("examples", None)
+        if {"scheduledAt", "delaySeconds"} <= set(schema.get("properties", {})):
+            schema.update(ONE_SCHEDULE)
     for enum, description in ENUM_DESCRIPTIONS.items():
         schemas[enum.__name__] = _enum_schema(enum, description)
     return schemas

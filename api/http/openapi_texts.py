@@ -42,6 +42,7 @@ TASK = {
     "error": None,
     "attempts": 1,
     "nextAttemptAt": None,
+    "scheduledAt": None,
     "executionMetadata": {
         "startTime": "2023-07-15T14:30:05Z",
         "endTime": "2023-07-15T14:30:07Z",
@@ -61,6 +62,7 @@ TASK_LIST = {
             "workflowInstanceId": "order-workflow-789",
             "createdAt": "2023-07-15T14:30:00Z",
             "updatedAt": "2023-07-15T14:30:07Z",
+            "scheduledAt": None,
         },
         {
             "id": OTHER_ID,
@@ -70,6 +72,7 @@ TASK_LIST = {
             "workflowInstanceId": None,
             "createdAt": "2023-07-15T14:31:00Z",
             "updatedAt": "2023-07-15T14:31:05Z",
+            "scheduledAt": "2023-07-15T14:31:00Z",
         },
     ],
     "pagination": {"page": 1, "limit": 20, "totalItems": 42, "totalPages": 3},

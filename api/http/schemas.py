@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from domain.schedule import MAX_DELAY_SECONDS
 from domain.values import Priority, TaskStatus, TaskType
 
 NonEmpty = Annotated[str, Meta(min_length=1, max_length=256)]
@@ -35,12 +36,39 @@ class ExecutionConfigIn(Struct, rename="camel", forbid_unknown_fields=True):
     retry_policy: RetryPolicyIn | None = None
 
 
+ScheduledAt = Annotated[
+    str,
+    Meta(
+        max_length=64,
+        extra_json_schema={"format": "date-time"},
+        description=(
+            "Beyond the spec: the first attempt starts at this time (RFC 3339 with an "
+            "offset); a past time means now. Not with delaySeconds."
+        ),
+    ),
+]
+DelaySeconds = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=MAX_DELAY_SECONDS,
+        description=(
+            "Beyond the spec: the first attempt starts this many seconds after the submit "
+            "is recorded. Not with scheduledAt."
+        ),
+    ),
+]
+
+
 class SubmitTaskRequest(Struct, rename="camel", forbid_unknown_fields=True):
     task_definition_id: NonEmpty
     input: dict[str, Any] = msgspec.field(default_factory=dict)
     workflow_instance_id: NonEmpty | None = None
     priority: Priority = Priority.MEDIUM
     execution_config: ExecutionConfigIn | None = None
+    # Beyond the spec: a scheduled task (docs/api.md, "Scheduled tasks"); one or the other.
+    scheduled_at: ScheduledAt | None = None
+    delay_seconds: DelaySeconds | None = None
 
 
 class SubmitTaskResponse(Struct, rename="camel"):
@@ -105,6 +133,8 @@ class TaskResponse(Struct, rename="camel"):
     error: TaskError | None
     attempts: int
     next_attempt_at: Timestamp | None
+    # Beyond the spec: a scheduled task's time (its first attempt's), else null.
+    scheduled_at: Timestamp | None
     execution_metadata: ExecutionMetadata
     created_at: Timestamp
     updated_at: Timestamp
@@ -152,6 +182,7 @@ class TaskSummary(Struct, rename="camel"):
     workflow_instance_id: str | None
     created_at: Timestamp
     updated_at: Timestamp
+    scheduled_at: Timestamp | None  # beyond the spec: a scheduled task's time, else null
 
 
 class TaskList(Struct):

@@ -11,9 +11,10 @@ key). All accepted items are recorded in ONE transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from litestar.exceptions import ValidationException
 from litestar.params import HeaderParameter
 from msgspec import Meta, Struct
 
@@ -21,6 +22,7 @@ from api.http.errors import COMMAND_STATUS
 from api.http.schemas import ErrorBody, SubmitTaskRequest, SubmitTaskResponse
 from commands.errors import CommandError
 from commands.messages import Outcome
+from domain.schedule import InvalidSchedule, due_at, parse_time
 from domain.values import TaskStatus
 
 MAX_BULK = 500
@@ -62,6 +64,21 @@ class BulkSubmitResponse(Struct, rename="camel"):
     created: int
     replayed: int
     failed: int
+
+
+def check_schedule(body: SubmitTaskRequest, field: str = "") -> datetime | None:
+    """The body's ``scheduledAt`` as a time; a 400 naming the field (``field``: the item's
+    place in a bulk body) for a schedule the write side would refuse (domain/schedule.py):
+    not RFC 3339, or both fields given."""
+    if body.scheduled_at is None and body.delay_seconds is None:
+        return None
+    try:
+        at = parse_time(body.scheduled_at) if body.scheduled_at is not None else None
+        due_at(at, body.delay_seconds, datetime.now(UTC))
+    except InvalidSchedule as exc:
+        problem = {"key": f"{field}{exc.field}", "message": exc.issue, "source": "body"}
+        raise ValidationException("Invalid request", extra=[problem]) from None
+    return at
 
 
 def submit_response(outcome: Outcome, api_time: Callable[[datetime], str]) -> SubmitTaskResponse:

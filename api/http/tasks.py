@@ -33,6 +33,7 @@ from api.http.submission import (
     BulkSubmitResponse,
     IdempotencyKeyHeader,
     bulk_response,
+    check_schedule,
     submit_response,
 )
 from api.http.timefmt import api_time
@@ -59,8 +60,10 @@ REPLAYED = ResponseSpec(
 
 
 def to_command(
-    body: SubmitTaskRequest, actor: Actor, idempotency_key: str | None = None
+    body: SubmitTaskRequest, actor: Actor, idempotency_key: str | None = None, field: str = ""
 ) -> SubmitTask:
+    """The command of one submit body (``field``: where it is in a bulk body)."""
+    scheduled_at = check_schedule(body, field)
     config = body.execution_config
     retry = None
     if config is not None and config.retry_policy is not None:
@@ -82,6 +85,8 @@ def to_command(
         timeout_ms=config.timeout if config is not None else None,
         retry_policy=retry,
         idempotency_key=idempotency_key,
+        scheduled_at=scheduled_at,
+        delay_seconds=body.delay_seconds,
     )
 
 
@@ -107,6 +112,7 @@ def to_response(row: dict[str, Any]) -> TaskResponse:
         error=task_error(error) if error else None,
         attempts=row["attempts"],
         next_attempt_at=api_time(row["next_attempt_at"]) if row["next_attempt_at"] else None,
+        scheduled_at=api_time(row["scheduled_at"]) if row["scheduled_at"] else None,
         execution_metadata=ExecutionMetadata(
             start_time=api_time(row["start_time"]) if row["start_time"] else None,
             end_time=api_time(row["end_time"]) if row["end_time"] else None,
@@ -171,7 +177,10 @@ async def submit_tasks_bulk(
     # The transaction runs on a thread; the request waits on the event loop, so that an
     # unreachable database is answered 503 within about a second (api/availability.py).
     def write() -> BulkSubmitResponse:
-        commands = [to_command(item, principal.actor, item.idempotency_key) for item in data.tasks]
+        commands = [
+            to_command(item, principal.actor, item.idempotency_key, f"tasks[{index}].")
+            for index, item in enumerate(data.tasks)
+        ]
         return bulk_response(runtime.submit_many(commands), api_time)
 
     return await runtime.awrite(write)
@@ -259,6 +268,7 @@ def _summary(row: dict[str, Any]) -> TaskSummary:
         workflow_instance_id=row["workflow_instance_id"],
         created_at=api_time(row["created_at"]),
         updated_at=api_time(row["updated_at"]),
+        scheduled_at=api_time(row["scheduled_at"]) if row["scheduled_at"] else None,
     )
 
 

@@ -47,6 +47,7 @@ TASK_COLUMNS: dict[str, str] = {
     "execution_environment": "worker",
     "cancel_reason": "cancel_reason",
     "next_attempt_at": "next_attempt_at",
+    "scheduled_at": "scheduled_at",
     "created_at": "created_on",
     "updated_at": "modified_on",
     "version": "version",

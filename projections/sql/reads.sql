@@ -17,8 +17,8 @@ SELECT COUNT(*) AS n FROM task_view_g{g} {where}
 error_type IS NOT NULL
 
 -- name: task_page
-SELECT id, definition_id, status, type, workflow_instance_id, created_at, updated_at
-FROM task_view_g{g} {where} ORDER BY {order} LIMIT ? OFFSET ?
+SELECT id, definition_id, status, type, workflow_instance_id, created_at, updated_at,
+scheduled_at FROM task_view_g{g} {where} ORDER BY {order} LIMIT ? OFFSET ?
 
 -- Finished tasks to retry (taskexec tasks retry), oldest first; {where} holds the
 -- filters and, after the first page, finished_after.

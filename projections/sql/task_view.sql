@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS {view} (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     version INTEGER NOT NULL,
-    error_type TEXT
+    error_type TEXT,
+    scheduled_at TEXT
 )
 
 -- One index per way of listing; each ends in the sort key (created_at, id).
@@ -70,6 +71,10 @@ SELECT name FROM pragma_table_info(?)
 
 -- name: add_task_error_type
 ALTER TABLE {view} ADD COLUMN error_type TEXT
+
+-- Tasks recorded before scheduled tasks existed have none: nothing to fill.
+-- name: add_task_scheduled_at
+ALTER TABLE {view} ADD COLUMN scheduled_at TEXT
 
 -- The rows whose error_type is to be filled, in id order from after a given id.
 -- name: task_errors_after

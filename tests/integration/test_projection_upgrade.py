@@ -1,7 +1,8 @@
-"""A read model made before ``error_type`` existed (the table of an older version) is
-brought up to date where the runner starts (projections/task_upgrade.py): the column is
-added and filled from each row's ``error``, a NUL in the error included, and the rows are
-then exactly the ones a fresh projection writes; ``verify`` would see none differ."""
+"""A read model made before ``error_type`` and ``scheduled_at`` existed (the table of an
+older version) is brought up to date where the runner starts (projections/task_upgrade.py):
+the columns are added, ``error_type`` filled from each row's ``error``, a NUL in the
+error included, and the rows are then exactly the ones a fresh projection writes;
+``verify`` would see none differ."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def test_an_older_table_gets_the_column_filled_and_then_projects_on(
         with db.transaction() as cur:  # as an older version made it
             cur.execute("DROP INDEX ix_task_error_type_g1")
             cur.execute("ALTER TABLE task_view_g1 DROP COLUMN error_type")
-            assert "error_type" not in columns(cur, "task_view_g1")
+            cur.execute("ALTER TABLE task_view_g1 DROP COLUMN scheduled_at")
+            assert not {"error_type", "scheduled_at"} & columns(cur, "task_view_g1")
 
         runner = project(service, db)  # a newer serve starts
         expected = reference_rows(service.read_log(0, 100_000))
@@ -81,6 +83,19 @@ def test_an_older_table_gets_the_column_filled_and_then_projects_on(
         while runner.run_once():
             pass
         assert rows(db)[failed]["error_type"] is None
+        # A scheduled task: its time in the added column, and as its next attempt's.
+        definition = service.catalog.get("calculate-order-total")
+        assert definition is not None
+        due = datetime(2026, 3, 3, 12, 0, 0, 250000, tzinfo=UTC)
+        later = Task.submit(
+            task_id=uuid4(), at=datetime.now(UTC), actor=ANONYMOUS, definition=definition,
+            input={}, scheduled_at=due,
+        )  # fmt: skip
+        service.save(later)
+        while runner.run_once():
+            pass
+        row = rows(db)[str(later.id)]
+        assert row["scheduled_at"] == row["next_attempt_at"] == "2026-03-03T12:00:00.250000Z"
         for task_id, row in rows(db).items():
             assert task_differences(service.load(UUID(task_id)), row) == [], task_id
     finally:

@@ -176,3 +176,30 @@ async def test_asked_for_but_missing_internals_take_the_public_calls(
     await publisher.publish([message("a.x", n) for n in range(5)])
     assert (await nc.jetstream().stream_info("A")).state.messages == 5
     await publisher.close()
+
+
+async def test_a_message_s_own_headers_are_sent_both_ways(nc: Client, wire: bool) -> None:
+    """A scheduled work item's schedule headers (workers/protocol.py ``schedule_headers``)
+    go out with its ``Nats-Msg-Id``, by frames and by the public calls alike."""
+    js = nc.jetstream()
+    publisher = JetStreamPublisher(nc, wire=wire)
+    extra = {"X-Due": "@at 2099-01-01T00:00:00.000Z", "X-Two": "a b"}
+    await publisher.publish([Outgoing(subject="a.h", msg_id="h-1", body=b"x", headers=extra)])
+    stored = await js.get_msg("A", 1)
+    assert stored.headers is not None
+    assert {k: stored.headers[k] for k in ("Nats-Msg-Id", *extra)} == {
+        "Nats-Msg-Id": "h-1",
+        **extra,
+    }
+
+
+def test_headers_with_a_line_break_take_the_public_calls() -> None:
+    broken = Outgoing(subject="a.h", msg_id="h", body=b"", headers={"X": "a\r\nB: c"})
+
+    class Live:
+        is_connected = True
+        is_draining_pubs = False
+        max_payload = 1024
+
+    assert not nats_wire.can_write(Live(), [broken])  # type: ignore[arg-type]
+    assert nats_wire.can_write(Live(), [Outgoing(subject="a.h", msg_id="h", body=b"")])  # type: ignore[arg-type]

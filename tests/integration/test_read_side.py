@@ -103,7 +103,9 @@ def test_list_defaults_order_and_pagination(client: TestClient[Any], runtime: Ru
         "workflowInstanceId",
         "createdAt",
         "updatedAt",
+        "scheduledAt",  # beyond the spec: null, none of them is scheduled
     }
+    assert first["scheduledAt"] is None
     created = [t["createdAt"] for t in body["items"]]
     assert created == sorted(created, reverse=True)
     # Every page, also those read from the far end, in one stable order: no repeats, no gaps.

@@ -45,12 +45,14 @@ def available(nc: Client) -> bool:
 def can_write(nc: Client, messages: Sequence[Outgoing]) -> bool:
     """Frames are written directly only on a live connection (nats-py's own path buffers
     or refuses while reconnecting) and for what its checks would pass: payloads within
-    the server's limit, subjects and ids without whitespace."""
+    the server's limit, subjects and ids without whitespace, headers without line breaks."""
     if not nc.is_connected or nc.is_draining_pubs:
         return False
     limit = nc.max_payload
     for message in messages:
         if len(message.body) > limit or not _plain(message.subject) or not _plain(message.msg_id):
+            return False
+        if message.headers and any("\r" in v or "\n" in v for v in message.headers.values()):
             return False
     return True
 
@@ -59,14 +61,25 @@ def _plain(text: str) -> bool:
     return bool(text) and " " not in text and "\r" not in text and "\n" not in text
 
 
+def _header_lines(headers: dict[str, str]) -> bytes:
+    """``Name: value`` lines of a message's other headers (ours: no CR or LF in them)."""
+    return b"".join(
+        b"%b: %b\r\n" % (name.encode(), value.encode()) for name, value in headers.items()
+    )
+
+
 async def publish_frames(nc: Client, reply_prefix: str, messages: Sequence[Outgoing]) -> None:
-    """Send ``messages`` as HPUB frames with ``Nats-Msg-Id`` and the reply subject
+    """Send ``messages`` as HPUB frames with ``Nats-Msg-Id`` (and their other headers)
+    and the reply subject
     ``<reply_prefix><index>``, in order, as one write to the connection's buffer."""
     prefix = reply_prefix.encode()
     frames = []
     size = 0
     for index, message in enumerate(messages):
-        header = b"NATS/1.0\r\nNats-Msg-Id: %b\r\n\r\n" % message.msg_id.encode()
+        header = b"NATS/1.0\r\nNats-Msg-Id: %b\r\n%b\r\n" % (
+            message.msg_id.encode(),
+            _header_lines(message.headers) if message.headers else b"",
+        )
         body = message.body
         frames.append(
             b"HPUB %b %b%d %d %d\r\n%b%b\r\n"

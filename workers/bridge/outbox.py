@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
+from msgspec.structs import replace
 
 from commands.leadership import Leadership
 from commands.public_events import PUBLIC_TYPES, event_data, event_id, rfc3339
@@ -30,6 +32,8 @@ from workers.protocol import (
     WorkItem,
     cancel_subject,
     encoder,
+    schedule_headers,
+    schedule_subject,
     work_identity,
     work_msg_id,
     work_subject,
@@ -150,21 +154,22 @@ def to_messages(
         )
     ]
     if isinstance(event, Task.Submitted) and event.task_type != TaskType.MANUAL:
-        messages.append(
-            _work(
-                WorkItem(
-                    task_id=task_id,
-                    attempt=1,
-                    task_type=event.task_type,
-                    definition_id=event.definition_id,
-                    input=event.input,
-                    timeout_ms=event.timeout_ms,
-                    priority=event.priority,
-                    trace=event.trace,
-                    **_execution(event.execution),
-                )
+        due = _due(event)
+        work = _work(
+            WorkItem(
+                task_id=task_id,
+                attempt=1,
+                task_type=event.task_type,
+                definition_id=event.definition_id,
+                input=event.input,
+                timeout_ms=event.timeout_ms,
+                priority=event.priority,
+                not_before=due,
+                trace=event.trace,
+                **_execution(event.execution),
             )
         )
+        messages.append(_scheduled(work, task_id, due, event.priority) if due else work)
     elif isinstance(event, Task.RetryScheduled) and task_at is not None:
         task = task_at(event.originator_id, event.originator_version)
         messages.append(_work(work_for(task, event.attempt + 1, not_before=event.retry_at)))
@@ -183,7 +188,41 @@ def to_messages(
                 body=encoder.encode(marker),
             )
         )
+        if task_at is not None:
+            messages.extend(_unscheduled(task_at(event.originator_id, version), event))
     return messages
+
+
+def _unscheduled(task: Task, cancel: Task.Cancelled) -> list[Outgoing]:
+    """A task cancelled while its schedule waits: the schedule is replaced by one due a
+    second after the cancel (one schedule per subject), whose work the workers drop as
+    cancelled (its marker is published just before). So no schedule outlives its cancel
+    marker, however far ahead it was, and none is left in the stream."""
+    due = task.scheduled_at
+    if due is None or task.attempt or task.requeued_version or due <= cancel.timestamp:
+        return []
+    work = _work(work_for(task, 1), f"cancelled-{cancel.originator_version}")
+    fire = rfc3339(cancel.timestamp + timedelta(seconds=1))
+    return [_scheduled(work, str(task.id), fire, task.priority.value)]
+
+
+def _due(event: Task.Submitted) -> str | None:
+    """A scheduled task's time (RFC 3339, UTC) if it is after the submit; else None."""
+    if event.scheduled_at is None:
+        return None
+    due = datetime.fromisoformat(event.scheduled_at)
+    return rfc3339(due) if due > event.timestamp else None
+
+
+def _scheduled(work: Outgoing, task_id: str, due: str, priority: str) -> Outgoing:
+    """``work`` held by JetStream until ``due``, then published to its priority's subject
+    (a message schedule): nothing of ours runs while it waits. Its ``notBefore`` makes a
+    worker hand it back should it come early (published again by lost work, say)."""
+    return replace(
+        work,
+        subject=schedule_subject(task_id),
+        headers=schedule_headers(due, priority),
+    )
 
 
 def work_for(task: Task, attempt: int, not_before: str | None = None) -> WorkItem:

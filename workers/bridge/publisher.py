@@ -94,7 +94,7 @@ class JetStreamPublisher:
                         message.subject,
                         message.body,
                         reply=f"{prefix}{index}",
-                        headers=headers(message.msg_id),
+                        headers={**headers(message.msg_id), **(message.headers or {})},
                     )
             await asyncio.wait_for(asyncio.shield(batch.done), self._timeout_s)
         finally:

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from workers import tracing
-from workers.protocol import WORK_SUBJECT_PREFIX, Outgoing
+from workers.protocol import SCHEDULE_SUBJECT_PREFIX, WORK_SUBJECT_PREFIX, Outgoing
+
+WORK_PREFIXES = (WORK_SUBJECT_PREFIX, SCHEDULE_SUBJECT_PREFIX)  # work items, scheduled or not
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +168,7 @@ def publish_spans(messages: Sequence[Outgoing], started: int) -> None:
     double what tracing costs a task (docs/benchmarks.md)."""
     ended = time.time_ns()
     for message in messages:
-        if message.trace and message.subject.startswith(WORK_SUBJECT_PREFIX):
+        if message.trace and message.subject.startswith(WORK_PREFIXES):
             attributes = {
                 "messaging.system": "nats",
                 "messaging.operation.type": "send",
