@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-stalls-") as tmp:
         logs = Path(tmp) / "stall"
-        env = {"PYTHONPATH": f"{ROOT}:{HOOKS}", "TASKEXEC_STALL_LOG": str(logs)}
+        env = {"PYTHONPATH": f"{ROOT}:{HOOKS}", "BENCH_STALL_LOG": str(logs)}
         env.update(item.split("=", 1) for item in args.env)
         with Stack(args.database_url, env=env) as stack:
             asyncio.run(throughput(stack, 2000))  # warm: caches full, heap settled

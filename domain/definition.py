@@ -9,6 +9,7 @@ from typing import Any
 
 from domain.errors import InvalidValue
 from domain.integration_auth import parse_auth
+from domain.resources import Resources, parse_resources
 from domain.values import RetryPolicy, TaskType
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -30,6 +31,8 @@ class TaskDefinition:
     timeout_ms: int = DEFAULT_TIMEOUT_MS
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     execution_config: dict[str, Any] = field(default_factory=dict)
+    # executionConfig's resourceRequirements, parsed when loaded (domain/resources.py).
+    resources: Resources = field(default_factory=Resources, compare=False)
 
     @property
     def handler(self) -> str | None:
@@ -84,6 +87,7 @@ class TaskDefinition:
                 _optional_dict(doc, "retryPolicy", def_id), def_id
             ),
             execution_config=execution_config,
+            resources=_resources(execution_config, def_id),
         )
         definition._check_binding()
         return definition
@@ -108,6 +112,13 @@ class TaskDefinition:
         isolation = self.execution_config.get("isolation", "thread")
         if isolation not in ("thread", "process"):
             raise InvalidValue(f"{self.id}: executionConfig.isolation must be thread or process")
+
+
+def _resources(execution_config: dict[str, Any], def_id: str) -> Resources:
+    try:
+        return parse_resources(execution_config)
+    except InvalidValue as exc:
+        raise InvalidValue(f"{def_id}: {exc}") from None
 
 
 def retry_policy_document(policy: RetryPolicy) -> dict[str, Any]:

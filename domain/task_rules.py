@@ -132,7 +132,10 @@ def from_definition(
         "definition_id": definition.id,
         "definition_version": definition.version,
         "task_type": definition.type.value,
-        "timeout_ms": timeout_ms if timeout_ms is not None else definition.timeout_ms,
+        "timeout_ms": capped(
+            timeout_ms if timeout_ms is not None else definition.timeout_ms,
+            definition.resources.timeout_ms,
+        ),
         "retry_policy": definition.retry_policy.overridden_by(retry).as_dict(),
         "execution": {
             key: definition.execution_config[key]
@@ -155,3 +158,9 @@ def failure(
     if traceback is not None:
         fields["traceback"] = bounded_traceback(traceback)
     return fields
+
+
+def capped(timeout_ms: int, limit_ms: int | None) -> int:
+    """A task's timeout under its definition's ``resourceRequirements.timeoutSeconds``: the
+    lower wins (domain/resources.py)."""
+    return timeout_ms if limit_ms is None else min(timeout_ms, limit_ms)

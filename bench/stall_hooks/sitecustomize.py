@@ -1,6 +1,6 @@
 """The stall catcher's hooks (``python -m bench stalls``), loaded by every Python process
-started with this folder on ``PYTHONPATH`` and ``TASKEXEC_STALL_LOG`` set: each process
-appends to ``<TASKEXEC_STALL_LOG>.<pid>`` lines that start with ``time.monotonic()`` (one
+started with this folder on ``PYTHONPATH`` and ``BENCH_STALL_LOG`` set: each process
+appends to ``<BENCH_STALL_LOG>.<pid>`` lines that start with ``time.monotonic()`` (one
 clock for every process of the machine), so that a slow request lines up with what its
 server was doing:
 
@@ -25,7 +25,7 @@ import time
 import traceback
 from typing import Any
 
-_PATH = os.environ.get("TASKEXEC_STALL_LOG")
+_PATH = os.environ.get("BENCH_STALL_LOG")
 
 
 def _install(path: str) -> None:
