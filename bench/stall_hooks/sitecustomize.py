@@ -9,6 +9,8 @@ server was doing:
 - ``handle``: an event-loop callback that ran over 8 ms (the loop ran nothing else);
 - ``gap``: a ticker thread that sleeps 1 ms woke over 15 ms late (the GIL was held
   elsewhere, or the process was not scheduled), with every thread's innermost frames;
+- ``census`` after a long full pass, with ``BENCH_STALL_CENSUS`` set: the types the oldest
+  generation holds (a slow diagnostic: it walks them all);
 - ``summary`` at exit: per generation, collections, their CPU and the longest.
 Diagnostics only: never loaded by the service itself.
 """
@@ -53,6 +55,8 @@ def _install(path: str) -> None:
         if cpu > 3:
             generation, collected = info["generation"], info["collected"]
             log(f"gc gen={generation} ms={wall:.1f} cpu={cpu:.1f} collected={collected}")
+            if generation == 2 and os.environ.get("BENCH_STALL_CENSUS"):
+                log(f"census {_census()}")
 
     gc.callbacks.append(on_gc)
 
@@ -86,6 +90,18 @@ def _install(path: str) -> None:
             last = now
 
     threading.Thread(target=ticker, name="stall-ticker", daemon=True).start()
+
+
+def _census() -> str:
+    """What the oldest generation holds after a full pass: the ten commonest types (what
+    the next full pass will scan again), and how many objects in all."""
+    counts: dict[str, int] = {}
+    objects = gc.get_objects(2)
+    for obj in objects:
+        name = type(obj).__qualname__
+        counts[name] = counts.get(name, 0) + 1
+    top = sorted(counts.items(), key=lambda item: -item[1])[:10]
+    return f"{len(objects)} objects: " + ", ".join(f"{name} {n}" for name, n in top)
 
 
 # Innermost frames of a thread that waits (for a lock, a queue, a socket, work): left out.
