@@ -179,8 +179,6 @@ def record(
     of a published batch), under ``parent``; nothing without a parent or when off."""
     if _tracer is None or not parent or _unsampled(parent):
         return
-    from opentelemetry.trace import Status, StatusCode
-
     made = _tracer.start_span(
         name,
         context=_propagator.extract(parent),
@@ -190,16 +188,14 @@ def record(
     )
     if error is not None:
         made.record_exception(error)
-        made.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        failed(made, type(error).__name__)
     made.end(end_time=end_ns)
 
 
 def failed(made: Span | None, description: str) -> None:
     """Mark ``made`` (from ``span``) as ended in error, when there is one."""
     if made is not None:
-        from opentelemetry.trace import Status, StatusCode
-
-        made.set_status(Status(StatusCode.ERROR, description))
+        made.set_status(_api.trace.Status(_api.trace.StatusCode.ERROR, description))
 
 
 def trace_id(carrier: Mapping[str, str] | None) -> str | None:
