@@ -19,6 +19,7 @@ import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from api.availability import Availability
 from api.metrics.families import ServeMetrics
@@ -148,7 +149,11 @@ def open_serve(settings: Settings) -> ServeParts:
         if metrics is not None:
             models.insert(0, MetricsTap(metrics))
         runner = ProjectionRunner(
-            service.follow_log, models, db, listen_channel=channel, lock_session=locks
+            partial(service.follow_log, reader="projections"),
+            models,
+            db,
+            listen_channel=channel,
+            lock_session=locks,
         )
         runner.start()
         stack.callback(runner.stop)

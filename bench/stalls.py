@@ -6,8 +6,10 @@ of the process ran: see bench/stall_hooks/sitecustomize.py).
     python -m bench stalls [--rate 200] [--seconds 20] [--env NAME=VALUE ...]
 
 Prints the latency figures, the ten slowest submits, and every event logged from 100 ms
-before the first of them to its end; then each process's GC summary. The hooks cost a
-little CPU: the figures are for finding causes, not for comparing systems.
+before the first of them to its end; then every long GC pass during the load, each
+process's GC summary and (``--env BENCH_STALL_CENSUS=1``) what its oldest generation
+held. The hooks cost a little CPU: the figures are for finding causes, not for comparing
+systems.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def events_near(logs: Path, begin: float, end: float) -> list[str]:
         who = text[0].split(" -m ", 1)[-1].split()[0] if text else "?"
         block = False
         for line in text:
+            if not line:
+                continue
             if not line.startswith(" "):
                 stamp = float(line.split(" ", 1)[0])
                 block = begin <= stamp <= end and " start " not in line
@@ -73,7 +77,9 @@ def main(argv: list[str] | None = None) -> None:
         env.update(item.split("=", 1) for item in args.env)
         with Stack(args.database_url, env=env) as stack:
             asyncio.run(throughput(stack, 2000))  # warm: caches full, heap settled
+            began = time.monotonic()
             found = asyncio.run(open_loop(stack, args.rate, args.seconds))
+            ended = time.monotonic()
         latencies = sorted(latency for latency, _ in found)
         n = len(latencies)
         quantiles = [latencies[int(n * q)] * 1e3 for q in (0.5, 0.99, 0.999)]
@@ -88,5 +94,12 @@ def main(argv: list[str] | None = None) -> None:
         last = max(due + latency for latency, due in slowest)
         print("\nlogged meanwhile (monotonic time; serve, worker):")
         print("\n".join(events_near(logs, first - 0.1, last)) or "  nothing")
+        passes = [line for line in events_near(logs, began, ended) if " gc gen=" in line]
+        print(f"\nGC passes over 3 ms of CPU during the load ({len(passes)}):")
+        print("\n".join(passes) or "  none")
         print("\nGC per process, over its whole run:")
         print("\n".join(line for line in events_near(logs, 0, float("inf")) if " summary " in line))
+        census = [line for line in events_near(logs, 0, float("inf")) if " census " in line]
+        if census:
+            print("\nWhat the oldest generation held after each long full pass:")
+            print("\n".join(census))

@@ -16,6 +16,14 @@ id in it is an event of ours, and none is missing. The events are the very objec
 were stored (domain events are immutable; the test suite checks that each equals its
 decoded copy, type for type).
 
+The window keeps only what a reader may still ask for. A reader that names itself
+(``after(..., reader=...)``) tells the window where it is; events at or before the
+slowest such reader's position are dropped, and when every named reader has stopped
+asking (``READER_IDLE_S``: a replica that is not the relay's leader, a stopped
+projection) nothing is kept at all. The window is what the collector's full passes scan
+again and again (commands/gc_pause.py): held at the readers' lag, usually a few hundred
+events, instead of ``WINDOW``, a full pass is a few milliseconds, not tens.
+
 Switched off (``TASKEXEC_FAST_RECENT_EVENTS=off``), TaskService keeps the library's event
 store and no window: ``follow_log`` is ``read_log``.
 """
@@ -24,20 +32,25 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import EventStore, Recording
 
 WINDOW = 20_000  # events: a few seconds of full load; a few MB
 RECORDING_WAIT_S = 0.05  # a put usually ends within milliseconds; then the store is read
+READER_IDLE_S = 5.0  # a named reader that has not asked for this long is not following
 
 
 class RecentEvents:
     """A thread-safe window of (notification id -> event) recorded by this process."""
 
-    def __init__(self, capacity: int = WINDOW) -> None:
+    def __init__(self, capacity: int = WINDOW, clock: Callable[[], float] = time.monotonic) -> None:
         self._capacity = capacity
+        self._clock = clock
+        # Named readers: name -> (position it read up to, when it last asked).
+        self._readers: dict[str, tuple[int, float]] = {}
         self._changed = threading.Condition()
         self._events: dict[int, Any] = {}  # in the order they were added
         self._recording: set[int] = set()  # puts under way (committed, maybe, not added)
@@ -58,22 +71,25 @@ class RecentEvents:
             events = self._events
             for recording in recordings:
                 events[recording.notification.id] = recording.domain_event
-            excess = len(events) - self._capacity
-            if excess > 0:
-                for key in list(itertools.islice(events, excess)):
-                    del events[key]
+            self._trim()
             if token is not None:
                 self._recording.discard(token)
             self._changed.notify_all()
 
-    def after(self, position: int, limit: int) -> list[tuple[int, Any]] | None:
+    def after(
+        self, position: int, limit: int, reader: str | None = None
+    ) -> list[tuple[int, Any]] | None:
         """Up to ``limit`` events from ``position + 1`` on, stopping at the first id not
-        held; None when even ``position + 1`` is not held.
+        held; None when even ``position + 1`` is not held. A ``reader`` that names itself
+        will not ask for ``position`` or anything before it again: what no reader needs
+        any more is dropped.
 
         A reader is often woken by the database (NOTIFY) a moment before the committing
         thread has added its events here: on a miss while puts are under way, wait for
         those (at most ``RECORDING_WAIT_S``) and look again."""
         with self._changed:
+            if reader is not None:
+                self._readers[reader] = (position, self._clock())
             run = self._run(position, limit)
             if not run and self._recording:
                 under_way = set(self._recording)
@@ -86,6 +102,34 @@ class RecentEvents:
                 return None
             self.hits += 1
             return run
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def _trim(self) -> None:
+        """Drop the oldest events beyond the capacity, and the leading ones no reader
+        needs (at or before the slowest following reader's position)."""
+        events = self._events
+        drop = max(0, len(events) - self._capacity)
+        floor = self._floor()
+        if floor is not None:
+            leading = 0
+            for key in events:  # in the order added: commits may land out of order
+                if key > floor:
+                    break
+                leading += 1
+            drop = max(drop, leading)
+        for key in list(itertools.islice(events, drop)):
+            del events[key]
+
+    def _floor(self) -> float | None:
+        """The position every following reader has read up to; infinity when named
+        readers exist but none follows any more; None when no reader named itself."""
+        if not self._readers:
+            return None
+        now = self._clock()
+        following = [at for at, seen in self._readers.values() if now - seen <= READER_IDLE_S]
+        return min(following) if following else float("inf")
 
     def _run(self, position: int, limit: int) -> list[tuple[int, Any]]:
         get = self._events.get

@@ -275,12 +275,15 @@ class TaskService(Application[UUID]):
         as the library decodes them (commands/log_reader.py)."""
         return self._log_reader.read(after, limit)
 
-    def follow_log(self, after: int, limit: int) -> list[tuple[int, Any]]:
+    def follow_log(
+        self, after: int, limit: int, reader: str | None = None
+    ) -> list[tuple[int, Any]]:
         """For readers that follow the log's head (the relay, the live projection): what
         ``read_log`` returns, or a shorter start of it, taken from memory when this
         process recorded those events itself (commands/recent.py). Empty only when
-        ``read_log`` is; a reader calls again from where the page ended."""
-        recent = self.recent.after(after, limit) if self.recent is not None else None
+        ``read_log`` is; a reader calls again from where the page ended. A ``reader``
+        that names itself lets the memory drop what it has read."""
+        recent = self.recent.after(after, limit, reader) if self.recent is not None else None
         if recent is not None:
             return recent
         return self._log_reader.read(after, limit)

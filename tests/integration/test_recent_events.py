@@ -173,6 +173,27 @@ def test_a_reader_behind_the_window_reads_the_store(database_url: str) -> None:
         service.close()
 
 
+def test_the_window_holds_only_what_its_readers_have_not_read(database_url: str) -> None:
+    """Events a named reader has read leave memory at the next commit; a reader that
+    asks again for them reads them from the store, the same events."""
+    service = open_service(database_url)
+    try:
+        assert service.recent is not None
+        start = service.recorder.max_notification_id() or 0
+        first = [submit(service) for _ in range(3)]
+        read = service.follow_log(start, 100, reader="relay")
+        assert [event.originator_id for _, event in read] == first
+        submit(service)
+        service.follow_log(read[-1][0], 100, reader="relay")  # where it is now
+        later = submit(service)
+        assert len(service.recent) == 2  # the two after the relay's position
+        again = service.follow_log(start, 100, reader="relay")  # from the store
+        assert [event.originator_id for _, event in again][:3] == first
+        assert again[-1][1].originator_id == later
+    finally:
+        service.close()
+
+
 def test_switched_off_the_log_comes_from_the_store_alone(database_url: str) -> None:
     plain = open_service(database_url, FastPaths(recent_events=False))
     other = open_service(database_url)

@@ -79,7 +79,7 @@ class Outbox:
         return self._service.process_recorder.max_tracking_id(RELAY_TRACKING) or 0
 
     def read(self, after: int, limit: int = 500) -> OutboxBatch | None:
-        events = self._service.follow_log(after, limit)
+        events = self._service.follow_log(after, limit, reader="relay")
         if not events:
             return None
         messages: list[Outgoing] = []
