@@ -9,13 +9,25 @@ import sys
 import time
 from pathlib import Path
 
-from bench import ab, compare, e2e, http_floor, profile, read_side, replay, scheduled, stalls
+from bench import (
+    ab,
+    compare,
+    e2e,
+    http_floor,
+    idle_path,
+    profile,
+    read_side,
+    replay,
+    scheduled,
+    stalls,
+)
 
 BENCHMARKS = {
     "ab": ab.main,
     "compare": compare.main,
     "e2e": e2e.main,
     "http_floor": http_floor.main,
+    "idle_path": idle_path.main,
     "profile": profile.main,
     "read_side": read_side.main,
     "replay": replay.main,
