@@ -125,16 +125,23 @@ class Relay:
             await self._record()
 
     async def _step(self) -> None:
-        """Publish the next batch. The position is recorded when the log is caught up, and
-        at least every RECORD_EVERY_S while it is not: not a database round trip per
+        """Publish the next batch. The position is recorded when the log has been caught up
+        for a poll interval, and at least every RECORD_EVERY_S while it is not: not a database round trip per
         batch. A crash republishes what was published since, and JetStream drops those
         as duplicates (Nats-Msg-Id, within its 120 s window)."""
         self._wake.clear()
         batch = await asyncio.to_thread(self._outbox.read, self._position)
         if batch is None:
-            await self._record()
-            with contextlib.suppress(TimeoutError):
+            # Caught up: the position is recorded once nothing new came for a poll
+            # interval, not at once: a task's next event (its start, its end) often
+            # follows within milliseconds, and should not wait behind that write.
+            try:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            except TimeoutError:
+                await self._record()
+            else:
+                if time.monotonic() - self._recorded_at >= RECORD_EVERY_S:
+                    await self._record()
             return
         # One event must never block the log: what NATS cannot take is set aside.
         messages = batch.messages
