@@ -125,10 +125,10 @@ class Relay:
             await self._record()
 
     async def _step(self) -> None:
-        """Publish the next batch. The position is recorded when the log has been caught up
-        for a poll interval, and at least every RECORD_EVERY_S while it is not: not a database round trip per
-        batch. A crash republishes what was published since, and JetStream drops those
-        as duplicates (Nats-Msg-Id, within its 120 s window)."""
+        """Publish the next batch. The position is recorded when the log has been caught
+        up for a poll interval, and at least every RECORD_EVERY_S while it is not: not a
+        database round trip per batch. A crash republishes what was published since, and
+        JetStream drops those as duplicates (Nats-Msg-Id, within its 120 s window)."""
         self._wake.clear()
         batch = await asyncio.to_thread(self._outbox.read, self._position)
         if batch is None:
