@@ -5,8 +5,10 @@ poll interval, and at least every RECORD_EVERY_S under a steady stream."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import pytest
 
 from workers.bridge import relay as relay_module
 from workers.bridge.relay import Relay
@@ -58,9 +60,9 @@ class Publisher:
         self.outbox.done.append("publish " + ",".join(m.msg_id for m in messages))
 
 
-async def until(found: object) -> None:
+async def until(found: Callable[[], object]) -> None:
     for _ in range(2000):
-        if found():  # type: ignore[operator]
+        if found():
             return
         await asyncio.sleep(0.005)
     raise AssertionError("not reached")
@@ -79,7 +81,9 @@ async def test_a_task_s_next_event_does_not_wait_behind_the_record() -> None:
     assert outbox.done == ["publish m1", "publish m2", "record 2"]
 
 
-async def test_a_steady_stream_is_recorded_every_record_every_s(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_a_steady_stream_is_recorded_every_record_every_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(relay_module, "RECORD_EVERY_S", 0.0)
     outbox = Outbox(log=[1])
     relay = Relay(outbox, Publisher(outbox), poll_interval=1.0)
