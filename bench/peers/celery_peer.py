@@ -12,7 +12,7 @@ Redis (``task_ignore_result=False``). Why:
   (receive, decode, run, store + publish the result, ack), not the task. The prefork pool
   adds a pipe round trip to a child process and a process switch per task; a thread pool
   runs it in the consumer process. On 2 cores shared with the client and Redis, fewer
-  busy processes also means less fighting for the cores. Measured (see FIGURES), threads
+  busy processes also means less fighting for the cores. Measured (docs/benchmarks.md), threads
   x4 and solo beat prefork x2 (~1.5-2x under load, ~10-30 % less worker CPU per task);
   threads x4 rather than solo because it is a production shape (solo runs one task at a
   time, which only suits a trivial task) and won more of the interleaved rounds.
@@ -38,35 +38,7 @@ completion through the result backend (``AsyncResult.get`` / ``ResultSet.get`` -
 output. The private Redis database (9 by default) is flushed before and after, and
 teardown checks that it is empty.
 
-FIGURES (n=3000 per run, tasks/s end to end; 2 cores shared with other engineers' tests,
-valgrind runs and benchmarks at a load average of 3-8, so absolute figures are low and
-single runs swing 2x; judge by the interleaved medians):
-
-* interleaved ``--compare``, 3 rounds (load ~5-6): prefork x2 prefetch 4: 129;
-  prefork x2 prefetch 64: 111; prefork x2 prefetch 64 acks late: 113; threads x4
-  prefetch 64: 228; solo: 200. Idle latency p50: prefork 8-14 ms, threads 6.9, solo 5.9.
-* earlier interleaved rounds (4-5 each, load 2-6), medians: prefork x2 pf4 222-288,
-  pf64 272-315, pf128 305, prefork x4 236, threads x2 211-334, threads x4 299-320,
-  threads x8 375, solo 311-318, gevent x8 / x50 108-194, prefork pf64 acks late
-  143-244. Worker CPU per task: prefork 2.2-2.9 ms, threads 1.8-2.2, solo 1.6-1.9,
-  gevent 5-6.7; client ~1.3-1.6 ms and Redis ~0.4 ms per task whatever the pool.
-* batch submission (``group``) was no faster than one ``apply_async`` per task: the
-  submit side is not the bottleneck (the client submits at ~500-900/s; the worker is).
-
-SURPRISE: freeing thousands of AsyncResults is slow (each unsubscribes from its result
-channel, and they sit in reference cycles until the garbage collector runs): left alone,
-a 3000-task run's cleanup (~1.4 s) landed inside the next measurement, typically as one
-idle-latency sample of 0.7-1.4 s. Every measurement now starts with ``_settle()``
-(``gc.collect()`` and one untimed round trip); the figures above predate that fix and so
-are, if anything, slightly low for Celery. A single idle-latency sample of ~0.7 s still
-shows up in some 200-sample runs (p50 and p99 unaffected); it did not reproduce when
-looked for, and its cause (a 1 s broker poll cycle in the worker is a guess) is open.
-
-SURPRISE: one prefork x2 prefetch 4 run in ~100 never received its last results (the
-wait timed out after 300 s; every other run completed). Stalled runs now fail after
-60 s + n/20 s with what Redis holds (results stored / queued / unacked) and the worker's
-output, so that if it recurs the cause is on record rather than a hang.
-"""
+Measured for these settings, and tried: docs/benchmarks.md ("The peers' settings")."""
 
 from __future__ import annotations
 
@@ -86,7 +58,8 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult, ResultSet
 
 from bench.peers.celery_app import make_app
-from bench.peers.common import Workers, cli, open_loop, sigint_ignored, sigterm_as_exit
+from bench.peers.cli import cli
+from bench.peers.common import Workers, open_loop, sigint_ignored, sigterm_as_exit
 from bench.peers.orders import EXAMPLE_INPUT, EXPECTED_OUTPUT, TASK_NAME
 from bench.resources import pids_named
 

@@ -36,23 +36,7 @@ on completion, so the client polls ``procrastinate_jobs.status`` on a connection
 own: every 5 ms in the throughput runs (one count over the run's id range), every 1 ms
 for the single job in ``idle_latency``. Each measurement starts on an emptied jobs table
 (TRUNCATE while the workers are idle), so every run starts from the same state.
-
-FIGURES (n=3000 per run, tasks/s end to end; 2 cores shared with other engineers' tests
-and benchmarks at a load average of 5-8, so judge by the medians):
-
-* 1 x 8 pool 4: 74, 109, 98; 1 x 8 pool 8: 73; 1 x 16 pool 8: 79, 99, 103; 1 x 4: 82;
-  2 x 8 pool 4: 106, 109, 113; 1 x 8 sync task: 98, 115 (interleaved rounds).
-* The client's one-at-a-time defers ran at 100-170/s: each is a committed transaction,
-  and a commit (WAL fsync) costs ~4.5 ms on this machine under load (a raw INSERT +
-  COMMIT loop: 4.5 ms; with synchronous_commit off: 0.46 ms). So Procrastinate's
-  one-submit-each throughput is bounded by the client's durable submits, and 2 workers
-  are what keeps the workers from being the second bound.
-* Worker CPU per job ~2.5-2.9 ms (1 worker), ~4 ms (2 workers: both wake on every
-  notification, one of them fetches nothing); PostgreSQL ~3 ms; client ~1.3 ms.
-* The shared server's max_connections (100) was exhausted by other users once during a
-  run: the worker then exits with "too many clients", which the peer reports with the
-  worker's output (teardown still drops the database).
-"""
+Measured for these settings, and tried: docs/benchmarks.md ("The peers' settings")."""
 
 from __future__ import annotations
 
@@ -71,7 +55,8 @@ from procrastinate.types import JSONDict
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from bench.peers.common import Workers, cli, open_loop, sigint_ignored, sigterm_as_exit
+from bench.peers.cli import cli
+from bench.peers.common import Workers, open_loop, sigint_ignored, sigterm_as_exit
 from bench.peers.orders import EXAMPLE_INPUT, TASK_NAME
 from bench.peers.procrastinate_app import make_app
 
