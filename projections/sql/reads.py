@@ -22,6 +22,13 @@ def count_tasks_from_counts(g: int, conditions: Sequence[str]) -> str:
     return statement("count_tasks_from_counts").format(g=g, conditions=joined)
 
 
+def count_tenant_tasks_from_counts(g: int, conditions: Sequence[str]) -> str:
+    """From a tenant's counts: ``conditions`` may only name tenant, status and type."""
+    return statement("count_tenant_tasks_from_counts").format(
+        g=g, conditions=" AND ".join(conditions)
+    )
+
+
 def count_tasks(g: int, where: str = "") -> str:
     return statement("count_tasks").format(g=g, where=where)
 
