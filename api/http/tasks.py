@@ -126,6 +126,7 @@ def to_response(row: dict[str, Any]) -> TaskResponse:
         ),
         created_at=api_time(row["created_at"]),
         updated_at=api_time(row["updated_at"]),
+        tenant=row["tenant"],
     )
 
 
@@ -279,6 +280,7 @@ def _summary(row: dict[str, Any]) -> TaskSummary:
         created_at=api_time(row["created_at"]),
         updated_at=api_time(row["updated_at"]),
         scheduled_at=api_time(row["scheduled_at"]) if row["scheduled_at"] else None,
+        tenant=row["tenant"],
     )
 
 

@@ -35,9 +35,15 @@ def test_reads_lists_and_history_are_the_tenants_own(world: Tenants) -> None:
     world.hidden(world.acme, "GET", TASKS + "/{}", globex[0])
     world.hidden(world.globex, "GET", TASKS + "/{}", acme[0])
     world.hidden(world.acme, "GET", TASKS + "/{}", untenanted)
+    owners = {**dict.fromkeys(acme, "acme"), **dict.fromkeys(globex, "globex")}
     for task_id in [*acme, *globex, untenanted]:
         answer = world.client.get(f"{TASKS}/{task_id}", headers=world.everyone)
-        assert answer.status_code == 200, task_id
+        assert answer.json()["tenant"] == owners.get(task_id), task_id  # null: none
+    page = world.client.get(TASKS, params={"limit": 100}, headers=world.everyone).json()
+    assert {item["id"]: item["tenant"] for item in page["items"]} == {
+        **owners,
+        untenanted: None,
+    }
 
     # Lists: every page, and totalItems, the tenant's own (filtered in SQL, before paging).
     assert world.listed(world.acme, limit=4) == (acme[::-1], 6)
