@@ -81,6 +81,14 @@ def task_counts(g: int) -> str:
     return statement("task_counts").format(g=g)
 
 
+def tenant_counts(g: int) -> str:
+    return statement("tenant_counts").format(g=g)
+
+
+def tenant_counts_of_rows(g: int) -> str:
+    return statement("tenant_counts_of_rows").format(g=g)
+
+
 def task_rows(g: int, condition: str) -> str:
     return statement("task_rows").format(g=g, condition=condition)
 

@@ -73,6 +73,14 @@ SELECT id, name, description, type, version, revision FROM definition_view_g{g}
 -- name: task_counts
 SELECT status, type, n FROM task_counts_g{g}
 
+-- name: tenant_counts
+SELECT tenant, status, type, n FROM task_tenant_counts_g{g}
+
+-- What the tenants' counts must hold: the rows with a tenant, counted.
+-- name: tenant_counts_of_rows
+SELECT tenant, status, type, COUNT(*) AS n FROM task_view_g{g} WHERE tenant IS NOT NULL
+GROUP BY tenant, status, type
+
 -- name: task_rows
 SELECT * FROM task_view_g{g} WHERE {condition}
 

@@ -59,8 +59,17 @@ def test_a_rebuilt_read_model_keeps_the_tenants(database_url: str, tmp_path: Pat
         assert snapshot(world) == before  # the same pages and totals, from the new tables
         assert before["acme"][0][1] == 4 and before["everyone"][0][1] == 7
 
-    verified = taskexec(database_url, tmp_path, "verify")
-    assert verified.returncode == 0, verified.stdout + verified.stderr
+        verified = taskexec(database_url, tmp_path, "verify")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        # A tenant's counter that no longer agrees with its rows is found.
+        with world.runtime.runner._db.transaction() as cur:
+            cur.execute("UPDATE task_tenant_counts_g2 SET n = n + 2 WHERE tenant = 'globex'")
+        broken = taskexec(database_url, tmp_path, "verify")
+        assert broken.returncode == 1, broken.stdout + broken.stderr
+        found = broken.stdout + broken.stderr
+        assert (
+            "task_tenant_counts" in found and "globex/PENDING/AUTOMATED: 3 counted, 1 rows" in found
+        )
 
 
 def test_the_cli_makes_a_tenants_key(database_url: str, tmp_path: Path) -> None:
