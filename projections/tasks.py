@@ -61,6 +61,7 @@ _DDL = (  # in projections/sql/task_view.sql
     "create_task_tenant_created_index",
     "create_task_tenant_status_index",
     "create_task_tenant_type_index",
+    "create_task_tenant_workflow_index",
     "create_task_tenant_error_type_index",
     "create_task_lease_index",
     "create_task_counts",

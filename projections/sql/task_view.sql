@@ -52,7 +52,6 @@ WHERE error_type IS NOT NULL
 
 -- A tenant's lists (docs/security.md, "Tenants"): tenant, then each way of listing, then
 -- the sort key; only rows with a tenant, so that a deployment without tenants pays nothing.
--- A workflow's few tasks are filtered on its own index.
 -- name: create_task_tenant_created_index
 CREATE INDEX IF NOT EXISTS ix_task_tenant_created_g{g} ON {view} (tenant, created_at, id)
 WHERE tenant IS NOT NULL
@@ -64,6 +63,10 @@ WHERE tenant IS NOT NULL
 -- name: create_task_tenant_type_index
 CREATE INDEX IF NOT EXISTS ix_task_tenant_type_g{g} ON {view} (tenant, type, created_at, id)
 WHERE tenant IS NOT NULL
+
+-- name: create_task_tenant_workflow_index
+CREATE INDEX IF NOT EXISTS ix_task_tenant_workflow_g{g}
+ON {view} (tenant, workflow_instance_id, created_at, id) WHERE tenant IS NOT NULL
 
 -- name: create_task_tenant_error_type_index
 CREATE INDEX IF NOT EXISTS ix_task_tenant_error_type_g{g}

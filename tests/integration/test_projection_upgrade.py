@@ -64,7 +64,7 @@ def test_an_older_table_gets_the_column_filled_and_then_projects_on(
     try:
         project(service, db)
         with db.transaction() as cur:  # as an older version made it
-            for index in ("created", "status", "type", "error_type"):
+            for index in ("created", "status", "type", "workflow", "error_type"):
                 cur.execute(f"DROP INDEX ix_task_tenant_{index}_g1")
             cur.execute("DROP TABLE task_tenant_counts_g1")
             cur.execute("DROP INDEX ix_task_error_type_g1")
