@@ -165,12 +165,18 @@ class Runtime:
 
     def get_task(self, task_id: UUID, tenant: str | None = None) -> dict[str, Any] | None:
         """The task's row; None if there is none, or if a principal of ``tenant`` may not
-        see it (domain/tenancy.py: None sees every task)."""
-        projected = self.fence.projected
-        row = self.queries.get(str(task_id))
-        if row is None and self.fence.after_miss(projected):  # submitted, not yet projected?
+        see it (domain/tenancy.py: None sees every task). A hidden task costs what an
+        unknown id does (the same look again), so that no timing tells them apart."""
+
+        def visible_row() -> dict[str, Any] | None:
             row = self.queries.get(str(task_id))
-        return row if row is not None and visible(row["tenant"], tenant) else None
+            return row if row is not None and visible(row["tenant"], tenant) else None
+
+        projected = self.fence.projected
+        row = visible_row()
+        if row is None and self.fence.after_miss(projected):  # submitted, not yet projected?
+            row = visible_row()
+        return row
 
     def list_tasks(self, **filters: Any) -> Page:
         """A page of tasks; ``tenant`` (a filter): only that tenant's (None: all)."""
