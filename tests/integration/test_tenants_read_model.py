@@ -1,7 +1,8 @@
 """Tenants beyond the requests (SQLite and PostgreSQL): a read model rebuilt from the events
 keeps every task's tenant and each tenant's totals, ``taskexec verify`` finds the rows
-equal to the replayed tasks, and ``taskexec apikey create --tenant`` makes a key whose
-principal sees only its tenant's tasks."""
+equal to the replayed tasks (and a tenant's broken counter), ``taskexec apikey create
+--tenant`` makes a key whose principal sees only its tenant's tasks, and every tenant list
+walks an index that leads with the tenant."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tests.tenant_support import ORDER, REFUND, Tenants, tenants
 
 
 def snapshot(world: Tenants) -> dict[str, Any]:
-    """What each principal lists (every page, and the totals) and each task's tenant."""
+    """What each principal lists: every page, and the totals, of three of its lists."""
     seen: dict[str, Any] = {}
     for name in ("acme", "globex", "everyone"):
         who = getattr(world, name)
