@@ -26,6 +26,7 @@ from commands.errors import CommandError
 from commands.group_commit import GroupCommit
 from commands.messages import CancelTask, FinishManually, Outcome, RequeueTask, SubmitTask
 from commands.service import TaskService
+from domain.tenancy import visible
 from projections.queries import Page, TaskQueries
 from projections.runner import ProjectionRunner, ProjectionStopped
 from workers import tracing
@@ -162,14 +163,23 @@ class Runtime:
             return 0
         return await self.bridge.reconcile_lost_work(after_s)
 
-    def get_task(self, task_id: UUID) -> dict[str, Any] | None:
-        projected = self.fence.projected
-        row = self.queries.get(str(task_id))
-        if row is None and self.fence.after_miss(projected):  # submitted, not yet projected?
+    def get_task(self, task_id: UUID, tenant: str | None = None) -> dict[str, Any] | None:
+        """The task's row; None if there is none, or if a principal of ``tenant`` may not
+        see it (domain/tenancy.py: None sees every task). A hidden task costs what an
+        unknown id does (the same look again), so that no timing tells them apart."""
+
+        def visible_row() -> dict[str, Any] | None:
             row = self.queries.get(str(task_id))
+            return row if row is not None and visible(row["tenant"], tenant) else None
+
+        projected = self.fence.projected
+        row = visible_row()
+        if row is None and self.fence.after_miss(projected):  # submitted, not yet projected?
+            row = visible_row()
         return row
 
     def list_tasks(self, **filters: Any) -> Page:
+        """A page of tasks; ``tenant`` (a filter): only that tenant's (None: all)."""
         self.fence.before_list()
         return self.queries.list(**filters)
 

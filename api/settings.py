@@ -27,6 +27,7 @@ from api.settings_forms import (
     check_max_age,
     check_max_bytes,
     check_positive_seconds,
+    parse_claim_name,
     parse_database_url,
     parse_db_pool_size,
     parse_duration,
@@ -83,6 +84,8 @@ class Settings:
     jwt_secret: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # The JWT claim that names a principal's tenant (docs/security.md, "Tenants"); None: none.
+    jwt_tenant_claim: str | None = None
     rate_limit: str = "100/minute"
     rate_limit_bulk: str = "20/minute"
     # Unacked work is redelivered after this long (a worker that died mid-attempt).
@@ -193,6 +196,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TASKEXEC_JWT_SECRET", "jwt_secret", parse_jwt_secret, parse_jwt_secret),
     Variable("TASKEXEC_JWT_ISSUER", "jwt_issuer", as_text),
     Variable("TASKEXEC_JWT_AUDIENCE", "jwt_audience", as_text),
+    Variable("TASKEXEC_JWT_TENANT_CLAIM", "jwt_tenant_claim", parse_claim_name, parse_claim_name),
     Variable("TASKEXEC_RATE_LIMIT", "rate_limit", parse_rate_limit, parse_rate_limit),
     Variable("TASKEXEC_RATE_LIMIT_BULK", "rate_limit_bulk", parse_rate_limit, parse_rate_limit),
     Variable(

@@ -182,6 +182,21 @@ def parse_jwt_secret(name: str, text: str) -> str:
     return text
 
 
+# Claims that already mean something else here (times, permissions): never a tenant.
+_NOT_TENANT_CLAIMS = frozenset({"exp", "nbf", "iat", "permissions", "scope"})
+
+
+def parse_claim_name(name: str, text: str) -> str:
+    """The name of a JWT claim (TASKEXEC_JWT_TENANT_CLAIM): 1 to 100 visible ASCII
+    characters, not one of the claims this service reads for something else."""
+    if not re.fullmatch(r"[\x21-\x7e]{1,100}", text) or text in _NOT_TENANT_CLAIMS:
+        raise ValueError(
+            f"{name}={text!r}: give a claim's name (1 to 100 visible ASCII characters), "
+            f"not one of {', '.join(sorted(_NOT_TENANT_CLAIMS))}"
+        )
+    return text
+
+
 def jwks_location_ok(location: str) -> bool:
     """A file path, an https URL, or an http URL on loopback (a local development IdP):
     the one rule, also applied by api/security/jwks.py."""

@@ -81,6 +81,7 @@ class ApiKeyRecord:
     expires_at: datetime | None
     revoked_at: datetime | None
     revoked_by: Mapping[str, str] | None
+    tenant: str | None = None  # its principal's tenant (domain/tenancy.py); None: none
 
     @classmethod
     def of(cls, key: ApiKey) -> ApiKeyRecord:
@@ -94,6 +95,7 @@ class ApiKeyRecord:
             expires_at=key.expires_at,
             revoked_at=key.revoked_at,
             revoked_by=dict(key.revoked_by) if key.revoked_by is not None else None,
+            tenant=key.tenant,
         )
 
     def matches(self, key: str) -> bool:
@@ -129,8 +131,10 @@ class ApiKeyService:
         permissions: list[str],
         actor: Actor,
         expires_at: datetime | None = None,
+        tenant: str | None = None,
     ) -> tuple[str, ApiKeyRecord]:
-        """Record a new key; return the key itself (shown once, never stored) and its record."""
+        """Record a new key; return the key itself (shown once, never stored) and its record.
+        ``tenant``: the key's principal sees only that tenant's tasks (None: every task)."""
         key_id, key = self._generate()
         try:
             aggregate = ApiKey.create(
@@ -142,6 +146,7 @@ class ApiKeyService:
                 expires_at=expires_at,
                 at=self._clock(),
                 actor=actor,
+                tenant=tenant,
             )
         except InvalidValue as exc:
             raise ValidationFailed(str(exc)) from None

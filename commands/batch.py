@@ -20,6 +20,7 @@ from commands.errors import CommandError, Conflict, NotFound, ValidationFailed
 from commands.messages import CancelTask, Outcome, RequeueTask, SubmitTask
 from domain.errors import IllegalTransition, TaskNotCancellable
 from domain.task import Task
+from domain.tenancy import visible
 
 BatchCommand = SubmitTask | CancelTask | RequeueTask
 Change = CancelTask | RequeueTask  # a command on an existing task
@@ -69,7 +70,7 @@ def decide(
         try:
             if isinstance(cmd, Change):
                 task = current.get(cmd.task_id)
-                if task is None:
+                if task is None or not visible(task.tenant, cmd.tenant):
                     raise NotFound(f"task {cmd.task_id} not found", {"field": "taskId"})
                 change(task, cmd)
                 decision.changed[index] = task
@@ -93,6 +94,8 @@ def decide(
             keyed[task_id] = (index, print_)
             found = current.get(task_id)
             if found is not None:
+                if found.tenant != cmd.tenant:  # cannot happen (ids are per tenant): guard
+                    raise key_reused(None)
                 if found.request_hash != print_:
                     raise key_reused(task_id)
                 decision.replays[index] = found
@@ -136,8 +139,10 @@ def cancel_task(task: Task, cmd: CancelTask, at: datetime) -> None:
         ) from None
 
 
-def key_reused(task_id: UUID) -> ValidationFailed:
-    return ValidationFailed(
-        "Idempotency-Key was already used with a different request",
-        {"field": "Idempotency-Key", "taskId": str(task_id)},
-    )
+def key_reused(task_id: UUID | None) -> ValidationFailed:
+    """The key named another request's task (``task_id``: None, never named to a caller
+    of another tenant)."""
+    details = {"field": "Idempotency-Key"}
+    if task_id is not None:
+        details["taskId"] = str(task_id)
+    return ValidationFailed("Idempotency-Key was already used with a different request", details)

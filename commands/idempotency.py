@@ -4,8 +4,9 @@ The id of a task submitted with a key is ``uuid5(namespace, kind, principal, key
 retry names the same aggregate, and the event store's uniqueness of (aggregate id, version)
 makes concurrent duplicates safe: exactly one save wins, the others see the winner. The
 ``Submitted`` event records a fingerprint of the request, so a retry with a different body
-is recognised. Keys are scoped per principal: two clients can never collide or see each
-other's tasks through a key.
+is recognised. Keys are scoped per principal and per tenant: two clients can never collide
+or see each other's tasks through a key, nor can one JWT subject sent with two tenants'
+claims. A principal without a tenant derives the ids it always did.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from domain.values import RetryOverrides, RetryPolicy
 
 # Fixed forever: stored task ids are derived from it.
 IDEMPOTENCY_NAMESPACE = UUID("0c5d7f3e-8a21-5b94-a6c2-71e3f0b9d845")
+# Fixed forever too: the ids of keyed submits of a principal with a tenant. A namespace of
+# their own, so that no tenant's id can equal an id derived without a tenant.
+TENANT_IDEMPOTENCY_NAMESPACE = UUID("7a4e2c91-3d5b-5f08-b6e1-9c2d8f4a0b37")
 KEY_MAX = 255
 # Visible ASCII only: a header value, and the same string whatever the client's encoding.
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -32,8 +36,12 @@ def valid_key(key: str) -> bool:
 
 
 def task_id_for(cmd: SubmitTask, key: str) -> UUID:
-    """The task id that ``cmd``'s principal gets for ``key``, the same on every retry."""
-    return uuid5(IDEMPOTENCY_NAMESPACE, f"{cmd.actor.kind}\x1f{cmd.actor.id}\x1f{key}")
+    """The task id that ``cmd``'s principal (in its tenant) gets for ``key``, the same on
+    every retry. A tenant's name holds no separator (domain/tenancy.py): it leads."""
+    scope = f"{cmd.actor.kind}\x1f{cmd.actor.id}\x1f{key}"
+    if cmd.tenant is None:
+        return uuid5(IDEMPOTENCY_NAMESPACE, scope)
+    return uuid5(TENANT_IDEMPOTENCY_NAMESPACE, f"{cmd.tenant}\x1f{scope}")
 
 
 def fingerprint(cmd: SubmitTask) -> str:

@@ -29,6 +29,8 @@ class SubmitTask:
     # gave it; the moment is decided with the submit's time (domain/schedule.py).
     scheduled_at: datetime | None = None
     delay_seconds: int | None = None
+    # The submitter's tenant: the task's (domain/tenancy.py); None: no tenant.
+    tenant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class CancelTask:
     reason: str | None = None
     force: bool = False
     trace: dict[str, str] | None = None  # the request's trace context: its commit's parent
+    tenant: str | None = None  # the caller's: another tenant's task is not found
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class RequeueTask:
     actor: Actor
     reason: str | None = None
     trace: dict[str, str] | None = None  # the request's trace context: its commit's parent
+    tenant: str | None = None  # the caller's: another tenant's task is not found
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class FinishManually:
     output: Any = None
     error_type: str | None = None
     error_message: str = ""
+    tenant: str | None = None  # the caller's: another tenant's task is not found
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ def event_data(event: Any) -> dict[str, Any]:
         }
         if event.scheduled_at is not None:  # a scheduled task (absent otherwise)
             submitted["scheduledAt"] = rfc3339(datetime.fromisoformat(event.scheduled_at))
+        if event.tenant is not None:  # the submitter's tenant (absent without one)
+            submitted["tenant"] = event.tenant
         return submitted
     if isinstance(event, Task.Started):
         return {"attempt": event.attempt, "executionEnvironment": event.worker}

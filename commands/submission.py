@@ -69,4 +69,5 @@ def new_task(
         request_hash=request_hash,
         trace=cmd.trace,
         scheduled_at=due,
+        tenant=cmd.tenant,
     )

@@ -20,6 +20,7 @@ from commands.messages import FinishManually, Outcome
 from commands.reports import OutputCheck
 from domain.errors import IllegalTransition, StaleResult
 from domain.task import WORKER_LOST, Task
+from domain.tenancy import visible
 from domain.values import SYSTEM
 
 Clock = Callable[[], datetime]
@@ -47,8 +48,11 @@ def outcome(task: Task, position: int) -> Outcome:
 def finish_manually(
     store: TaskStore, cmd: FinishManually, clock: Clock, check_output: OutputCheck
 ) -> Outcome:
-    """Complete (with a validated output) or fail a MANUAL task by hand."""
+    """Complete (with a validated output) or fail a MANUAL task by hand; another tenant's
+    task is not found."""
     task = store.load(cmd.task_id)
+    if not visible(task.tenant, cmd.tenant):
+        raise NotFound(f"task {cmd.task_id} not found", {"field": "taskId"})
     at = clock()
     try:
         if cmd.error_type is None:

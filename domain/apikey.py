@@ -17,6 +17,7 @@ from eventsourcing.domain import Aggregate
 from domain.chain import ChainedAggregate
 from domain.errors import DomainError, InvalidValue
 from domain.permissions import unknown_permissions
+from domain.tenancy import check_tenant
 from domain.values import Actor
 
 NAME_MAX = 100
@@ -45,6 +46,7 @@ class ApiKey(ChainedAggregate):
         secret_hash: str  # SHA-256 (hex) of the whole key string
         permissions: list[str]
         expires_at: str | None  # ISO 8601, UTC; None: never
+        tenant: str | None = None  # its principal's tenant (domain/tenancy.py); None: none
 
         def apply(self, aggregate: Any) -> None:
             key: ApiKey = aggregate
@@ -56,6 +58,7 @@ class ApiKey(ChainedAggregate):
                 datetime.fromisoformat(self.expires_at) if self.expires_at is not None else None
             )
             key.created_by = dict(self.actor)
+            key.tenant = self.tenant
             key.revoked_at = None
             key.revoked_by = None
 
@@ -78,6 +81,7 @@ class ApiKey(ChainedAggregate):
         self.created_by: dict[str, str] = {}
         self.revoked_at: datetime | None = None
         self.revoked_by: dict[str, str] | None = None
+        self.tenant: str | None = None
 
     @classmethod
     def create(
@@ -91,8 +95,10 @@ class ApiKey(ChainedAggregate):
         expires_at: datetime | None,
         at: datetime,
         actor: Actor,
+        tenant: str | None = None,
     ) -> ApiKey:
-        """A new, active key. Permissions must be known; an expiry must lie in the future."""
+        """A new, active key. Permissions must be known; an expiry must lie in the future;
+        a tenant (its principal's: it sees only that tenant's tasks) must be a name."""
         name = name.strip()
         if not name or len(name) > NAME_MAX or not name.isprintable():
             raise InvalidValue(f"a key name is 1 to {NAME_MAX} printable characters")
@@ -108,6 +114,8 @@ class ApiKey(ChainedAggregate):
                 raise InvalidValue("expires_at must carry a time zone")
             if expires_at <= at:
                 raise InvalidValue("expires_at must lie in the future")
+        if tenant is not None:
+            check_tenant(tenant)
         return cls._create(
             cls.Created,
             id=aggregate_id,
@@ -118,6 +126,7 @@ class ApiKey(ChainedAggregate):
             secret_hash=secret_hash,
             permissions=sorted(set(permissions)),
             expires_at=expires_at.isoformat() if expires_at is not None else None,
+            tenant=tenant,
         )
 
     @property

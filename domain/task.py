@@ -39,9 +39,7 @@ class Task(ChainedAggregate):
         actor: dict[str, str]
 
     class Created(Event, Aggregate.Created):
-        """Declared only so that the library does not derive one with an inherited topic."""
-
-        TOPIC = "taskexec.task.created.v1"
+        TOPIC = "taskexec.task.created.v1"  # declared: no topic derived, none inherited
 
     class Submitted(Event, Aggregate.Created):
         TOPIC = "taskexec.task.submitted.v1"
@@ -61,6 +59,7 @@ class Task(ChainedAggregate):
         trace: dict[str, str] | None = None
         # When a scheduled task's first attempt is due (RFC 3339; None: at once, as before).
         scheduled_at: str | None = None
+        tenant: str | None = None  # the submitter's (domain/tenancy.py); None: none
 
         def apply(self, aggregate: Any) -> None:
             state.apply_submitted(aggregate, self)
@@ -151,6 +150,7 @@ class Task(ChainedAggregate):
         self.request_hash: str | None = None
         self.trace: dict[str, str] | None = None
         self.scheduled_at: datetime | None = None
+        self.tenant: str | None = None
         self.definition_id: str = ""
         self.definition_version: str = ""
         self.definition_revision: int = 0
@@ -190,9 +190,10 @@ class Task(ChainedAggregate):
         request_hash: str | None = None,
         trace: dict[str, str] | None = None,
         scheduled_at: datetime | None = None,
+        tenant: str | None = None,
     ) -> Task:
-        """A new PENDING task of ``definition``; its settings override the definition's;
-        ``scheduled_at``: its first attempt is not due before (domain/schedule.py)."""
+        """A new PENDING task of ``definition``, its settings over the definition's; not due
+        before ``scheduled_at`` (domain/schedule.py); ``tenant``: its submitter's, checked."""
         return cls._create(
             cls.Submitted,
             id=task_id,
@@ -206,6 +207,7 @@ class Task(ChainedAggregate):
             request_hash=request_hash,
             trace=trace,
             scheduled_at=scheduled_at.isoformat() if scheduled_at is not None else None,
+            tenant=tenant,
         )
 
     @property

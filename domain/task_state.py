@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 def apply_submitted(task: Task, e: Task.Submitted) -> None:
     """A new task: the submission's fields; PENDING, no attempt yet."""
     task.request_hash = e.request_hash
+    task.tenant = e.tenant
     task.trace = e.trace
     task.definition_id = e.definition_id
     task.definition_version = e.definition_version
@@ -103,6 +104,7 @@ def task_state(task: Task) -> dict[str, Any]:
         "cancel_reason": task.cancel_reason,
         "next_attempt_at": task.next_attempt_at,
         "scheduled_at": task.scheduled_at,
+        "tenant": task.tenant,
         "retry_base": task.retry_base,
         "requeued_version": task.requeued_version,
         "created_at": task.created_at,

@@ -24,8 +24,9 @@ import psycopg
 
 from projections.db import Cursor, Database
 from projections.schema import active_generation
-from projections.sql import any_of, equals, reads, where
+from projections.sql import equals, reads, where
 from projections.stranded import stranded
+from projections.task_filters import TaskFilters
 from projections.task_rows import free_text
 
 T = TypeVar("T")
@@ -102,43 +103,23 @@ class TaskQueries:
         task_type: str | None = None,
         workflow_instance_id: str | None = None,
         error_type: str | None = None,
+        tenant: str | None = None,
         page: int = 1,
         limit: int = 20,
     ) -> Page:
         """Newest first (ties by id, descending); filters combine. ``error_type``: the
-        type of the task's last failure (``error.type``)."""
-        filters = {
-            column: value
-            for column, value in (
-                ("status", status),
-                ("type", task_type),
-                # kept as the read model keeps free text (a NUL as U+FFFD)
-                ("workflow_instance_id", free_text(workflow_instance_id)),
-                ("error_type", free_text(error_type)),
-            )
-            if value is not None
-        }
-        conditions = [equals(column) for column in filters] + _partial(filters)
-        params: list[Any] = list(filters.values())
-
-        def page_where(cur: Cursor) -> tuple[str, list[Any], str]:
-            """WHERE, its parameters and the ORDER BY key (newest first) of a page."""
-            if not filters:
-                return "", params, reads.NEWEST_FIRST
-            return _lead_index(cur, filters)
+        type of the task's last failure (``error.type``); ``tenant``: only that tenant's
+        tasks (None: all of them; projections/task_filters.py)."""
+        filters = TaskFilters.of(status, task_type, workflow_instance_id, error_type, tenant)
 
         def run(cur: Cursor, g: int) -> Page:
-            if workflow_instance_id is None and error_type is None:
-                count = reads.count_tasks_from_counts(g, conditions)
-            else:
-                count = reads.count_tasks(g, where(conditions))
-            row = cur.execute(count, params).fetchone()
+            row = cur.execute(*filters.count(g)).fetchone()
             total = int(row["n"]) if row else 0
             offset = (page - 1) * limit
             if offset >= total:
                 return Page([], page, limit, total)
             size = min(limit, total - offset)
-            rows_where, rows_params, newest_first = page_where(cur)
+            rows_where, rows_params, newest_first = filters.page(cur)
             if offset <= total // 2:
                 rows = cur.execute(
                     reads.task_page(g, rows_where, newest_first), [*rows_params, size, offset]
@@ -255,39 +236,3 @@ def duration_ms(start: str | None, end: str | None) -> int | None:
 
 def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _lead_index(cur: Cursor, filters: dict[str, Any]) -> tuple[str, list[Any], str]:
-    """A filtered page walks its lead filter's index, (lead, created_at, id): the most
-    selective filter leads (``LEADS``).
-    Ordered by that index, under ``lead = value``, is the order of (created_at, id).
-
-    Left to itself, PostgreSQL walked the creation index and filtered: fast while matches
-    are spread evenly, but when the newest tasks do not match (a burst of PENDING ones,
-    and a list of COMPLETED) it reads through all of them (docs/benchmarks.md, "Design
-    measurements"). Ordering by the lead
-    column is not enough there: under ``lead = ?`` the planner knows the column constant
-    and drops it from the sort key. ``lead = ANY(?)`` (one value) it does not, so only
-    the lead's index gives the order asked for. SQLite takes ``lead = ?`` with the
-    ORDER BY as it is."""
-    lead = next(c for c in LEADS if c in filters)
-    conditions, values = [], []
-    for column, value in filters.items():
-        if column == lead and cur.postgres:
-            conditions.append(any_of(column))
-            values.append([value])
-        else:
-            conditions.append(equals(column))
-            values.append(value)
-    return where(conditions + _partial(filters)), values, reads.newest_first(lead)
-
-
-# The filters in the order they lead a page (the most selective first): a workflow's few
-# tasks, then the failures of one kind, then status, then type (types are fewer).
-LEADS = ("workflow_instance_id", "error_type", "status", "type")
-
-
-def _partial(filters: dict[str, Any]) -> list[str]:
-    """The error type's index holds only rows with one (``WHERE error_type IS NOT NULL``):
-    said outright, so that PostgreSQL sees it may use that index for ``= ANY(?)``."""
-    return [reads.has_error_type()] if "error_type" in filters else []

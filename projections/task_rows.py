@@ -49,8 +49,11 @@ COLUMNS = (
     "error_type",
     # Added later too: a scheduled task's time (docs/api.md, "Scheduled tasks"), else NULL.
     "scheduled_at",
+    # Added later too: the submitter's tenant (docs/security.md, "Tenants"), else NULL.
+    "tenant",
 )
-MUTABLE = COLUMNS[6:]  # status onwards; the submission's fields never change
+# Status up to the tenant; the submission's fields (the tenant too) never change.
+MUTABLE = COLUMNS[6 : COLUMNS.index("tenant")]
 NULLABLE = (  # the columns without NOT NULL (see TaskProjection.ddl)
     "workflow_instance_id",
     "output",
@@ -63,6 +66,7 @@ NULLABLE = (  # the columns without NOT NULL (see TaskProjection.ddl)
     "lease_deadline",
     "error_type",
     "scheduled_at",
+    "tenant",
 )
 # Where each column is in a row.
 ID = COLUMNS.index("id")
@@ -83,6 +87,7 @@ CREATED = COLUMNS.index("created_at")
 UPDATED = COLUMNS.index("updated_at")
 VERSION = COLUMNS.index("version")
 SCHEDULED = COLUMNS.index("scheduled_at")
+TENANT = COLUMNS.index("tenant")
 # Times: text in the table, UTC datetimes while a batch is applied (``finish``).
 OTHER_TIMES = (START, END, NEXT, LEASE, CREATED, SCHEDULED)  # and UPDATED
 
@@ -176,6 +181,7 @@ def submitted(task_id: str, e: Any) -> Row:
         e.originator_version,
         None,
         due,
+        e.tenant,
     ]
 
 

@@ -27,11 +27,12 @@ from projections.sql import task_writes
 from projections.task_rows import COLUMNS, ID, MUTABLE, NULLABLE, Row, Rows
 
 _FIRST_MUTABLE = COLUMNS.index(MUTABLE[0])
+_END_MUTABLE = COLUMNS.index(MUTABLE[-1]) + 1
 _ALL = tuple(range(len(COLUMNS)))
-_SET_THEN_ID = (*range(_FIRST_MUTABLE, len(COLUMNS)), ID)  # an UPDATE's parameters
+_SET_THEN_ID = (*range(_FIRST_MUTABLE, _END_MUTABLE), ID)  # an UPDATE's parameters
 _NULLABLE = frozenset(COLUMNS.index(c) for c in NULLABLE)
 _UPDATE_NAMES = ("id", *MUTABLE)
-_updated = itemgetter(ID, *range(_FIRST_MUTABLE, len(COLUMNS)))
+_updated = itemgetter(ID, *range(_FIRST_MUTABLE, _END_MUTABLE))
 _encode = msgspec.json.Encoder().encode
 Shape = tuple[bool, ...]  # per nullable column: is it NULL
 
@@ -81,7 +82,7 @@ def update(cur: Cursor, view: str, rows: list[Row]) -> None:
         arrays = list(zip(*rows, strict=True))
         cur.execute(
             task_writes.update_arrays(view),
-            [list(arrays[ID]), *(list(column) for column in arrays[_FIRST_MUTABLE:])],
+            [list(arrays[ID]), *(list(c) for c in arrays[_FIRST_MUTABLE:_END_MUTABLE])],
             binary=True,
         )
         return
@@ -98,6 +99,18 @@ def add_counts(cur: Cursor, counts: str, changes: list[tuple[str, str, int]]) ->
         cur.execute(task_writes.add_counts_json(counts), (_json(rows),))
         return
     cur.executemany(task_writes.add_counts(counts), changes)
+
+
+def add_tenant_counts(cur: Cursor, counts: str, changes: list[tuple[str, str, str, int]]) -> None:
+    """Add ``n`` to the count of each (tenant, status, type): one statement on PostgreSQL."""
+    if not changes:
+        return
+    if cur.postgres:
+        names = ("tenant", "status", "type", "n")
+        rows = [dict(zip(names, change, strict=True)) for change in changes]
+        cur.execute(task_writes.add_tenant_counts_json(counts), (_json(rows),))
+        return
+    cur.executemany(task_writes.add_tenant_counts(counts), changes)
 
 
 def _json(rows: list[dict[str, Any]]) -> str:

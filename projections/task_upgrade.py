@@ -13,6 +13,9 @@ the column already costs one catalog query.
   projection keeps free text (a NUL as U+FFFD).
 - ``scheduled_at`` (a scheduled task's time): added empty; the tasks recorded before it
   existed were not scheduled.
+- ``tenant`` (the submitter's tenant, docs/security.md): added empty; the tasks recorded
+  before it existed have none. Its indexes (only rows with a tenant) and the per-tenant
+  counts table are made as any missing one is, by ``CREATE … IF NOT EXISTS``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ def add_missing_columns(cur: Cursor, view: str) -> None:
     if "scheduled_at" not in present:
         cur.execute(statement("add_task_scheduled_at").format(view=view))
         log.info("read model %s: column scheduled_at added", view)
+    if "tenant" not in present:
+        cur.execute(statement("add_task_tenant").format(view=view))
+        log.info("read model %s: column tenant added", view)
 
 
 def fill_error_types(cur: Cursor, view: str) -> int:

@@ -1,4 +1,5 @@
-"""The task read model: one denormalised row per task, plus exact counts per status and type.
+"""The task read model: one denormalised row per task, plus exact counts per status and type
+(and per tenant, status and type for the tasks with a tenant).
 
 A batch of events is applied in memory first (one SELECT for the rows of tasks submitted
 in earlier batches; each task's events collapse into its final row, see
@@ -31,6 +32,7 @@ from projections.task_rows import (
     COLUMNS,
     ID,
     STATUS,
+    TENANT,
     TYPE,
     Handler,
     Row,
@@ -56,8 +58,14 @@ _DDL = (  # in projections/sql/task_view.sql
     "create_task_type_index",
     "create_task_workflow_index",
     "create_task_error_type_index",
+    "create_task_tenant_created_index",
+    "create_task_tenant_status_index",
+    "create_task_tenant_type_index",
+    "create_task_tenant_workflow_index",
+    "create_task_tenant_error_type_index",
     "create_task_lease_index",
     "create_task_counts",
+    "create_task_tenant_counts",
 )
 
 
@@ -66,7 +74,7 @@ def _SUBMITTED(row: Row, event: Any) -> None:
 
 
 class TaskProjection:
-    """``task_view_g<N>`` and ``task_counts_g<N>``."""
+    """``task_view_g<N>``, ``task_counts_g<N>`` and ``task_tenant_counts_g<N>``."""
 
     name = "tasks"
 
@@ -103,18 +111,20 @@ class TaskProjection:
         return {task_id: list(kept[task_id]) for task_id in ids if task_id in kept}
 
     def tables(self, generation: int) -> list[str]:
-        return [f"task_view_g{generation}", f"task_counts_g{generation}"]
+        g = generation
+        return [f"task_view_g{g}", f"task_counts_g{g}", f"task_tenant_counts_g{g}"]
 
     def ddl(self, generation: int) -> list[str]:
-        view, counts = self.tables(generation)
-        return [statement(name).format(view=view, counts=counts, g=generation) for name in _DDL]
+        view, counts, tenants = self.tables(generation)
+        fields = {"view": view, "counts": counts, "tenant_counts": tenants, "g": generation}
+        return [statement(name).format(**fields) for name in _DDL]
 
     def upgrade(self, cur: Cursor, generation: int) -> None:
         """Columns added since an existing generation's table was made, filled in."""
         task_upgrade.add_missing_columns(cur, self.tables(generation)[0])
 
     def apply(self, cur: Cursor, events: list[tuple[int, Any]], generation: int) -> None:
-        view, counts = self.tables(generation)
+        view, counts, tenant_counts = self.tables(generation)
         self._written = (generation, [])
         relevant: list[tuple[int, Any]] = []
         handlers: list[Handler] = []
@@ -147,7 +157,7 @@ class TaskProjection:
         earlier = touched - new
         rows = self._recall(generation, earlier)
         rows.update(task_sql.load(cur, view, earlier - rows.keys()))
-        before = {task_id: (row[STATUS], row[TYPE]) for task_id, row in rows.items()}
+        before = {task_id: (row[STATUS], row[TYPE], row[TENANT]) for task_id, row in rows.items()}
         created: list[Row] = []
         for (position, event), handler, task_id in zip(relevant, handlers, task_ids, strict=True):
             try:
@@ -171,13 +181,22 @@ class TaskProjection:
         except Exception as exc:  # e.g. a task submitted twice: name where the batch began
             raise ApplyError(relevant[0][0], exc) from exc
         self._written = (generation, changed + created)
-        delta: Counter[tuple[str, str]] = Counter()
+        delta: Counter[tuple[str, str, str | None]] = Counter()
         for key in before.values():
             delta[key] -= 1
         for row in rows.values():
-            delta[(row[STATUS], row[TYPE])] += 1
-        changes = [(status, type_, n) for (status, type_), n in delta.items() if n]
-        task_sql.add_counts(cur, counts, changes)
+            delta[(row[STATUS], row[TYPE], row[TENANT])] += 1
+        task_sql.add_counts(cur, counts, _totals(delta))
+        changes = [(t, status, type_, n) for (status, type_, t), n in delta.items() if n and t]
+        task_sql.add_tenant_counts(cur, tenant_counts, changes)
+
+
+def _totals(delta: Counter[tuple[str, str, str | None]]) -> list[tuple[str, str, int]]:
+    """The changes per (status, type), whatever the tenant."""
+    totals: Counter[tuple[str, str]] = Counter()
+    for (status, type_, _), n in delta.items():
+        totals[(status, type_)] += n
+    return [(status, type_, n) for (status, type_), n in totals.items() if n]
 
 
 _HANDLERS: dict[type[Any], Handler | None] = {Task.Submitted: _SUBMITTED, **CHANGES}

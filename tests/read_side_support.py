@@ -149,6 +149,7 @@ def reference_rows(events: list[tuple[int, Any]]) -> dict[str, dict[str, Any]]:
                 "version": e.originator_version,
                 "error_type": None,
                 "scheduled_at": due,
+                "tenant": e.tenant,
             }
             continue
         row = rows[task_id]

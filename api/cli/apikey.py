@@ -24,7 +24,9 @@ from typing import Any
 from api.settings import Settings
 from commands.apikeys import ApiKeyRecord, ApiKeyService, is_key_id
 from commands.errors import CommandError, Conflict
+from domain.errors import InvalidValue
 from domain.permissions import ALL_PERMISSIONS, unknown_permissions
+from domain.tenancy import check_tenant
 from domain.values import Actor
 
 DEV_KEY_NAME = "taskexec dev"
@@ -54,6 +56,12 @@ def add_commands(commands: Any) -> None:
         "--expires",
         default=None,
         help="ISO 8601 time (2027-01-31T00:00:00Z, 2027-01-31) or duration (90d, 12h, P30D)",
+    )
+    create.add_argument(
+        "--tenant",
+        default=None,
+        help="the key sees only this tenant's tasks, and its tasks are this tenant's "
+        "(default: no tenant, every task)",
     )
     create.set_defaults(func=cmd_create)
 
@@ -98,6 +106,14 @@ def parse_permissions(text: str) -> list[str]:
     return names
 
 
+def parse_tenant(text: str) -> str:
+    """A tenant's name (domain/tenancy.py), else UsageError saying what one is."""
+    try:
+        return check_tenant(text)
+    except InvalidValue as exc:
+        raise UsageError(f"--tenant {text!r}: {exc}") from None
+
+
 def parse_expiry(text: str, now: datetime) -> datetime:
     """An absolute ISO 8601 time or date (UTC if no zone), or a duration from ``now``."""
     text = text.strip()
@@ -131,13 +147,18 @@ def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
     try:
         permissions = parse_permissions(args.permissions)
         expires = parse_expiry(args.expires, datetime.now(UTC)) if args.expires else None
+        tenant = parse_tenant(args.tenant) if args.tenant is not None else None
     except UsageError as exc:
         print(f"taskexec apikey create: {exc}", file=sys.stderr)
         return 2
     with key_service(settings) as keys:
         try:
             key, record = keys.create(
-                name=args.name, permissions=permissions, actor=operator(), expires_at=expires
+                name=args.name,
+                permissions=permissions,
+                actor=operator(),
+                expires_at=expires,
+                tenant=tenant,
             )
         except CommandError as exc:
             print(f"taskexec apikey create: {exc.message}", file=sys.stderr)
@@ -145,7 +166,8 @@ def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
     print(key, flush=True)
     print(
         f"created key {record.key_id} ({record.name}): {', '.join(sorted(record.permissions))}"
-        + (f"; expires {_time(record.expires_at)}" if record.expires_at else ""),
+        + (f"; expires {_time(record.expires_at)}" if record.expires_at else "")
+        + (f"; tenant {record.tenant}" if record.tenant else ""),
         file=sys.stderr,
     )
     return 0
@@ -167,11 +189,21 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
             _time(r.created_at),
             _time(r.expires_at) if r.expires_at else "never",
             r.created_by.get("id", ""),
+            r.tenant or "-",
             ",".join(sorted(r.permissions)),
         )
         for r in records
     ]
-    header = ("KEY ID", "NAME", "STATUS", "CREATED", "EXPIRES", "CREATED BY", "PERMISSIONS")
+    header = (
+        "KEY ID",
+        "NAME",
+        "STATUS",
+        "CREATED",
+        "EXPIRES",
+        "CREATED BY",
+        "TENANT",
+        "PERMISSIONS",
+    )
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         cells = (str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -253,4 +285,5 @@ def _as_json(record: ApiKeyRecord, now: datetime) -> dict[str, Any]:
         "expiresAt": _time(record.expires_at) or None,
         "revokedAt": _time(record.revoked_at) or None,
         "revokedBy": dict(record.revoked_by) if record.revoked_by else None,
+        "tenant": record.tenant,
     }

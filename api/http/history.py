@@ -18,6 +18,7 @@ from api.http.paths import parse_task_id
 from api.http.schemas import TaskId, Timestamp
 from api.runtime import Runtime
 from api.security.guards import AUTH_ERRORS, protected
+from api.security.principal import Principal
 from commands.errors import NotFound
 from domain.permissions import Permission
 from domain.values import TaskStatus
@@ -52,10 +53,13 @@ class TaskHistory(Struct, rename="camel"):
     responses={404: ERROR, **AUTH_ERRORS},
     **protected(Permission.TASKS_AUDIT),
 )
-def get_task_history(taskId: FromPath[str], runtime: NamedDependency[Runtime]) -> TaskHistory:
+def get_task_history(
+    taskId: FromPath[str], runtime: NamedDependency[Runtime], principal: NamedDependency[Principal]
+) -> TaskHistory:
     from projections.audit.history import task_history
 
-    entries = task_history(runtime.service, parse_task_id(taskId))
+    # Another tenant's task is not found, exactly as an unknown id (docs/security.md).
+    entries = task_history(runtime.service, parse_task_id(taskId), principal.tenant)
     if entries is None:
         raise NotFound(f"task {taskId} not found", {"field": "taskId"})
     return TaskHistory(

@@ -47,7 +47,9 @@ def complete_task(
     runtime: NamedDependency[Runtime],
     principal: NamedDependency[Principal],
 ) -> FinishTaskResponse:
-    command = FinishManually(parse_task_id(taskId), principal.actor, output=data.output)
+    command = FinishManually(
+        parse_task_id(taskId), principal.actor, output=data.output, tenant=principal.tenant
+    )
     return _answer(runtime.finish_manually(command))
 
 
@@ -70,6 +72,7 @@ def fail_task(
         principal.actor,
         error_type=data.error.type,
         error_message=data.error.message,
+        tenant=principal.tenant,
     )
     return _answer(runtime.finish_manually(command))
 

@@ -51,6 +51,7 @@ TASK = {
     },
     "createdAt": "2023-07-15T14:30:00Z",
     "updatedAt": "2023-07-15T14:30:07Z",
+    "tenant": None,
 }
 TASK_LIST = {
     "items": [
@@ -63,6 +64,7 @@ TASK_LIST = {
             "createdAt": "2023-07-15T14:30:00Z",
             "updatedAt": "2023-07-15T14:30:07Z",
             "scheduledAt": None,
+            "tenant": None,
         },
         {
             "id": OTHER_ID,
@@ -73,6 +75,7 @@ TASK_LIST = {
             "createdAt": "2023-07-15T14:31:00Z",
             "updatedAt": "2023-07-15T14:31:05Z",
             "scheduledAt": "2023-07-15T14:31:00Z",
+            "tenant": "acme",
         },
     ],
     "pagination": {"page": 1, "limit": 20, "totalItems": 42, "totalPages": 3},

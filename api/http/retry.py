@@ -50,7 +50,12 @@ async def retry_task(
     """PENDING again: its next attempt runs under its retry policy afresh; 409 for a task
     that is PENDING, RUNNING or COMPLETED."""
     body = data or RetryTaskRequest()
-    command = RequeueTask(task_id=parse_task_id(taskId), actor=principal.actor, reason=body.reason)
+    command = RequeueTask(
+        task_id=parse_task_id(taskId),
+        actor=principal.actor,
+        reason=body.reason,
+        tenant=principal.tenant,
+    )
     outcome = await runtime.arequeue(command)
     return RetryTaskResponse(
         id=str(outcome.task_id),

@@ -138,6 +138,8 @@ class TaskResponse(Struct, rename="camel"):
     execution_metadata: ExecutionMetadata
     created_at: Timestamp
     updated_at: Timestamp
+    # Beyond the spec: the submitter's tenant (docs/security.md, "Tenants"), else null.
+    tenant: str | None = None
 
 
 class ErrorBody(Struct):
@@ -183,6 +185,7 @@ class TaskSummary(Struct, rename="camel"):
     created_at: Timestamp
     updated_at: Timestamp
     scheduled_at: Timestamp | None  # beyond the spec: a scheduled task's time, else null
+    tenant: str | None = None  # beyond the spec: the submitter's tenant, else null
 
 
 class TaskList(Struct):

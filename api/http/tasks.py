@@ -48,7 +48,7 @@ from api.security.principal import Principal
 from commands.errors import NotFound
 from commands.messages import CancelTask, SubmitTask
 from domain.permissions import Permission
-from domain.values import Actor, RetryOverrides, TaskStatus, TaskType
+from domain.values import RetryOverrides, TaskStatus, TaskType
 
 API_PREFIX = "/api/v1/tasks"
 
@@ -60,9 +60,13 @@ REPLAYED = ResponseSpec(
 
 
 def to_command(
-    body: SubmitTaskRequest, actor: Actor, idempotency_key: str | None = None, field: str = ""
+    body: SubmitTaskRequest,
+    principal: Principal,
+    idempotency_key: str | None = None,
+    field: str = "",
 ) -> SubmitTask:
-    """The command of one submit body (``field``: where it is in a bulk body)."""
+    """The command of one submit body (``field``: where it is in a bulk body); the task
+    is in the principal's tenant."""
     scheduled_at = check_schedule(body, field)
     config = body.execution_config
     retry = None
@@ -79,7 +83,7 @@ def to_command(
     return SubmitTask(
         definition_id=body.task_definition_id,
         input=body.input,
-        actor=actor,
+        actor=principal.actor,
         workflow_instance_id=body.workflow_instance_id,
         priority=body.priority,
         timeout_ms=config.timeout if config is not None else None,
@@ -87,6 +91,7 @@ def to_command(
         idempotency_key=idempotency_key,
         scheduled_at=scheduled_at,
         delay_seconds=body.delay_seconds,
+        tenant=principal.tenant,
     )
 
 
@@ -121,6 +126,7 @@ def to_response(row: dict[str, Any]) -> TaskResponse:
         ),
         created_at=api_time(row["created_at"]),
         updated_at=api_time(row["updated_at"]),
+        tenant=row["tenant"],
     )
 
 
@@ -149,8 +155,8 @@ async def submit_task(
     # since two dependencies make Litestar resolve them in an anyio task group per request.
     # Async: the command waits for its group commit and the read model on the event loop,
     # holding no thread.
-    actor = current_principal(request).actor
-    outcome = await runtime.asubmit(to_command(data, actor, idempotency_key))
+    principal = current_principal(request)
+    outcome = await runtime.asubmit(to_command(data, principal, idempotency_key))
     task_id = str(outcome.task_id)
     headers = {"Location": f"{API_PREFIX}/{task_id}"}
     if outcome.replayed:
@@ -178,7 +184,7 @@ async def submit_tasks_bulk(
     # unreachable database is answered 503 within about a second (api/availability.py).
     def write() -> BulkSubmitResponse:
         commands = [
-            to_command(item, principal.actor, item.idempotency_key, f"tasks[{index}].")
+            to_command(item, principal, item.idempotency_key, f"tasks[{index}].")
             for index, item in enumerate(data.tasks)
         ]
         return bulk_response(runtime.submit_many(commands), api_time)
@@ -193,8 +199,11 @@ async def submit_tasks_bulk(
     responses={404: ERROR, **AUTH_ERRORS},
     **protected(Permission.TASKS_READ),
 )
-def get_task(taskId: FromPath[str], runtime: NamedDependency[Runtime]) -> TaskResponse:
-    row = runtime.get_task(parse_task_id(taskId))
+def get_task(
+    taskId: FromPath[str], runtime: NamedDependency[Runtime], request: Request[Any, Any, Any]
+) -> TaskResponse:
+    # Another tenant's task is not found, exactly as an unknown id (docs/security.md).
+    row = runtime.get_task(parse_task_id(taskId), current_principal(request).tenant)
     if row is None:
         raise NotFound(f"task {taskId} not found", {"field": "taskId"})
     return to_response(row)
@@ -220,6 +229,7 @@ async def cancel_task(
             actor=principal.actor,
             reason=body.reason,
             force=body.force,
+            tenant=principal.tenant,
         )
     )
     return CancelTaskResponse(
@@ -249,6 +259,7 @@ def list_tasks(
 ) -> TaskList:
     refuse_null(request, status=status, type=type)
     result = runtime.list_tasks(
+        tenant=current_principal(request).tenant,
         status=status.value if status else None,
         task_type=type.value if type else None,
         workflow_instance_id=workflowInstanceId,
@@ -269,6 +280,7 @@ def _summary(row: dict[str, Any]) -> TaskSummary:
         created_at=api_time(row["created_at"]),
         updated_at=api_time(row["updated_at"]),
         scheduled_at=api_time(row["scheduled_at"]) if row["scheduled_at"] else None,
+        tenant=row["tenant"],
     )
 
 

@@ -170,4 +170,6 @@ class Authenticator:
         status = record.status(self._clock())
         if status != "active":
             raise AuthFailure("ApiKey", f"API key {status}")
-        return Principal(id=record.key_id, kind="apikey", permissions=record.permissions)
+        return Principal(
+            id=record.key_id, kind="apikey", permissions=record.permissions, tenant=record.tenant
+        )

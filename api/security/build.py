@@ -44,6 +44,7 @@ def build_security(
         jwks=jwks,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        tenant_claim=settings.jwt_tenant_claim,
     )
     if tokens.enabled and (settings.jwt_issuer is None or settings.jwt_audience is None):
         log.warning(

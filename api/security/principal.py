@@ -9,11 +9,13 @@ from domain.values import Actor
 
 @dataclass(frozen=True)
 class Principal:
-    """A caller that proved who it is: a JWT subject or an API key (by its key id)."""
+    """A caller that proved who it is: a JWT subject or an API key (by its key id), and
+    its tenant: it sees only that tenant's tasks (None: every task; domain/tenancy.py)."""
 
     id: str
     kind: str  # "jwt" | "apikey"
     permissions: frozenset[str]
+    tenant: str | None = None
 
     @property
     def actor(self) -> Actor:

@@ -7,7 +7,8 @@
 - Claims: ``exp`` and ``sub`` required; ``nbf`` and ``iat`` honoured; ``iss`` and ``aud``
   required and checked when configured; ``LEEWAY_S`` of clock skew tolerated.
 - Permissions: a ``permissions`` array and/or a space-separated ``scope`` (both accepted).
-- The principal is ``sub``.
+- The principal is ``sub``; its tenant is the claim ``tenant_claim`` names
+  (``TASKEXEC_JWT_TENANT_CLAIM``), when set and present (domain/tenancy.py).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 from api.security.jwks import KEY_TYPES, JwksSource
 from api.security.principal import AuthFailure, Principal
 from api.settings_forms import JWT_SECRET_MIN_BYTES
+from domain.errors import InvalidValue
+from domain.tenancy import check_tenant
 
 LEEWAY_S = 30
 HMAC_ALGORITHM = "HS256"
@@ -70,6 +73,7 @@ class TokenVerifier:
         audience: str | None = None,
         leeway: int = LEEWAY_S,
         clock: Callable[[], float] = time.time,
+        tenant_claim: str | None = None,
     ) -> None:
         self._secret: Key | None = None
         if secret is not None:
@@ -89,6 +93,7 @@ class TokenVerifier:
         self._audience = audience
         self._leeway = leeway
         self._clock = clock
+        self._tenant_claim = tenant_claim
 
     @property
     def enabled(self) -> bool:
@@ -109,7 +114,12 @@ class TokenVerifier:
             # Not three base64url parts, a header or payload that is not a JSON object, ...
             raise AuthFailure("Bearer", "token is malformed") from None
         self._check_claims(claims)
-        return Principal(id=claims["sub"], kind="jwt", permissions=_permissions(claims))
+        return Principal(
+            id=claims["sub"],
+            kind="jwt",
+            permissions=_permissions(claims),
+            tenant=_tenant(claims, self._tenant_claim),
+        )
 
     def _key_for(self, blocking: bool) -> Callable[[GuestProtocol], Key]:
         """Resolves the verification key from the (already allow-listed) header."""
@@ -148,6 +158,19 @@ class TokenVerifier:
         except InvalidClaimError as exc:
             message = _CLAIM_MESSAGES.get(exc.claim, f"token has an invalid claim: {exc.claim}")
             raise AuthFailure("Bearer", message) from None
+
+
+def _tenant(claims: dict[str, Any], name: str | None) -> str | None:
+    """The tenant the claim ``name`` gives (None: no claim configured, or none in the
+    token: the global view, as before tenants). A value that is not a tenant's name is a
+    401, never a principal without a tenant."""
+    if name is None or claims.get(name) is None:
+        return None
+    value = claims[name]
+    try:
+        return check_tenant(value)
+    except InvalidValue as exc:
+        raise AuthFailure("Bearer", f"token claim '{name}' is not a tenant: {exc}") from None
 
 
 def _permissions(claims: dict[str, Any]) -> frozenset[str]:

@@ -24,6 +24,7 @@ from commands.public_events import (
 from commands.service import TaskService
 from domain.chain import canonical_time, event_fields
 from domain.task import Task
+from domain.tenancy import visible
 
 _json = msgspec.json.Encoder()
 Progress = Callable[[int, int], None]  # (done, total)
@@ -45,8 +46,11 @@ def history_entry(event: Any, position: int) -> dict[str, Any]:
     }
 
 
-def task_history(service: TaskService, task_id: UUID) -> list[dict[str, Any]] | None:
-    """The task's events in order, or None if no task has this id.
+def task_history(
+    service: TaskService, task_id: UUID, tenant: str | None = None
+) -> list[dict[str, Any]] | None:
+    """The task's events in order, or None if no task has this id (or the task is not
+    visible to a principal of ``tenant``: None, every task is).
 
     Only a task's events are shown: the id of an API key or a definition record is
     "not found" here, not a way to read other aggregates.
@@ -55,6 +59,8 @@ def task_history(service: TaskService, task_id: UUID) -> list[dict[str, Any]] | 
     records = reader.aggregate(task_id)
     events = [(r.position, decoder.decode(r)[1]) for r in records]
     if not events or not isinstance(events[0][1], Task.Event):
+        return None
+    if not visible(getattr(events[0][1], "tenant", None), tenant):  # set by Submitted
         return None
     return [history_entry(event, position) for position, event in events]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from projections.db import Cursor
@@ -23,6 +23,14 @@ class Baseline:
     counts: dict[tuple[str, str], int]
     task_rows: int
     definition_rows: int
+    # (tenant, status, type) -> n: the tenants' counts, and the rows with a tenant counted.
+    tenant_counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    tenant_rows: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+
+def _tenant_counts(cur: Cursor, statement: str) -> dict[tuple[str, str, str], int]:
+    rows = cur.execute(statement).fetchall()
+    return {(r["tenant"], r["status"], r["type"]): int(r["n"]) for r in rows if int(r["n"])}
 
 
 def read_baseline(cur: Cursor, g: int) -> Baseline:
@@ -38,6 +46,8 @@ def read_baseline(cur: Cursor, g: int) -> Baseline:
         counts,
         int(tasks["n"]) if tasks else 0,
         int(definitions["n"]) if definitions else 0,
+        _tenant_counts(cur, reads.tenant_counts(g)),
+        _tenant_counts(cur, reads.tenant_counts_of_rows(g)),
     )
 
 

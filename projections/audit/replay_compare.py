@@ -48,6 +48,7 @@ TASK_COLUMNS: dict[str, str] = {
     "cancel_reason": "cancel_reason",
     "next_attempt_at": "next_attempt_at",
     "scheduled_at": "scheduled_at",
+    "tenant": "tenant",
     "created_at": "created_on",
     "updated_at": "modified_on",
     "version": "version",

@@ -258,6 +258,12 @@ class Verifier:
                         f"{counts_at_p0.get(key, 0):,} replayed",
                     )
                 )
+        for group in sorted(set(baseline.tenant_counts) | set(baseline.tenant_rows)):
+            counted = baseline.tenant_counts.get(group, 0)
+            rows = baseline.tenant_rows.get(group, 0)
+            if counted != rows:  # the rows themselves are compared with the replay
+                detail = f"{'/'.join(group)}: {counted:,} counted, {rows:,} rows"
+                self._add(Problem("read-model", "task_tenant_counts", None, detail))
         definitions_at_p0 = self._compare.definitions_at_p0
         if baseline.definition_rows != definitions_at_p0:
             self._add(

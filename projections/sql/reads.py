@@ -22,6 +22,13 @@ def count_tasks_from_counts(g: int, conditions: Sequence[str]) -> str:
     return statement("count_tasks_from_counts").format(g=g, conditions=joined)
 
 
+def count_tenant_tasks_from_counts(g: int, conditions: Sequence[str]) -> str:
+    """From a tenant's counts: ``conditions`` may only name tenant, status and type."""
+    return statement("count_tenant_tasks_from_counts").format(
+        g=g, conditions=" AND ".join(conditions)
+    )
+
+
 def count_tasks(g: int, where: str = "") -> str:
     return statement("count_tasks").format(g=g, where=where)
 
@@ -72,6 +79,14 @@ def definition_matches() -> str:
 
 def task_counts(g: int) -> str:
     return statement("task_counts").format(g=g)
+
+
+def tenant_counts(g: int) -> str:
+    return statement("tenant_counts").format(g=g)
+
+
+def tenant_counts_of_rows(g: int) -> str:
+    return statement("tenant_counts_of_rows").format(g=g)
 
 
 def task_rows(g: int, condition: str) -> str:

@@ -9,6 +9,10 @@ SELECT * FROM task_view_g{g} WHERE id = ?
 -- name: count_tasks_from_counts
 SELECT COALESCE(SUM(n), 0) AS n FROM task_counts_g{g} WHERE {conditions}
 
+-- totalItems of a tenant's list filtered by status and type (or not at all).
+-- name: count_tenant_tasks_from_counts
+SELECT COALESCE(SUM(n), 0) AS n FROM task_tenant_counts_g{g} WHERE {conditions}
+
 -- name: count_tasks
 SELECT COUNT(*) AS n FROM task_view_g{g} {where}
 
@@ -18,7 +22,7 @@ error_type IS NOT NULL
 
 -- name: task_page
 SELECT id, definition_id, status, type, workflow_instance_id, created_at, updated_at,
-scheduled_at FROM task_view_g{g} {where} ORDER BY {order} LIMIT ? OFFSET ?
+scheduled_at, tenant FROM task_view_g{g} {where} ORDER BY {order} LIMIT ? OFFSET ?
 
 -- Finished tasks to retry (taskexec tasks retry), oldest first; {where} holds the
 -- filters and, after the first page, finished_after.
@@ -68,6 +72,14 @@ SELECT id, name, description, type, version, revision FROM definition_view_g{g}
 -- taskexec verify: the read model's totals and rows ({condition}: the ids asked for).
 -- name: task_counts
 SELECT status, type, n FROM task_counts_g{g}
+
+-- name: tenant_counts
+SELECT tenant, status, type, n FROM task_tenant_counts_g{g}
+
+-- What the tenants' counts must hold: the rows with a tenant, counted.
+-- name: tenant_counts_of_rows
+SELECT tenant, status, type, COUNT(*) AS n FROM task_view_g{g} WHERE tenant IS NOT NULL
+GROUP BY tenant, status, type
 
 -- name: task_rows
 SELECT * FROM task_view_g{g} WHERE {condition}

@@ -1,5 +1,6 @@
 -- The task read model of generation {g}: task_view_g{g} ({view}), one row per task,
--- and task_counts_g{g} ({counts}) (projections/tasks.py). The columns' order is
+-- task_counts_g{g} ({counts}) and task_tenant_counts_g{g} ({tenant_counts})
+-- (projections/tasks.py). The columns' order is
 -- task_rows.COLUMNS; the nullable ones are task_rows.NULLABLE.
 
 -- name: create_task_view
@@ -27,7 +28,8 @@ CREATE TABLE IF NOT EXISTS {view} (
     updated_at TEXT NOT NULL,
     version INTEGER NOT NULL,
     error_type TEXT,
-    scheduled_at TEXT
+    scheduled_at TEXT,
+    tenant TEXT
 )
 
 -- One index per way of listing; each ends in the sort key (created_at, id).
@@ -48,6 +50,29 @@ CREATE INDEX IF NOT EXISTS ix_task_workflow_g{g} ON {view} (workflow_instance_id
 CREATE INDEX IF NOT EXISTS ix_task_error_type_g{g} ON {view} (error_type, created_at, id)
 WHERE error_type IS NOT NULL
 
+-- A tenant's lists (docs/security.md, "Tenants"): tenant, then each way of listing, then
+-- the sort key; only rows with a tenant, so that a deployment without tenants pays nothing.
+-- name: create_task_tenant_created_index
+CREATE INDEX IF NOT EXISTS ix_task_tenant_created_g{g} ON {view} (tenant, created_at, id)
+WHERE tenant IS NOT NULL
+
+-- name: create_task_tenant_status_index
+CREATE INDEX IF NOT EXISTS ix_task_tenant_status_g{g} ON {view} (tenant, status, created_at, id)
+WHERE tenant IS NOT NULL
+
+-- name: create_task_tenant_type_index
+CREATE INDEX IF NOT EXISTS ix_task_tenant_type_g{g} ON {view} (tenant, type, created_at, id)
+WHERE tenant IS NOT NULL
+
+-- name: create_task_tenant_workflow_index
+CREATE INDEX IF NOT EXISTS ix_task_tenant_workflow_g{g}
+ON {view} (tenant, workflow_instance_id, created_at, id) WHERE tenant IS NOT NULL
+
+-- name: create_task_tenant_error_type_index
+CREATE INDEX IF NOT EXISTS ix_task_tenant_error_type_g{g}
+ON {view} (tenant, error_type, created_at, id)
+WHERE tenant IS NOT NULL AND error_type IS NOT NULL
+
 -- Running attempts by deadline: finds attempts whose worker vanished.
 -- name: create_task_lease_index
 CREATE INDEX IF NOT EXISTS ix_task_lease_g{g} ON {view} (lease_deadline)
@@ -59,6 +84,16 @@ CREATE TABLE IF NOT EXISTS {counts} (
     type TEXT NOT NULL,
     n BIGINT NOT NULL,
     PRIMARY KEY (status, type)
+)
+
+-- The tasks with a tenant, per tenant, status and type (a tenant's totalItems).
+-- name: create_task_tenant_counts
+CREATE TABLE IF NOT EXISTS {tenant_counts} (
+    tenant TEXT NOT NULL,
+    status TEXT NOT NULL,
+    type TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (tenant, status, type)
 )
 
 -- A table made before a column existed gets it (projections/task_upgrade.py).
@@ -75,6 +110,10 @@ ALTER TABLE {view} ADD COLUMN error_type TEXT
 -- Tasks recorded before scheduled tasks existed have none: nothing to fill.
 -- name: add_task_scheduled_at
 ALTER TABLE {view} ADD COLUMN scheduled_at TEXT
+
+-- Tasks recorded before tenants existed have none: nothing to fill.
+-- name: add_task_tenant
+ALTER TABLE {view} ADD COLUMN tenant TEXT
 
 -- The rows whose error_type is to be filled, in id order from after a given id.
 -- name: task_errors_after

@@ -74,6 +74,17 @@ def add_counts(counts: str) -> str:
     return statement("add_counts").format(counts=counts)
 
 
+@lru_cache(maxsize=64)
+def add_tenant_counts_json(counts: str) -> str:
+    """PostgreSQL: add the (tenant, status, type, n) of one JSON parameter."""
+    return statement("add_tenant_counts_from").format(counts=counts, rows=json_rows(counts))
+
+
+@lru_cache(maxsize=64)
+def add_tenant_counts(counts: str) -> str:
+    return statement("add_tenant_counts").format(counts=counts)
+
+
 def _mark(null: bool) -> str:
     return "NULL" if null else "?"
 

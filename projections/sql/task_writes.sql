@@ -37,3 +37,12 @@ INSERT INTO {view} ({columns}) VALUES ({values})
 -- SQLite: {assignments} sets each mutable column to ? or NULL.
 -- name: update_task_values
 UPDATE {view} SET {assignments} WHERE id = ?
+
+-- {counts} is task_tenant_counts_g<N>.
+-- name: add_tenant_counts_from
+INSERT INTO {counts} (tenant, status, type, n) SELECT tenant, status, type, n FROM {rows}
+ON CONFLICT (tenant, status, type) DO UPDATE SET n = {counts}.n + excluded.n
+
+-- name: add_tenant_counts
+INSERT INTO {counts} (tenant, status, type, n) VALUES (?, ?, ?, ?)
+ON CONFLICT (tenant, status, type) DO UPDATE SET n = {counts}.n + excluded.n

@@ -145,14 +145,15 @@ def validate(body: dict[str, Any]) -> str:
 def every_type_flow(runtime: Runtime) -> dict[str, UUID]:
     """One task per ending, through the command path (the results consumer's own call)."""
 
-    def submit(definition: str, payload: dict[str, Any]) -> UUID:
-        return runtime.submit(SubmitTask(definition, payload, ANONYMOUS, "wf-contract")).task_id
+    def submit(definition: str, payload: dict[str, Any], tenant: str | None = None) -> UUID:
+        cmd = SubmitTask(definition, payload, ANONYMOUS, "wf-contract", tenant=tenant)
+        return runtime.submit(cmd).task_id
 
     ids = {
         "retried": submit("calculate-order-total", EXAMPLE_INPUT),  # maxRetries 3
         "failed": submit("once", {"card": "4242"}),
         "timed_out": submit("once", {"card": "1"}),
-        "cancelled": submit("approve", {}),
+        "cancelled": submit("approve", {}, tenant="acme"),  # a tenant's task
         "requeued": submit("once", {"card": "5"}),
     }
     at = datetime.now(UTC)
@@ -213,6 +214,10 @@ async def test_every_public_event_type_on_the_stream_matches_its_schema(
         "reason": "card renewed",
         "actor": {"id": "ops@host", "kind": "operator"},
     }
+    # A tenant's task names it in its submitted event, and only there; others do not.
+    assert by_task[str(ids["cancelled"])][0]["data"]["tenant"] == "acme"
+    tenanted = [b for bodies in by_task.values() for b in bodies if "tenant" in b["data"]]
+    assert tenanted == [by_task[str(ids["cancelled"])][0]]
     cancelled = by_task[str(ids["cancelled"])][-1]
     assert cancelled["data"] == {
         "taskId": str(ids["cancelled"]),

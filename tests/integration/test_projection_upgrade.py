@@ -1,8 +1,8 @@
-"""A read model made before ``error_type`` and ``scheduled_at`` existed (the table of an
-older version) is brought up to date where the runner starts (projections/task_upgrade.py):
-the columns are added, ``error_type`` filled from each row's ``error``, a NUL in the
-error included, and the rows are then exactly the ones a fresh projection writes;
-``verify`` would see none differ."""
+"""A read model made before ``error_type``, ``scheduled_at`` and ``tenant`` existed (the
+table of an older version) is brought up to date where the runner starts
+(projections/task_upgrade.py): the columns are added, ``error_type`` filled from each row's
+``error``, a NUL in the error included, the tenant's indexes and counts made, and the rows
+are then exactly the ones a fresh projection writes; ``verify`` would see none differ."""
 
 from __future__ import annotations
 
@@ -64,10 +64,13 @@ def test_an_older_table_gets_the_column_filled_and_then_projects_on(
     try:
         project(service, db)
         with db.transaction() as cur:  # as an older version made it
+            for index in ("created", "status", "type", "workflow", "error_type"):
+                cur.execute(f"DROP INDEX ix_task_tenant_{index}_g1")
+            cur.execute("DROP TABLE task_tenant_counts_g1")
             cur.execute("DROP INDEX ix_task_error_type_g1")
-            cur.execute("ALTER TABLE task_view_g1 DROP COLUMN error_type")
-            cur.execute("ALTER TABLE task_view_g1 DROP COLUMN scheduled_at")
-            assert not {"error_type", "scheduled_at"} & columns(cur, "task_view_g1")
+            for column in ("tenant", "error_type", "scheduled_at"):
+                cur.execute(f"ALTER TABLE task_view_g1 DROP COLUMN {column}")
+            assert not {"error_type", "scheduled_at", "tenant"} & columns(cur, "task_view_g1")
 
         runner = project(service, db)  # a newer serve starts
         expected = reference_rows(service.read_log(0, 100_000))
@@ -96,6 +99,21 @@ def test_an_older_table_gets_the_column_filled_and_then_projects_on(
             pass
         row = rows(db)[str(later.id)]
         assert row["scheduled_at"] == row["next_attempt_at"] == "2026-03-03T12:00:00.250000Z"
+        # A tenant's task: its tenant in the added column, counted in the added table.
+        theirs = Task.submit(
+            task_id=uuid4(), at=datetime.now(UTC), actor=ANONYMOUS, definition=definition,
+            input={}, tenant="acme",
+        )  # fmt: skip
+        service.save(theirs)
+        while runner.run_once():
+            pass
+        assert rows(db)[str(theirs.id)]["tenant"] == "acme"
+        assert all(r["tenant"] is None for t, r in rows(db).items() if t != str(theirs.id))
+        with db.read() as cur:
+            counted = cur.execute("SELECT * FROM task_tenant_counts_g1").fetchall()
+            assert [(r["tenant"], r["status"], int(r["n"])) for r in counted] == [
+                ("acme", "PENDING", 1)
+            ]
         for task_id, row in rows(db).items():
             assert task_differences(service.load(UUID(task_id)), row) == [], task_id
     finally:

@@ -104,6 +104,7 @@ def test_list_defaults_order_and_pagination(client: TestClient[Any], runtime: Ru
         "createdAt",
         "updatedAt",
         "scheduledAt",  # beyond the spec: null, none of them is scheduled
+        "tenant",  # beyond the spec: null, none of them is a tenant's
     }
     assert first["scheduledAt"] is None
     created = [t["createdAt"] for t in body["items"]]
