@@ -121,6 +121,7 @@ def pooled_task(executor: str | None = "gpu", **kwargs: Any) -> Task:
 
 def test_a_pooled_tasks_work_goes_to_its_pools_subject() -> None:
     submitted = pooled_task().collect_events()[0]
+    assert isinstance(submitted, Task.Submitted)
     assert submitted.execution["executor"] == "gpu"  # recorded: a later definition won't move it
     work = to_messages(submitted, 1)[1]
     assert (work.subject, work.pool) == ("tasks.work.gpu.medium", "gpu")
