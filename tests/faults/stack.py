@@ -170,10 +170,18 @@ class Stack:
             assert time.monotonic() < deadline, self.logs()
             time.sleep(0.1)
 
-    def worker(self, name: str, concurrency: int = 8, executors: str | None = None) -> None:
-        """A worker; ``executors``: its ``--executors`` (None: the default pool)."""
+    def worker(
+        self,
+        name: str,
+        concurrency: int = 8,
+        executors: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """A worker; ``executors``: its ``--executors`` (None: none given); ``env``: its
+        own variables (``TASKEXEC_WORKER_EXECUTORS``, say)."""
         pools = ["--executors", executors] if executors else []
-        self._spawn(name, "worker", "--id", name, "--concurrency", str(concurrency), *pools)
+        args = ("worker", "--id", name, "--concurrency", str(concurrency), *pools)
+        self._spawn(name, *args, env=env)
 
     def kill(self, name: str) -> None:
         """SIGKILL: no clean-up of any kind."""
