@@ -2,8 +2,8 @@
 its relay and real workers against nats-server. A worker takes its pools' tasks only;
 another pool's wait PENDING, shown by the backlog, and run once a worker of that pool
 joins, none lost; within a pool, priorities hold. A bad pool name stops the load of the
-definitions, naming the file and the field. And the NATS behaviour the design leans on:
-a WorkQueue stream keeps work no consumer is interested in yet."""
+definitions, naming the file and the field. (The streams underneath:
+tests/integration/test_pool_streams.py.)"""
 
 from __future__ import annotations
 
@@ -25,9 +25,6 @@ from tests.worker_stack import app_with_worker
 from workers.bridge.backlog import read_backlog
 from workers.executor import Worker
 from workers.nats_server import EmbeddedNatsServer
-from workers.protocol import WORK_STREAM, work_consumer, work_subject
-from workers.pull import Puller
-from workers.streams import ensure_streams, work_consumer_config
 
 TASKS = "/api/v1/tasks"
 HANDLERS = {
@@ -194,28 +191,3 @@ def test_a_bad_pool_name_stops_the_load_naming_the_file_and_the_field(
     with pytest.raises(DefinitionFileError) as refused:
         Runtime.open(settings)
     assert f"{folder / 'bad.json'}: bad: executionConfig.executor " in str(refused.value)
-
-
-async def test_a_work_queue_keeps_a_pools_work_until_its_consumer_is_made(
-    nats_server: EmbeddedNatsServer,
-) -> None:
-    """Published before any consumer of its subject exists: kept, and taken by the consumer
-    made later (the relay or the pool's first worker makes it, whichever comes first)."""
-    nc = await nats.connect(nats_server.url)
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js)
-        await js.publish(work_subject("high", "late"), b"early work", stream=WORK_STREAM)
-        assert (await js.stream_info(WORK_STREAM)).state.messages == 1
-        await js.add_consumer(WORK_STREAM, work_consumer_config("high", "late"))
-        puller = Puller(nc, WORK_STREAM, work_consumer("high", "late"))
-        await puller.start()
-        try:
-            [msg] = await puller.available(5)
-            assert msg.data == b"early work"
-            await msg.ack_sync()
-        finally:
-            await puller.stop()
-        assert (await js.stream_info(WORK_STREAM)).state.messages == 0
-    finally:
-        await nc.close()
