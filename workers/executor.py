@@ -2,7 +2,8 @@
 
 - Pulling: from its executor pools' queues only (``pools``), by priority, with aging,
   only from queues that may hold work (workers/queue_probe.py); idle until
-  ``tasks.queued.>`` announces work for one of its pools, or a second passed.
+  ``tasks.queued.[<pool>.]<priority>`` announces work of one of its pools, or a second
+  passed.
 - Before a start: poison, not due yet, marked cancelled (workers/admission.py).
 - Inline handlers (``@inline``: microseconds, never blocking) run at once, without an
   attempt's tasks, timers and lease: one report each, work acked once it is stored.
@@ -105,7 +106,7 @@ class Worker:
         )
         await self._queues.join(self._pools, self._ack_wait_s)
         subscriptions = [
-            await self._queues.listen(self._wake),  # work announced for one of its pools
+            *await self._queues.listen(self._wake),  # work announced for one of its pools
             await self._nc.subscribe(CANCELLED_SUBJECT, cb=self._on_cancel),
         ]
         pools, concurrency = ", ".join(self.pools), self._concurrency

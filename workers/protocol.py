@@ -71,14 +71,6 @@ def announced_queue(subject: str) -> tuple[str, str] | None:
     return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
-def pool_of_work_subject(subject: str) -> str | None:
-    """The pool of a work subject (``tasks.work.[<pool>.]<priority>``); None if it is none."""
-    if not subject.startswith(WORK_SUBJECT_PREFIX):
-        return None
-    head, dot, _ = subject[len(WORK_SUBJECT_PREFIX) :].partition(".")
-    return head if dot else DEFAULT_POOL
-
-
 def schedule_subject(task_id: str) -> str:
     """Where a scheduled task's work waits: one schedule per task (a schedule published
     again on the subject replaces the one before: it fires once)."""

@@ -33,9 +33,9 @@ from nats.js.errors import NotFoundError
 from domain.executor_pool import DEFAULT_POOL
 from workers.protocol import (
     PRIORITIES,
-    QUEUED_SUBJECT_PREFIX,
     WORK_STREAM,
     announced_queue,
+    queued_subject,
     work_consumer,
     work_subject,
 )
@@ -87,10 +87,11 @@ class QueueProbe:
             self._maybe_work.update((pool, priority) for priority in PRIORITIES)
         return new
 
-    async def listen(self, wake: asyncio.Event) -> Subscription:
-        """Announcements of new work (each stored work item's headers, scheduled ones too:
-        workers/streams.py): those of this worker's pools mark their queue and set
-        ``wake``; the subscription is the caller's to end."""
+    async def listen(self, wake: asyncio.Event) -> list[Subscription]:
+        """Announcements of new work of this worker's pools (each stored work item's
+        headers, scheduled ones too: workers/streams.py), one subscription per pool, so
+        other pools' traffic never reaches it: each marks its queue and sets ``wake``.
+        The subscriptions are the caller's to end."""
 
         async def announced(msg: Msg) -> None:
             queue = announced_queue(msg.subject)
@@ -98,7 +99,10 @@ class QueueProbe:
                 self.announced(queue)
                 wake.set()
 
-        return await self._nc.subscribe(f"{QUEUED_SUBJECT_PREFIX}>", cb=announced)
+        return [
+            await self._nc.subscribe(queued_subject("*", pool), cb=announced)
+            for pool in self._pools
+        ]
 
     async def close(self) -> None:
         """Stop every puller."""
