@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -41,6 +41,7 @@ from commands.lost_attempts import LostAttempts
 from commands.messages import Outcome
 from commands.persistence import DatabaseConfig, prepare_database
 from commands.service import TaskService
+from domain.executor_pool import DEFAULT_POOL
 from projections.db import Database
 from projections.definitions import DefinitionProjection
 from projections.queries import DefinitionQueries, Generation, TaskQueries
@@ -236,9 +237,11 @@ async def run_worker(
     grace_s: float,
     on_started: Callable[[], None] = lambda: None,
     metrics_at: tuple[str, int] | None = None,
+    pools: Sequence[str] = (DEFAULT_POOL,),
 ) -> None:
-    """A worker process until SIGTERM or SIGINT: pull work, run it, report. With
-    ``metrics_at`` (host, port): its metrics and probes there (workers/metrics_server.py)."""
+    """A worker process until SIGTERM or SIGINT: pull the work of its executor ``pools``,
+    run it, report. With ``metrics_at`` (host, port): its metrics and probes there
+    (workers/metrics_server.py)."""
     from api.messaging import connect_nats  # here: serve never loads the worker's modules
     from workers.executor import Worker
     from workers.logs import bind as bind_log_context
@@ -258,6 +261,7 @@ async def run_worker(
             grace_s=grace_s,
             ack_wait_s=settings.work_ack_wait_s,
             metrics=metrics,
+            pools=pools,
         )
         probes.ready = lambda: worker.ready
         bind_log_context(worker=worker.worker_id)  # on every line from here on

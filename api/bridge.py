@@ -112,7 +112,9 @@ async def start_bridge(parts: ServeParts, nats_url: str) -> Bridge:
         )
         # What the relay cannot publish is refused at the door (413), not accepted.
         parts.service.max_input_bytes = nc.max_payload - MESSAGE_ENVELOPE_ROOM
-        publisher = JetStreamPublisher(nc, wire=settings.fast_paths.nats_wire)
+        publisher = JetStreamPublisher(
+            nc, wire=settings.fast_paths.nats_wire, work_ack_wait_s=settings.work_ack_wait_s
+        )
         relay_lock = leadership(parts.db_config, "relay", parts.locks)  # one across replicas
         relay = Relay(Outbox(parts.service, relay_lock), publisher)
         parts.wakeups.add(relay.poke, first=True)

@@ -24,6 +24,7 @@ from api.settings_forms import (
     NATS_URL_VARIABLE,
     as_path,
     as_text,
+    check_executors,
     check_max_age,
     check_max_bytes,
     check_positive_seconds,
@@ -31,6 +32,7 @@ from api.settings_forms import (
     parse_database_url,
     parse_db_pool_size,
     parse_duration,
+    parse_executors,
     parse_jwks_location,
     parse_jwt_secret,
     parse_log_format,
@@ -109,6 +111,9 @@ class Settings:
     metrics: bool = True
     # A worker's /metrics and /health/ready port (``--metrics-port``); None: no server.
     worker_metrics_port: int | None = None
+    # The executor pools a worker takes work of (``--executors`` wins); None: the default
+    # pool for ``worker``, every pool its definitions name for ``dev``'s worker.
+    worker_executors: tuple[str, ...] | None = None
     # Trace exporters (workers/tracing.py), from the OTEL_* variables (api/settings_otel.py);
     # empty: tracing off.
     tracing: tuple[str, ...] = ()
@@ -220,4 +225,5 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TASKEXEC_FAST_GC_PAUSE", "fast_gc_pause", parse_switch),
     Variable("TASKEXEC_METRICS", "metrics", parse_switch),
     Variable("TASKEXEC_WORKER_METRICS_PORT", "worker_metrics_port", parse_port, parse_port),
+    Variable("TASKEXEC_WORKER_EXECUTORS", "worker_executors", parse_executors, check_executors),
 )

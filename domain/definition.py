@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.errors import InvalidValue
+from domain.executor_pool import pool_of
 from domain.integration_auth import parse_auth
 from domain.resources import Resources, parse_resources
 from domain.values import RetryPolicy, TaskType
@@ -38,6 +39,11 @@ class TaskDefinition:
     def handler(self) -> str | None:
         value = self.execution_config.get("handler")
         return value if isinstance(value, str) else None
+
+    @property
+    def executor(self) -> str:
+        """The pool of workers that runs this definition's tasks (domain/executor_pool.py)."""
+        return pool_of(self.execution_config)
 
     @property
     def endpoint(self) -> str | None:
@@ -116,6 +122,7 @@ class TaskDefinition:
 
 def _resources(execution_config: dict[str, Any], def_id: str) -> Resources:
     try:
+        pool_of(execution_config)  # checked with the rest of executionConfig
         return parse_resources(execution_config)
     except InvalidValue as exc:
         raise InvalidValue(f"{def_id}: {exc}") from None

@@ -63,6 +63,13 @@ class FakeNats:
     def jetstream(self) -> Any:
         return self.js
 
+    def new_inbox(self) -> str:
+        return "_INBOX.fake"
+
+    async def subscribe(self, subject: str, **_: Any) -> Any:
+        """A subscription that never delivers (pullers made, never asked)."""
+        return object()
+
 
 class FakeClock:
     """A monotonic clock that moves only when a test sets ``now``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from litestar.testing import AsyncTestClient
 from api.http.app import create_app
 from api.runtime import Runtime
 from api.settings import Settings
+from domain.executor_pool import DEFAULT_POOL
 from tests.security_support import new_key
 from workers.executor import Worker
 
@@ -31,10 +32,12 @@ async def app_with_worker(
     handlers: Mapping[str, str],
     definitions: Iterable[dict[str, Any]],
     concurrency: int = 4,
+    pools: Sequence[str] = (DEFAULT_POOL,),
     **overrides: Any,
 ) -> AsyncIterator[tuple[AsyncTestClient[Any], Runtime]]:
     """``handlers``: module name -> source, importable by the worker; ``definitions``:
-    the task definitions the runtime loads; ``overrides``: more Settings fields. Yields a
+    the task definitions the runtime loads; ``pools``: the worker's executor pools;
+    ``overrides``: more Settings fields. Yields a
     client holding an all-permission key (rate limits off) and the runtime; the worker is
     stopped and its connection closed."""
     code = tmp_path / "code"
@@ -56,7 +59,7 @@ async def app_with_worker(
     )
     runtime = await asyncio.to_thread(Runtime.open, settings)
     nc = await nats.connect(nats_url)
-    worker = Worker(nc, worker_id="w", concurrency=concurrency)
+    worker = Worker(nc, worker_id="w", concurrency=concurrency, pools=pools)
     running = asyncio.create_task(worker.run())
     try:
         async with AsyncTestClient(app=create_app(runtime, nats_url)) as client:

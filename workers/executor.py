@@ -1,7 +1,9 @@
 """The worker: pull work by priority, run each attempt within its timeout, report.
 
-- Pulling: by priority, with aging, only from queues that may hold work
-  (workers/queue_probe.py); idle until ``tasks.queued.*`` announces work, or a second passed.
+- Pulling: from its executor pools' queues only (``pools``), by priority, with aging,
+  only from queues that may hold work (workers/queue_probe.py); idle until
+  ``tasks.queued.[<pool>.]<priority>`` announces work of one of its pools, or a second
+  passed.
 - Before a start: poison, not due yet, marked cancelled (workers/admission.py).
 - Inline handlers (``@inline``: microseconds, never blocking) run at once, without an
   attempt's tasks, timers and lease: one report each, work acked once it is stored.
@@ -20,11 +22,13 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Sequence
 
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from domain.executor_pool import DEFAULT_POOL
 from workers.admission import admit, marked_cancelled, stopped
 from workers.attempt import Attempt, AttemptObserver, Result
 from workers.cancel_markers import CancelMarkers
@@ -33,14 +37,10 @@ from workers.integration import IntegrationExecutor
 from workers.protocol import (
     CANCEL_BUCKET,
     CANCELLED_SUBJECT,
-    PRIORITIES,
-    QUEUED_SUBJECT_PREFIX,
     WORK_STREAM,
     WorkItem,
     cloud_event_decoder,
-    work_consumer,
 )
-from workers.pull import Puller
 from workers.queue_probe import QueueProbe
 from workers.report_batch import ReportBatcher
 from workers.reports import encoded_report, keep_lease, now_text, wait_stored
@@ -73,6 +73,7 @@ class Worker:
         ack_wait_s: float = WORK_ACK_WAIT_S,
         quick_report_s: float = QUICK_REPORT_S,
         metrics: AttemptObserver | None = None,
+        pools: Sequence[str] = (DEFAULT_POOL,),
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream()
@@ -84,7 +85,7 @@ class Worker:
         self._ack_wait_s = ack_wait_s
         self._quick_report_s = quick_report_s
         self._meter = metrics  # workers/metrics.py
-        self._pullers: dict[str, Puller] = {}
+        self._pools = tuple(pools)
         self._markers: CancelMarkers | None = None
         self._reports: ReportBatcher | None = None
         self._wake = asyncio.Event()
@@ -94,7 +95,7 @@ class Worker:
         self._settling: dict[asyncio.Task[None], list[Msg]] = {}
         self._stopping = asyncio.Event()
         self._streams = StreamState(f"worker {self.worker_id}: stream {WORK_STREAM}", log)
-        self._queues = QueueProbe(nc, self._js, self._pullers, starvation_s, self._streams)
+        self._queues = QueueProbe(nc, self._js, starvation_s, self._streams)
 
     async def run(self) -> None:
         """Serve until ``stop()``; then let running attempts finish (``grace_s``)."""
@@ -103,20 +104,13 @@ class Worker:
         self._reports = ReportBatcher(
             lambda subject, body, hdrs: self._js.publish_async(subject, body, headers=hdrs)
         )
-        for priority in PRIORITIES:
-            self._pullers[priority] = Puller(self._nc, WORK_STREAM, work_consumer(priority))
-            await self._pullers[priority].start()
-
-        async def wake(msg: Msg) -> None:
-            self._queues.announced(msg.subject[len(QUEUED_SUBJECT_PREFIX) :])
-            self._wake.set()
-
+        await self._queues.join(self._pools, self._ack_wait_s)
         subscriptions = [
-            # Each stored work item's headers, scheduled ones too (workers/streams.py).
-            await self._nc.subscribe(f"{QUEUED_SUBJECT_PREFIX}*", cb=wake),
+            *await self._queues.listen(self._wake),  # work announced for one of its pools
             await self._nc.subscribe(CANCELLED_SUBJECT, cb=self._on_cancel),
         ]
-        log.info("worker %s ready (concurrency %d)", self.worker_id, self._concurrency)
+        pools, concurrency = ", ".join(self.pools), self._concurrency
+        log.info("worker %s ready (concurrency %d, pools %s)", self.worker_id, concurrency, pools)
         try:
             await self._serve()
         finally:
@@ -125,17 +119,20 @@ class Worker:
             await self._markers.close()
             for subscription in subscriptions:
                 await subscription.unsubscribe()
-            for puller in self._pullers.values():
-                await puller.stop()
+            await self._queues.close()
             await self._integration.close()
 
     def stop(self) -> None:
         self._stopping.set()
 
     @property
+    def pools(self) -> tuple[str, ...]:
+        return self._queues.pools or self._pools  # the executor pools it takes work of
+
+    @property
     def ready(self) -> bool:
         """Pulling work: started, not stopping, and its stream answers (the probe)."""
-        return bool(self._pullers) and not self._stopping.is_set() and self._streams.reachable
+        return bool(self._queues.pools) and not self._stopping.is_set() and self._streams.reachable
 
     async def _serve(self) -> None:
         while not self._stopping.is_set():

@@ -2,13 +2,19 @@
 
 Streams and subjects are a public contract (see docs/events.md):
 - ``TASK_EVENTS``  ``tasks.events.<type>``  CloudEvents 1.0, Limits retention (subscribers)
-- ``TASK_WORK``    ``tasks.work.<priority>`` work items, WorkQueue retention (workers pull)
+- ``TASK_WORK``    ``tasks.work.<priority>`` work items of the default executor pool,
+  ``tasks.work.<pool>.<priority>`` those of any other pool; WorkQueue retention (workers pull)
 - ``TASK_RESULTS`` ``tasks.results``         worker reports, WorkQueue retention (results consumer)
 
 ``TASK_WORK`` also holds ``tasks.scheduled.<task>``: a scheduled task's first work item,
-which JetStream itself publishes to ``tasks.work.<priority>`` when it is due (message
-schedules, nats-server 2.12+); and it republishes the headers of every work item it
-stores to ``tasks.queued.<priority>`` (core NATS), which wakes idle workers.
+which JetStream itself publishes to its work subject when it is due (message schedules,
+nats-server 2.12+); and it republishes the headers of every work item it stores to
+``tasks.queued.[<pool>.]<priority>`` (core NATS), which wakes idle workers of that pool.
+
+Executor pools (domain/executor_pool.py): the default pool, ``standard-executor``, keeps
+the subjects and consumers (``work-<priority>``) that came before pools, so work stored
+by an older version runs unchanged and older workers keep serving it; every other pool
+has its own (``tasks.work.<pool>.<priority>``, ``work-<pool>-<priority>``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+
+from domain.executor_pool import DEFAULT_POOL
 
 EVENTS_STREAM = "TASK_EVENTS"
 WORK_STREAM = "TASK_WORK"
@@ -36,8 +44,31 @@ def cancel_subject(task_id: str) -> str:
     return f"$KV.{CANCEL_BUCKET}.{task_id}"
 
 
-def work_subject(priority: str) -> str:
-    return f"{WORK_SUBJECT_PREFIX}{priority.lower()}"
+def _queue_tail(priority: str, pool: str | None) -> str:
+    """``<priority>`` in the default pool, ``<pool>.<priority>`` in any other."""
+    if pool is None or pool == DEFAULT_POOL:
+        return priority.lower()
+    return f"{pool}.{priority.lower()}"
+
+
+def work_subject(priority: str, pool: str | None = None) -> str:
+    """Where ``pool``'s work of ``priority`` waits (None: the default pool)."""
+    return f"{WORK_SUBJECT_PREFIX}{_queue_tail(priority, pool)}"
+
+
+def queued_subject(priority: str, pool: str | None = None) -> str:
+    """The core-NATS subject announcing ``pool``'s new work of ``priority``."""
+    return f"{QUEUED_SUBJECT_PREFIX}{_queue_tail(priority, pool)}"
+
+
+def announced_queue(subject: str) -> tuple[str, str] | None:
+    """(pool, priority) of an announcement's subject; None if it is not one."""
+    parts = subject[len(QUEUED_SUBJECT_PREFIX) :].split(".")
+    if not subject.startswith(QUEUED_SUBJECT_PREFIX) or parts[-1] not in PRIORITIES:
+        return None
+    if len(parts) == 1:
+        return DEFAULT_POOL, parts[0]
+    return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
 def schedule_subject(task_id: str) -> str:
@@ -46,14 +77,26 @@ def schedule_subject(task_id: str) -> str:
     return f"{SCHEDULE_SUBJECT_PREFIX}{task_id}"
 
 
-def schedule_headers(due: str, priority: str) -> dict[str, str]:
-    """JetStream message-schedule headers: publish the body to ``priority``'s work subject
-    at ``due`` (RFC 3339, UTC)."""
-    return {"Nats-Schedule": f"@at {due}", "Nats-Schedule-Target": work_subject(priority)}
+def schedule_headers(due: str, priority: str, pool: str | None = None) -> dict[str, str]:
+    """JetStream message-schedule headers: publish the body to ``pool``'s work subject of
+    ``priority`` at ``due`` (RFC 3339, UTC)."""
+    return {"Nats-Schedule": f"@at {due}", "Nats-Schedule-Target": work_subject(priority, pool)}
 
 
-def work_consumer(priority: str) -> str:
-    return f"work-{priority.lower()}"
+def work_consumer(priority: str, pool: str | None = None) -> str:
+    """The durable consumer of ``pool``'s work of ``priority``: ``work-<priority>`` in the
+    default pool, ``work-<pool>-<priority>`` in any other."""
+    if pool is None or pool == DEFAULT_POOL:
+        return f"work-{priority.lower()}"
+    return f"work-{pool}-{priority.lower()}"
+
+
+def consumer_queue(name: str) -> tuple[str, str] | None:
+    """(pool, priority) of a work consumer's name; None if it is not one."""
+    head, _, priority = name.rpartition("-")
+    if not name.startswith("work-") or priority not in PRIORITIES:
+        return None
+    return (DEFAULT_POOL, priority) if head == "work" else (head[len("work-") :], priority)
 
 
 def work_msg_id(task_id: str, attempt: int, again: str = "", requeued: int = 0) -> str:
@@ -102,6 +145,9 @@ class WorkItem(msgspec.Struct, rename="camel", frozen=True):
     # of the worker's environment variables holding the credentials, never a secret
     # (domain/integration_auth.py). None: the call carries no credentials.
     auth: dict[str, Any] | None = None
+    # The executor pool whose workers take it (``executionConfig.executor``); None: the
+    # default pool. Read by the service when it publishes the work again (lost work).
+    executor: str | None = None
 
 
 class Report(msgspec.Struct, rename="camel", frozen=True):
@@ -160,13 +206,16 @@ class CloudEvent(msgspec.Struct, frozen=True):
 class Outgoing(msgspec.Struct, frozen=True):
     """One message the relay publishes: subject, de-duplication id, body; ``trace``, the
     task's trace context (not sent: its publish span's parent, workers/bridge/relay.py);
-    ``headers``, sent besides ``Nats-Msg-Id`` (a schedule's: ``schedule_headers``)."""
+    ``headers``, sent besides ``Nats-Msg-Id`` (a schedule's: ``schedule_headers``);
+    ``pool``, a work item's executor pool when it is not the default one (not sent: the
+    relay makes that pool's consumers the first time, workers/bridge/pool_consumers.py)."""
 
     subject: str
     msg_id: str
     body: bytes
     trace: dict[str, str] | None = None
     headers: dict[str, str] | None = None
+    pool: str | None = None
 
 
 encoder = msgspec.json.Encoder()

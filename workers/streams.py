@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
+    DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
     RePublish,
@@ -90,10 +92,11 @@ def stream_configs(events: EventsRetention = EventsRetention()) -> list[StreamCo
             duplicate_window=DUPLICATE_WINDOW_S,
             allow_msg_schedules=True,  # nats-server 2.12+; cannot be switched off again
             # Every stored work item's headers on core NATS: wakes idle workers, also
-            # for work no client published (a schedule that came due).
+            # for work no client published (a schedule that came due); of any pool
+            # (``tasks.work.<pool>.<priority>`` -> ``tasks.queued.<pool>.<priority>``).
             republish=RePublish(
-                src=f"{WORK_SUBJECT_PREFIX}*",
-                dest=f"{QUEUED_SUBJECT_PREFIX}{{{{wildcard(1)}}}}",
+                src=f"{WORK_SUBJECT_PREFIX}>",
+                dest=f"{QUEUED_SUBJECT_PREFIX}>",
                 headers_only=True,
             ),
         ),
@@ -107,21 +110,29 @@ def stream_configs(events: EventsRetention = EventsRetention()) -> list[StreamCo
     ]
 
 
+def work_consumer_config(
+    priority: str, pool: str | None = None, work_ack_wait_s: float = WORK_ACK_WAIT_S
+) -> ConsumerConfig:
+    """The durable pull consumer of one pool's work of one priority (WorkQueue streams
+    forbid overlapping filters: one per subject). It takes every message on its subject
+    however long before it was made: a WorkQueue stream keeps messages no consumer is
+    interested in (tests/integration/test_pools.py checks it on a real server)."""
+    return ConsumerConfig(
+        name=work_consumer(priority, pool),
+        durable_name=work_consumer(priority, pool),
+        filter_subject=work_subject(priority, pool),
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=work_ack_wait_s,
+        max_deliver=WORK_MAX_DELIVER,
+        max_ack_pending=10_000,
+    )
+
+
 def consumer_configs(work_ack_wait_s: float = WORK_ACK_WAIT_S) -> list[tuple[str, ConsumerConfig]]:
-    """One durable pull consumer per priority (WorkQueue streams forbid overlapping filters)."""
+    """The default pool's work consumers (one per priority) and the results consumer."""
     configs = [
-        (
-            WORK_STREAM,
-            ConsumerConfig(
-                name=work_consumer(priority),
-                durable_name=work_consumer(priority),
-                filter_subject=work_subject(priority),
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=work_ack_wait_s,
-                max_deliver=WORK_MAX_DELIVER,
-                max_ack_pending=10_000,
-            ),
-        )
+        (WORK_STREAM, work_consumer_config(priority, None, work_ack_wait_s))
         for priority in PRIORITIES
     ]
     configs.append(
@@ -207,6 +218,20 @@ def _replicas(wanted: int | None, current: StreamConfig | None) -> int:
     if wanted is not None:
         return wanted
     return (current.num_replicas or 1) if current is not None else 1
+
+
+async def ensure_pool_consumers(
+    js: JetStreamContext, pools: Iterable[str], work_ack_wait_s: float = WORK_ACK_WAIT_S
+) -> None:
+    """Every priority's work consumer of each of ``pools`` (idempotent: an existing one is
+    left as it is). The default pool's are made by ``ensure_streams``."""
+    for pool in pools:
+        for priority in PRIORITIES:
+            config = work_consumer_config(priority, pool, work_ack_wait_s)
+            try:
+                await js.add_consumer(WORK_STREAM, config)
+            except BadRequestError as exc:
+                log.warning("consumer %s kept its old config: %s", config.name, exc)
 
 
 async def _existing_config(js: JetStreamContext, stream: str) -> StreamConfig | None:

@@ -15,7 +15,9 @@ from types import FrameType
 from typing import Any
 
 from api.settings import Settings
+from api.settings_forms import parse_executors
 from commands.gc_pause import settle_heap
+from domain.executor_pool import DEFAULT_POOL, unique
 from workers import tracing
 from workers.nats_server import _die_with_parent
 
@@ -48,7 +50,22 @@ def add_commands(commands: Any) -> None:
         "(default: TASKEXEC_WORKER_METRICS_PORT; unset: none)",
     )
     worker.add_argument("--metrics-host", default="127.0.0.1", help="address of that port")
+    worker.add_argument(
+        "--executors",
+        type=_executors,
+        default=None,
+        metavar="NAME[,NAME...]",
+        help="the executor pools whose tasks it takes (default: TASKEXEC_WORKER_EXECUTORS; "
+        f"unset: {DEFAULT_POOL})",
+    )
     worker.set_defaults(func=cmd_worker)
+
+
+def _executors(text: str) -> tuple[str, ...]:
+    try:
+        return parse_executors("--executors", text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @contextlib.contextmanager
@@ -112,8 +129,9 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     api_key = ensure_dev_key(settings)
     tracing.configure(settings.tracing, "serve")  # the worker it spawns: its own
+    pools = dev_worker_pools(settings)
     with nats_for(settings) as nats_url:
-        worker = spawn_worker(nats_url)
+        worker = spawn_worker(nats_url, pools)
         base = f"http://{args.host}:{args.port}"
         print(
             "taskexec dev\n"
@@ -126,7 +144,8 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             f"               curl -H 'X-API-Key: {api_key}' {base}/api/v1/tasks\n"
             f"  database     {settings.database_url}\n"
             f"  NATS         {nats_url}  (store {settings.nats_store_dir.resolve()})\n"
-            f"  worker       pid {worker.pid}\n",
+            f"  worker       pid {worker.pid}, executor pools "
+            f"{', '.join(settings.worker_executors or pools or ())}\n",
             flush=True,
         )
         try:  # the worker stops beside serve; the nats-server after both (nats_for)
@@ -149,12 +168,29 @@ def stop_worker(worker: subprocess.Popen[bytes], timeout: float = 35.0) -> None:
         raise
 
 
-def spawn_worker(nats_url: str) -> subprocess.Popen[bytes]:
+def dev_worker_pools(settings: Settings) -> tuple[str, ...] | None:
+    """The executor pools of ``dev``'s worker: every pool its definitions name whose tasks
+    a worker runs (not MANUAL ones), the default pool first; None when
+    TASKEXEC_WORKER_EXECUTORS says which (the worker reads it). Definitions are read at
+    start: a pool added to them is taken up when ``dev`` starts again."""
+    if settings.worker_executors is not None:
+        return None
+    from commands.catalog import DefinitionCatalog
+    from domain.values import TaskType
+
+    definitions = DefinitionCatalog.load(settings.definitions_dir).all()
+    named = (d.executor for d in definitions if d.type is not TaskType.MANUAL)
+    return unique([DEFAULT_POOL, *named])
+
+
+def spawn_worker(nats_url: str, pools: tuple[str, ...] | None = None) -> subprocess.Popen[bytes]:
     """The worker of ``dev``: it ignores SIGINT (so do its children), a terminal's Ctrl-C
-    reaches ``dev`` only, which stops it with SIGTERM; it dies with ``dev``."""
+    reaches ``dev`` only, which stops it with SIGTERM; it dies with ``dev``. ``pools``:
+    its ``--executors`` (None: TASKEXEC_WORKER_EXECUTORS or the default)."""
     env = {**os.environ, "TASKEXEC_NATS_URL": nats_url}
+    executors = ["--executors", ",".join(pools)] if pools else []
     return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "worker", "--concurrency", "4"],
+        [sys.executable, "-m", "api.cli", "worker", "--concurrency", "4", *executors],
         env=env,
         preexec_fn=_worker_child,
     )
@@ -179,10 +215,23 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     metrics_at = (args.metrics_host, port) if port is not None else None
     tracing.configure(settings.tracing, "worker")
     worker = run_worker(
-        settings, nats_url, args.concurrency, args.worker_id, args.grace, settle_heap, metrics_at
+        settings,
+        nats_url,
+        args.concurrency,
+        args.worker_id,
+        args.grace,
+        settle_heap,
+        metrics_at,
+        worker_pools(args.executors, settings),
     )
     run_event_loop(worker)
     return 0
+
+
+def worker_pools(flag: tuple[str, ...] | None, settings: Settings) -> tuple[str, ...]:
+    """A worker's executor pools: ``--executors`` wins over TASKEXEC_WORKER_EXECUTORS;
+    with neither, the default pool."""
+    return flag or settings.worker_executors or (DEFAULT_POOL,)
 
 
 def run_event_loop(main: Coroutine[Any, Any, None]) -> None:

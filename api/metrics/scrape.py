@@ -5,7 +5,8 @@
 - ``taskexec_projection_lag_events``: notifications in the event store past the
   projection's position; ``taskexec_relay_lag_events``: past the relay's recorded
   position (recorded at least every 0.5 s while it publishes: workers/bridge/relay.py);
-- ``taskexec_work_pending``, ``_unacked``, ``_oldest_pending_seconds`` per priority and
+- ``taskexec_work_pending``, ``_unacked``, ``_oldest_pending_seconds`` per executor pool
+  and priority, and
   ``taskexec_results_lag_messages``: the durable consumers (workers/bridge/backlog.py).
 
 A source that does not answer (the database away, JetStream without a leader) leaves
@@ -102,10 +103,11 @@ class _Figures(Collector):
                 ("oldest_pending_seconds", "Age of the oldest work item not yet given out"),
             )
             for suffix, text in families:
-                family = GaugeMetricFamily(f"taskexec_work_{suffix}", text, labels=["priority"])
-                for priority, queue in queues.work.items():
+                labels = ["pool", "priority"]
+                family = GaugeMetricFamily(f"taskexec_work_{suffix}", text, labels=labels)
+                for (pool, priority), queue in sorted(queues.work.items()):
                     value = {"pending": queue.pending, "unacked": queue.unacked}
-                    family.add_metric([priority.upper()], value.get(suffix, queue.oldest_s))
+                    family.add_metric([pool, priority.upper()], value.get(suffix, queue.oldest_s))
                 yield family
             yield GaugeMetricFamily(
                 "taskexec_results_lag_messages",

@@ -57,6 +57,13 @@ DEFINITIONS = [
         "version": "1.0.0",
         "executionConfig": {"handler": "e2e_handlers:slow"},
     },
+    {
+        "id": "pooled-step",
+        "name": "Pooled step",
+        "type": "AUTOMATED",
+        "version": "1.0.0",
+        "executionConfig": {"handler": "e2e_handlers:slow", "executor": "e2e-pool"},
+    },
 ]
 
 
@@ -86,6 +93,7 @@ def dev_stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
     definitions.mkdir()
     (definitions / "reserve.json").write_text(json.dumps(DEFINITIONS[0]))
     (definitions / "slow.yaml").write_text(json.dumps(DEFINITIONS[1]))  # JSON is valid YAML
+    (definitions / "pooled.json").write_text(json.dumps(DEFINITIONS[2]))
     port = free_port()
     var_dir = tmp_path / "var"
     env = {
@@ -220,6 +228,28 @@ def test_running_is_visible_and_a_raising_handler_fails(dev_stack: Stack) -> Non
     assert (error["type"], error["message"]) == ("InventoryError", "only 2 left")
     assert "InventoryError: only 2 left" in error["details"]["traceback"]  # the handler's
     assert _until(dev_stack, slow, {"COMPLETED"})["output"] == {"done": True}
+
+
+def test_devs_worker_takes_every_pool_its_definitions_name(dev_stack: Stack) -> None:
+    """``pooled-step`` is in ``e2e-pool``, the built-in ``process-payment`` in
+    ``integration-executor``: ``dev``'s worker runs both (its endpoint refuses: FAILED)."""
+    tasks = f"{dev_stack.base}/api/v1/tasks"
+    pooled = {"taskDefinitionId": "pooled-step", "input": {"seconds": 0}}
+    payment = {
+        "taskDefinitionId": "process-payment",
+        "input": {"orderId": "O-1", "amount": 5, "currency": "EUR"},
+        "executionConfig": {"retryPolicy": {"maxRetries": 0}},
+    }
+    ids = [
+        httpx.post(tasks, json=body, headers=dev_stack.auth).json()["id"]
+        for body in (pooled, payment)
+    ]
+    assert _until(dev_stack, ids[0], {"COMPLETED", "FAILED"})["status"] == "COMPLETED"
+    failed = _until(dev_stack, ids[1], {"COMPLETED", "FAILED"})
+    assert (failed["status"], failed["error"]["type"]) == ("FAILED", "CONNECTION_ERROR")
+    banner = dev_stack.log.read_text()
+    assert "executor pools standard-executor, " in banner
+    assert "e2e-pool" in banner and "integration-executor" in banner
 
 
 def test_stopping_dev_leaves_no_process_behind(dev_stack: Stack) -> None:

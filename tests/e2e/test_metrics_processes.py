@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from domain.executor_pool import DEFAULT_POOL
 from tests.conftest import EXAMPLE_INPUT, free_port
 from tests.metrics_support import Samples, eventually, samples, value
 from workers.nats_server import EmbeddedNatsServer
@@ -104,6 +105,7 @@ def test_metrics_move_as_tasks_run_and_probes_follow_nats(
     base, worker = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{worker_port}"
     serve = ["serve", "--port", str(port)]
     run = ["worker", "--id", "w1", "--concurrency", "2", "--metrics-port", str(worker_port)]
+    run += ["--executors", f"{DEFAULT_POOL},integration-executor"]  # process-payment's pool
     with processes(env, tmp_path, serve, run) as log:
         until_ok(f"{base}/health/ready", log)
         until_ok(f"{worker}/health/ready", log)
@@ -146,8 +148,18 @@ def test_metrics_move_as_tasks_run_and_probes_follow_nats(
             listed = client.get("/api/v1/tasks", params={"status": status, "limit": 1})
             total = listed.json()["pagination"]["totalItems"]
             assert value(after, "taskexec_tasks", status=status) == total, status
-        for priority in ("CRITICAL", "HIGH", "MEDIUM", "LOW"):
-            assert value(after, "taskexec_work_pending", priority=priority) == 0
+        queues = {
+            (pool, priority)
+            for pool in (DEFAULT_POOL, "integration-executor")
+            for priority in ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+        }
+        assert {
+            (labels["pool"], labels["priority"])
+            for (name, sample), _ in after.items()
+            if name == "taskexec_work_pending" and (labels := dict(sample))
+        } == queues  # every queue of both pools shown (the relay made the second's)
+        for pool, priority in queues:
+            assert value(after, "taskexec_work_pending", pool=pool, priority=priority) == 0
         route = {"method": "POST", "route": "/api/v1/tasks", "status": "201"}
         assert moved(serve_before, after, "taskexec_http_requests_total", **route) == 7
 

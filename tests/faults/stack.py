@@ -82,6 +82,14 @@ SLOW = {
     "executionConfig": {"handler": "fault_handlers:slow"},
 }
 
+# ``slow`` in another executor pool: only workers started with ``executors=POOL_B`` run it.
+POOL_B = "pool-b"
+SLOW_B = {
+    **SLOW,
+    "id": "slow-b",
+    "executionConfig": {"handler": "fault_handlers:slow", "executor": POOL_B},
+}
+
 
 class Stack:
     """Processes sharing one database and one NATS; each writes to ``dir/<name>.log``."""
@@ -102,6 +110,7 @@ class Stack:
         (definitions / "slow.json").write_text(json.dumps(SLOW))
         (definitions / "crash.json").write_text(json.dumps(CRASH))
         (definitions / "fail.json").write_text(json.dumps(FAIL))
+        (definitions / "slow-b.json").write_text(json.dumps(SLOW_B))
         self.database_url = database_url
         self.env = {
             **os.environ,
@@ -161,8 +170,18 @@ class Stack:
             assert time.monotonic() < deadline, self.logs()
             time.sleep(0.1)
 
-    def worker(self, name: str, concurrency: int = 8) -> None:
-        self._spawn(name, "worker", "--id", name, "--concurrency", str(concurrency))
+    def worker(
+        self,
+        name: str,
+        concurrency: int = 8,
+        executors: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """A worker; ``executors``: its ``--executors`` (None: none given); ``env``: its
+        own variables (``TASKEXEC_WORKER_EXECUTORS``, say)."""
+        pools = ["--executors", executors] if executors else []
+        args = ("worker", "--id", name, "--concurrency", str(concurrency), *pools)
+        self._spawn(name, *args, env=env)
 
     def kill(self, name: str) -> None:
         """SIGKILL: no clean-up of any kind."""
@@ -309,4 +328,13 @@ def failed_tracebacks(database_url: str, ids: list[str]) -> dict[str, str | None
         service.close()
 
 
-__all__ = ["ACK_WAIT_S", "Load", "Outcome", "Stack", "TaskStatus", "failed_tracebacks", "settle"]
+__all__ = [
+    "ACK_WAIT_S",
+    "POOL_B",
+    "Load",
+    "Outcome",
+    "Stack",
+    "TaskStatus",
+    "failed_tracebacks",
+    "settle",
+]

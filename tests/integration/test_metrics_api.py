@@ -74,7 +74,10 @@ def test_values_move_as_tasks_are_submitted(client: TestClient[Any], runtime: Ru
 
     def moved() -> Samples:
         found = scrape(client, key)
-        pending = {p: value(found, "taskexec_work_pending", priority=p) for p in ("HIGH", "LOW")}
+        pending = {
+            p: value(found, "taskexec_work_pending", pool="standard-executor", priority=p)
+            for p in ("HIGH", "LOW")
+        }
         assert pending == {"HIGH": 2, "LOW": 1}  # no worker: the work waits in JetStream
         assert value(found, "taskexec_relay_lag_events") == 0
         return found
@@ -91,7 +94,12 @@ def test_values_move_as_tasks_are_submitted(client: TestClient[Any], runtime: Ru
         TASKS, params={"status": "PENDING"}, headers={"X-API-Key": new_key(runtime)}
     )
     assert pending == listed.json()["pagination"]["totalItems"] == 3
-    assert value(after, "taskexec_work_oldest_pending_seconds", priority="HIGH") > 0
+    assert (
+        value(
+            after, "taskexec_work_oldest_pending_seconds", pool="standard-executor", priority="HIGH"
+        )
+        > 0
+    )
     assert value(after, "taskexec_work_oldest_pending_seconds", priority="CRITICAL") == 0
     assert value(after, "taskexec_projection_lag_events") == 0
     assert value(after, "taskexec_results_lag_messages") == 0

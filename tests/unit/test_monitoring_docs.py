@@ -56,7 +56,9 @@ def sample_names() -> set[str]:
 def exported() -> dict[str, str]:
     """What ``serve`` (counted and read at scrape time) and a worker export, by family."""
     store = StoreFigures({"PENDING": 1}, projection_lag=0, relay_lag=0)
-    queues = Backlog({"high": QueueBacklog(pending=0, unacked=0, oldest_s=0.0)}, results=0)
+    queues = Backlog(
+        {("standard-executor", "high"): QueueBacklog(pending=0, unacked=0, oldest_s=0.0)}, results=0
+    )
     texts = (
         render(ServeMetrics().registry, store, queues).decode(),
         generate_latest(WorkerMetrics(concurrency=1).registry).decode(),

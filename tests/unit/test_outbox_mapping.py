@@ -36,7 +36,7 @@ INPUT = {"orderId": "ORD-123", "items": [{"id": "ITEM-1", "quantity": 2, "price"
 
 
 def definition(task_type: str = "AUTOMATED") -> TaskDefinition:
-    execution: dict[str, Any] = {"executor": "x"}
+    execution: dict[str, Any] = {}
     if task_type == "AUTOMATED":
         execution["handler"] = HANDLER
     elif task_type == "INTEGRATION":
@@ -161,6 +161,7 @@ def test_submitted_gives_an_event_and_a_work_item():
         "requeued",
         "trace",
         "auth",
+        "executor",
     }
     assert (raw["notBefore"], raw["isolation"], raw["redelivery"]) == (None, "thread", 0)
     assert raw["trace"] is None  # submitted with tracing off

@@ -60,6 +60,12 @@ GOOD: list[tuple[str, str, str, Any]] = [
     ("TASKEXEC_FAST_GC_PAUSE", "on", "fast_gc_pause", True),
     ("TASKEXEC_METRICS", "off", "metrics", False),
     ("TASKEXEC_WORKER_METRICS_PORT", "9464", "worker_metrics_port", 9464),
+    (
+        "TASKEXEC_WORKER_EXECUTORS",
+        "gpu, standard-executor",
+        "worker_executors",
+        ("gpu", "standard-executor"),
+    ),
 ]
 
 # (variable, bad text, a fragment of the accepted form the message gives)
@@ -92,6 +98,8 @@ BAD: list[tuple[str, str, str]] = [
     ("TASKEXEC_METRICS", "prometheus", "on or off"),
     ("TASKEXEC_WORKER_METRICS_PORT", "70000", "from 1 to 65535"),
     ("TASKEXEC_WORKER_METRICS_PORT", "http", "from 1 to 65535"),
+    ("TASKEXEC_WORKER_EXECUTORS", "gpu.large", "lower-case letters, digits and '-'"),
+    ("TASKEXEC_WORKER_EXECUTORS", ",", "names no pool"),
 ]
 
 

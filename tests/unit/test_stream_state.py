@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from nats.js.errors import ServiceUnavailableError
 
+from domain.executor_pool import DEFAULT_POOL
 from tests.fakes import FakeClock, FakeNats
 from workers.executor import Worker
 from workers.protocol import PRIORITIES
@@ -88,21 +89,23 @@ async def test_the_worker_waits_out_an_unavailable_stream_and_logs_it_once(
     nc = FakeNats(js)
     worker = Worker(nc, worker_id="w")  # type: ignore[arg-type]
 
-    async def check() -> list[str]:
+    async def check() -> list[tuple[str, str]]:
         worker._queues._aging_checked = 0.0  # as if a second had passed
         return await worker._queues.order()
 
-    assert await check() == list(PRIORITIES)
+    await worker._queues.join([DEFAULT_POOL], 30.0)  # as run() does (one pool: no rotation)
+    queues = [(DEFAULT_POOL, priority) for priority in PRIORITIES]
+    assert await check() == queues
     js.down = True
     for _ in range(5):  # each check fails; the worker keeps pulling in priority order
-        assert await check() == list(PRIORITIES)
+        assert await check() == queues
     js.down = False
-    assert await check() == list(PRIORITIES)
+    assert await check() == queues
     nc.is_connected = False  # reconnecting: not asked at all (it would only time out)
     for _ in range(3):
-        assert await check() == list(PRIORITIES)
+        assert await check() == queues
     nc.is_connected = True
-    assert await check() == list(PRIORITIES)
+    assert await check() == queues
 
     lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "workers.executor"]
     assert [level for level, _ in lines] == [logging.WARNING, logging.INFO] * 2

@@ -131,8 +131,8 @@ def test_submit_gives_a_pending_task_with_the_definition_settings():
     assert task.priority is Priority.MEDIUM
     assert task.timeout_ms == 60_000
     assert task.retry_policy == RetryPolicy(3, 1_000, 2.0)
-    # Only the binding is copied, not the rest of executionConfig.
-    assert task.execution == {"handler": HANDLER}
+    # Only the binding and the pool are copied, not the rest of executionConfig.
+    assert task.execution == {"handler": HANDLER, "executor": "standard-executor"}
     assert task.output is None
     assert task.error is None
     assert task.worker is None
@@ -151,7 +151,7 @@ def test_submit_of_an_integration_definition_copies_the_endpoint():
     )
     task = submitted(definition=definition, priority=Priority.CRITICAL)
     assert task.task_type is TaskType.INTEGRATION
-    assert task.execution == {"endpoint": "http://pay/x"}
+    assert task.execution == {"endpoint": "http://pay/x", "executor": "e"}  # its pool too
     assert task.priority is Priority.CRITICAL
 
 

@@ -1,15 +1,18 @@
 """What waits in JetStream, read from the durable consumers for ``serve``'s metrics.
 
-- Work, per priority (consumer ``work-<priority>``): ``pending``, the items no worker has
-  been given yet (``num_pending``); ``unacked``, those given and not acknowledged
-  (``num_ack_pending``: attempts running, retries handed back until they are due, the
-  work of a worker that died until its ack wait passes); ``oldest_s``, how long the
-  oldest pending item has been in the stream: the first message on the priority's
-  subject past the consumer's last delivered sequence (one direct read, as the
-  workers' aging check does: workers/queue_probe.py).
+- Work, per executor pool and priority (consumer ``work-<priority>`` of the default pool,
+  ``work-<pool>-<priority>`` of another: workers/protocol.py): ``pending``, the items no
+  worker has been given yet (``num_pending``); ``unacked``, those given and not
+  acknowledged (``num_ack_pending``: attempts running, retries handed back until they are
+  due, the work of a worker that died until its ack wait passes); ``oldest_s``, how long
+  the oldest pending item has been in the stream: the first message on the queue's
+  subject past the consumer's last delivered sequence (one direct read, as the workers'
+  aging check does: workers/queue_probe.py). A pool shows from the relay's first work
+  item for it on (workers/bridge/pool_consumers.py), whether or not a worker took it up.
 - Reports (consumer ``results``): every report not yet recorded, pending or unacked.
 
-A few JetStream API requests per read: for scrapes (every 15 s or so), not per request.
+One listing of the work stream's consumers, a direct read per queue with work pending,
+and the results consumer: for scrapes (every 15 s or so), not per request.
 """
 
 from __future__ import annotations
@@ -19,21 +22,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
 from workers.protocol import (
-    PRIORITIES,
     RESULTS_CONSUMER,
     RESULTS_STREAM,
     WORK_STREAM,
-    work_consumer,
+    consumer_queue,
     work_subject,
 )
 
 
 @dataclass(frozen=True)
 class QueueBacklog:
-    """One priority's work queue."""
+    """One pool's work queue of one priority."""
 
     pending: int
     unacked: int
@@ -42,28 +45,40 @@ class QueueBacklog:
 
 @dataclass(frozen=True)
 class Backlog:
-    work: dict[str, QueueBacklog]  # by priority (lower case, as in the subjects)
+    work: dict[tuple[str, str], QueueBacklog]  # by (pool, priority: lower case)
     results: int  # reports not yet recorded
 
 
 async def read_backlog(js: JetStreamContext, timeout_s: float = 1.0) -> Backlog:
     """Every work queue and the results consumer, read concurrently; raises TimeoutError
     (or a NATS error) when JetStream does not answer within ``timeout_s``."""
-    queues, results = await asyncio.wait_for(
-        asyncio.gather(
-            asyncio.gather(*(_queue(js, priority) for priority in PRIORITIES)),
-            js.consumer_info(RESULTS_STREAM, RESULTS_CONSUMER),
-        ),
-        timeout_s,
+    return await asyncio.wait_for(_read(js), timeout_s)
+
+
+async def _read(js: JetStreamContext) -> Backlog:
+    consumers, results = await asyncio.gather(
+        _all_consumers(js), js.consumer_info(RESULTS_STREAM, RESULTS_CONSUMER)
     )
+    queues = {queue: info for info in consumers if (queue := consumer_queue(info.name)) is not None}
+    backlogs = await asyncio.gather(*(_queue(js, queue, info) for queue, info in queues.items()))
     return Backlog(
-        work=dict(zip(PRIORITIES, queues, strict=True)),
+        work=dict(zip(queues, backlogs, strict=True)),
         results=int(results.num_pending or 0) + int(results.num_ack_pending or 0),
     )
 
 
-async def _queue(js: JetStreamContext, priority: str) -> QueueBacklog:
-    info = await js.consumer_info(WORK_STREAM, work_consumer(priority))
+async def _all_consumers(js: JetStreamContext) -> list[ConsumerInfo]:
+    """The work stream's consumers, every page of the listing (256 a page)."""
+    found: list[ConsumerInfo] = []
+    while True:
+        page = await js.consumers_info(WORK_STREAM, offset=len(found) or None)
+        found.extend(page)
+        if len(page) < 256:
+            return found
+
+
+async def _queue(js: JetStreamContext, queue: tuple[str, str], info: ConsumerInfo) -> QueueBacklog:
+    pool, priority = queue
     pending = int(info.num_pending or 0)
     unacked = int(info.num_ack_pending or 0)
     if not pending:
@@ -71,7 +86,7 @@ async def _queue(js: JetStreamContext, priority: str) -> QueueBacklog:
     delivered = info.delivered.stream_seq if info.delivered is not None else 0
     try:
         oldest = await js.get_msg(
-            WORK_STREAM, seq=(delivered or 0) + 1, subject=work_subject(priority), next=True
+            WORK_STREAM, seq=(delivered or 0) + 1, subject=work_subject(priority, pool), next=True
         )
     except NotFoundError:  # taken meanwhile
         return QueueBacklog(pending, unacked, 0.0)

@@ -8,9 +8,9 @@ Two ways in, both in ``serve``:
   its own ``Nats-Msg-Id``); otherwise, or past the limit, the task ends FAILED
   (``UNDELIVERABLE``). The message is then deleted: a WorkQueue stream keeps it.
 - Reconciliation (``reconcile``, from the active replica's sweep): PENDING tasks due for
-  longer than a bound while their priority's queue holds nothing and has nothing in
-  flight. Their work is nowhere (purged, lost with a server, its advisory missed while no
-  ``serve`` ran): it is published again.
+  longer than a bound while their queue (their pool's, of their priority) holds nothing
+  and has nothing in flight. Their work is nowhere (purged, lost with a server, its
+  advisory missed while no ``serve`` ran): it is published again.
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ from nats.aio.subscription import Subscription
 from nats.js.errors import NotFoundError
 
 from commands.service import TaskService
+from domain.executor_pool import DEFAULT_POOL
 from domain.task import UNDELIVERABLE
 from domain.values import TaskType
 from workers.bridge.outbox import work_again, work_for
 from workers.protocol import WORK_STREAM, WorkItem, work_consumer, work_decoder
-from workers.streams import headers
+from workers.streams import ensure_pool_consumers, headers
 
 log = logging.getLogger(__name__)
 
@@ -113,21 +114,34 @@ class LostWork:
         """Publish again the work of PENDING tasks due since before ``before`` whose queue
         is empty with nothing in flight; how many were published."""
         candidates = await asyncio.to_thread(stranded, before)
-        idle: dict[str, bool] = {}
+        idle: dict[tuple[str | None, str], bool] = {}
         published = 0
-        for task_id, priority in candidates:
-            if priority not in idle:
-                info = await self._js.consumer_info(WORK_STREAM, work_consumer(priority))
-                idle[priority] = not info.num_pending and not info.num_ack_pending
-            if not idle[priority]:
-                continue  # its work may be in the queue: not lost
+        for task_id, _ in candidates:
             due = await asyncio.to_thread(self._due_work, UUID(task_id))
-            if due is not None:
-                item, version = due
+            if due is None:
+                continue
+            item, version = due
+            queue = (item.executor, item.priority)  # its pool's queue of its priority
+            if queue not in idle:
+                idle[queue] = await self._queue_idle(item.priority, item.executor)
+            if idle[queue]:  # else its work may be in the queue: not lost
                 await self._publish(item, f"reconciled-{version}")
                 log.warning("task %s was PENDING with its work nowhere: published again", task_id)
                 published += 1
         return published
+
+    async def _queue_idle(self, priority: str, pool: str | None) -> bool:
+        """Nothing pending or in flight on ``pool``'s queue of ``priority``. A pool whose
+        consumers are missing (its work was never published by this stream's relay, or
+        the stream was made again) has them made first: a new consumer counts what waits
+        on its subject, however old."""
+        name = work_consumer(priority, pool)
+        try:
+            info = await self._js.consumer_info(WORK_STREAM, name)
+        except NotFoundError:
+            await ensure_pool_consumers(self._js, [pool or DEFAULT_POOL])
+            info = await self._js.consumer_info(WORK_STREAM, name)
+        return not info.num_pending and not info.num_ack_pending
 
     def _due_work(self, task_id: UUID) -> tuple[WorkItem, int] | None:
         """The work of the task's next attempt, if it waits for one; and its version (the

@@ -21,6 +21,7 @@ from msgspec.structs import replace
 from commands.leadership import Leadership
 from commands.public_events import PUBLIC_TYPES, event_data, event_id, rfc3339
 from commands.service import TaskService
+from domain.executor_pool import DEFAULT_POOL
 from domain.task import UNPUBLISHABLE, Task
 from domain.values import TaskType
 from workers import tracing
@@ -169,7 +170,8 @@ def to_messages(
                 **_execution(event.execution),
             )
         )
-        messages.append(_scheduled(work, task_id, due, event.priority) if due else work)
+        pool = event.execution.get("executor")
+        messages.append(_scheduled(work, task_id, due, event.priority, pool) if due else work)
     elif isinstance(event, Task.RetryScheduled) and task_at is not None:
         task = task_at(event.originator_id, event.originator_version)
         messages.append(_work(work_for(task, event.attempt + 1, not_before=event.retry_at)))
@@ -203,7 +205,9 @@ def _unscheduled(task: Task, cancel: Task.Cancelled) -> list[Outgoing]:
         return []
     work = _work(work_for(task, 1), f"cancelled-{cancel.originator_version}")
     fire = rfc3339(cancel.timestamp + timedelta(seconds=1))
-    return [_scheduled(work, str(task.id), fire, task.priority.value)]
+    return [
+        _scheduled(work, str(task.id), fire, task.priority.value, task.execution.get("executor"))
+    ]
 
 
 def _due(event: Task.Submitted) -> str | None:
@@ -214,14 +218,14 @@ def _due(event: Task.Submitted) -> str | None:
     return rfc3339(due) if due > event.timestamp else None
 
 
-def _scheduled(work: Outgoing, task_id: str, due: str, priority: str) -> Outgoing:
-    """``work`` held by JetStream until ``due``, then published to its priority's subject
+def _scheduled(work: Outgoing, task_id: str, due: str, priority: str, pool: str | None) -> Outgoing:
+    """``work`` held by JetStream until ``due``, then published to its pool's and priority's subject
     (a message schedule): nothing of ours runs while it waits. Its ``notBefore`` makes a
     worker hand it back should it come early (published again by lost work, say)."""
     return replace(
         work,
         subject=schedule_subject(task_id),
-        headers=schedule_headers(due, priority),
+        headers=schedule_headers(due, priority, pool),
     )
 
 
@@ -251,12 +255,14 @@ def _execution(execution: dict[str, Any]) -> dict[str, Any]:
         "endpoint": execution.get("endpoint"),
         "isolation": execution.get("isolation", "thread"),
         "auth": execution.get("auth"),
+        "executor": execution.get("executor"),
     }
 
 
 def _work(item: WorkItem, again: str = "") -> Outgoing:
     return Outgoing(
-        subject=work_subject(item.priority),
+        subject=work_subject(item.priority, item.executor),
+        pool=None if item.executor == DEFAULT_POOL else item.executor,
         msg_id=work_msg_id(item.task_id, item.attempt, again, item.requeued),
         body=encoder.encode(item),
         trace=item.trace,

@@ -33,8 +33,9 @@ from nats.aio.subscription import Subscription
 from nats.js.errors import APIError, NoStreamResponseError
 
 from workers.bridge import nats_wire
+from workers.bridge.pool_consumers import PoolConsumers
 from workers.protocol import Outgoing
-from workers.streams import headers
+from workers.streams import WORK_ACK_WAIT_S, headers
 
 PUBLISH_TIMEOUT_S = 3.0  # then the batch is published again (JetStream drops repeats)
 
@@ -62,8 +63,15 @@ class _Batch:
 class JetStreamPublisher:
     """Publishes batches in order on one connection, one batch at a time."""
 
-    def __init__(self, nc: Client, timeout_s: float = PUBLISH_TIMEOUT_S, wire: bool = True) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        timeout_s: float = PUBLISH_TIMEOUT_S,
+        wire: bool = True,
+        work_ack_wait_s: float = WORK_ACK_WAIT_S,
+    ) -> None:
         self._nc = nc
+        self._pools = PoolConsumers(nc.jetstream(), work_ack_wait_s)
         self._timeout_s = timeout_s
         self._inbox = nc.new_inbox()
         self._inbox_bytes = self._inbox.encode()
@@ -78,6 +86,7 @@ class JetStreamPublisher:
         """Send every message, then wait until each is acked; raise on the first error."""
         if not messages:
             return
+        await self._pools.ensure(messages)  # a pool's first work: its consumers, once
         if self._sub is None:
             self._sub = await self._nc.subscribe(f"{self._inbox}.*.*", cb=self._on_ack)
             if self.wire:  # else (or if refused) acks take the callback's way
