@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -129,3 +130,13 @@ class QueueProbe:
             if stored and (datetime.now(UTC) - stored).total_seconds() > self._starvation_s:
                 return str(priority)
         return None
+
+
+async def wait_any(first: asyncio.Event, second: asyncio.Event, timeout: float) -> None:
+    """Until either event is set, or ``timeout``."""
+    waiters = [asyncio.create_task(first.wait()), asyncio.create_task(second.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

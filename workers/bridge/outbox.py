@@ -251,6 +251,10 @@ def _execution(execution: dict[str, Any]) -> dict[str, Any]:
         "endpoint": execution.get("endpoint"),
         "isolation": execution.get("isolation", "thread"),
         "auth": execution.get("auth"),
+        "cpu": execution.get("cpu"),
+        "memory": execution.get("memory"),
+        "security_level": execution.get("securityLevel", "LOW"),
+        "allow_env": execution.get("allowEnv"),
     }
 
 
