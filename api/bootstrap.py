@@ -19,6 +19,7 @@ import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from api.availability import Availability
 from api.metrics.families import ServeMetrics
@@ -47,6 +48,10 @@ from projections.runner import ProjectionRunner
 from projections.schema import Projection
 from projections.tasks import TaskProjection, timestamp_text
 from workers import tracing
+
+if TYPE_CHECKING:  # the worker's: imported when it runs (run_worker)
+    from workers.capacity import Capacity
+    from workers.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -231,9 +236,12 @@ async def run_worker(
     grace_s: float,
     on_started: Callable[[], None] = lambda: None,
     metrics_at: tuple[str, int] | None = None,
+    capacity: Capacity | None = None,
+    sandbox: Sandbox | None = None,
 ) -> None:
     """A worker process until SIGTERM or SIGINT: pull work, run it, report. With
-    ``metrics_at`` (host, port): its metrics and probes there (workers/metrics_server.py)."""
+    ``metrics_at`` (host, port): its metrics and probes there (workers/metrics_server.py);
+    ``capacity`` and ``sandbox``: what it offers to requests, how it runs HIGH attempts."""
     from api.messaging import connect_nats  # here: serve never loads the worker's modules
     from workers.executor import Worker
     from workers.logs import bind as bind_log_context
@@ -253,6 +261,8 @@ async def run_worker(
             grace_s=grace_s,
             ack_wait_s=settings.work_ack_wait_s,
             metrics=metrics,
+            capacity=capacity,
+            sandbox=sandbox,
         )
         probes.ready = lambda: worker.ready
         bind_log_context(worker=worker.worker_id)  # on every line from here on

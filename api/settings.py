@@ -26,6 +26,7 @@ from api.settings_forms import (
     as_text,
     check_max_age,
     check_max_bytes,
+    check_positive_int,
     check_positive_seconds,
     parse_database_url,
     parse_db_pool_size,
@@ -41,6 +42,8 @@ from api.settings_forms import (
     parse_seconds,
     parse_size,
     parse_switch,
+    parse_worker_cpus,
+    parse_worker_memory,
 )
 from api.settings_otel import check_tracing, parse_tracing
 from commands.fast_paths import FastPaths
@@ -106,6 +109,10 @@ class Settings:
     metrics: bool = True
     # A worker's /metrics and /health/ready port (``--metrics-port``); None: no server.
     worker_metrics_port: int | None = None
+    # What a worker offers to the requests of the attempts it runs (``--cpus``,
+    # ``--memory``: workers/capacity.py), in millicores and bytes; None: not limited.
+    worker_cpus: int | None = None
+    worker_memory: int | None = None
     # Trace exporters (workers/tracing.py), from the OTEL_* variables (api/settings_otel.py);
     # empty: tracing off.
     tracing: tuple[str, ...] = ()
@@ -216,4 +223,6 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TASKEXEC_FAST_GC_PAUSE", "fast_gc_pause", parse_switch),
     Variable("TASKEXEC_METRICS", "metrics", parse_switch),
     Variable("TASKEXEC_WORKER_METRICS_PORT", "worker_metrics_port", parse_port, parse_port),
+    Variable("TASKEXEC_WORKER_CPUS", "worker_cpus", parse_worker_cpus, check_positive_int),
+    Variable("TASKEXEC_WORKER_MEMORY", "worker_memory", parse_worker_memory, check_positive_int),
 )

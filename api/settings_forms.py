@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from api.security.rates import Rate
 from commands.persistence import DatabaseConfig
+from domain.errors import InvalidValue
+from domain.resources import parse_cpu, parse_memory
 from workers.logs import LOG_FORMATS
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?")
@@ -145,6 +147,24 @@ def parse_port(name: str, text: str) -> int:
     return port
 
 
+def parse_worker_cpus(name: str, text: object) -> int:
+    """A worker's cpu capacity (``2``, ``1.5``, ``500m``) in millicores; else a ValueError
+    naming ``name``."""
+    try:
+        return parse_cpu(str(text).strip(), name)
+    except InvalidValue as exc:
+        raise ValueError(str(exc)) from None
+
+
+def parse_worker_memory(name: str, text: object) -> int:
+    """A worker's memory capacity (``4Gi``, ``512Mi``, ``1G``) in bytes; else a ValueError
+    naming ``name``."""
+    try:
+        return parse_memory(str(text).strip(), name)
+    except InvalidValue as exc:
+        raise ValueError(str(exc)) from None
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -252,3 +272,9 @@ def check_positive_seconds(name: str, value: float) -> None:
 
 def check_max_bytes(name: str, value: int) -> None:
     _check(name, value, value == -1 or value > 0, "use -1 (no limit) or a positive size")
+
+
+def check_positive_int(name: str, value: int) -> None:
+    """A capacity made in code: a positive whole number (millicores, bytes)."""
+    good = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    _check(name, value, good, "use a positive whole number")

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from api.cli import worker_limits
 from api.settings import Settings
 from commands.gc_pause import settle_heap
 from workers import tracing
@@ -48,6 +49,7 @@ def add_commands(commands: Any) -> None:
         "(default: TASKEXEC_WORKER_METRICS_PORT; unset: none)",
     )
     worker.add_argument("--metrics-host", default="127.0.0.1", help="address of that port")
+    worker_limits.add_arguments(worker)
     worker.set_defaults(func=cmd_worker)
 
 
@@ -175,11 +177,24 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     from api.bootstrap import run_worker
 
+    try:
+        sandbox = worker_limits.sandbox(settings, args)
+    except ValueError as exc:
+        print(f"taskexec worker: {exc}", file=sys.stderr)
+        return 2
     port = args.metrics_port if args.metrics_port is not None else settings.worker_metrics_port
     metrics_at = (args.metrics_host, port) if port is not None else None
     tracing.configure(settings.tracing, "worker")
     worker = run_worker(
-        settings, nats_url, args.concurrency, args.worker_id, args.grace, settle_heap, metrics_at
+        settings,
+        nats_url,
+        args.concurrency,
+        args.worker_id,
+        args.grace,
+        settle_heap,
+        metrics_at,
+        capacity=worker_limits.capacity(settings, args),
+        sandbox=sandbox,
     )
     run_event_loop(worker)
     return 0
