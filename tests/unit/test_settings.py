@@ -59,6 +59,10 @@ GOOD: list[tuple[str, str, str, Any]] = [
     ("TASKEXEC_FAST_GC_PAUSE", "on", "fast_gc_pause", True),
     ("TASKEXEC_METRICS", "off", "metrics", False),
     ("TASKEXEC_WORKER_METRICS_PORT", "9464", "worker_metrics_port", 9464),
+    ("TASKEXEC_WORKER_CPUS", "2", "worker_cpus", 2000),
+    ("TASKEXEC_WORKER_CPUS", "1500m", "worker_cpus", 1500),
+    ("TASKEXEC_WORKER_MEMORY", "4Gi", "worker_memory", 4 * 2**30),
+    ("TASKEXEC_WORKER_MEMORY", "500M", "worker_memory", 500_000_000),
 ]
 
 # (variable, bad text, a fragment of the accepted form the message gives)
@@ -89,6 +93,10 @@ BAD: list[tuple[str, str, str]] = [
     ("TASKEXEC_METRICS", "prometheus", "on or off"),
     ("TASKEXEC_WORKER_METRICS_PORT", "70000", "from 1 to 65535"),
     ("TASKEXEC_WORKER_METRICS_PORT", "http", "from 1 to 65535"),
+    ("TASKEXEC_WORKER_CPUS", "two", "250m"),
+    ("TASKEXEC_WORKER_CPUS", "0", "at least 1m"),
+    ("TASKEXEC_WORKER_MEMORY", "4GB", "128Mi"),
+    ("TASKEXEC_WORKER_MEMORY", "0", "from 1 byte"),
 ]
 
 
@@ -156,6 +164,8 @@ def test_the_fast_path_switches_make_the_fast_paths() -> None:
         ({"database_url": "mysql://h/db"}, "TASKEXEC_DATABASE_URL"),
         ({"db_pool_size": 2}, "TASKEXEC_DB_POOL_SIZE"),
         ({"worker_metrics_port": 0}, "TASKEXEC_WORKER_METRICS_PORT"),
+        ({"worker_cpus": 0}, "TASKEXEC_WORKER_CPUS"),
+        ({"worker_memory": -1}, "TASKEXEC_WORKER_MEMORY"),
     ],
 )
 def test_settings_made_in_code_are_held_to_the_same_forms(
