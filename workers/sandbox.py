@@ -94,7 +94,7 @@ class Sandbox:
                 lock_path.unlink(missing_ok=True)
                 removed += 1
         if removed:
-            log.warning("removed the attempt directories of %d dead workers", removed)
+            log.warning("removed the attempt directories of dead workers (%d)", removed)
         return removed
 
     def close(self) -> None:

@@ -161,8 +161,9 @@ class Stack:
             assert time.monotonic() < deadline, self.logs()
             time.sleep(0.1)
 
-    def worker(self, name: str, concurrency: int = 8) -> None:
-        self._spawn(name, "worker", "--id", name, "--concurrency", str(concurrency))
+    def worker(self, name: str, concurrency: int = 8, options: tuple[str, ...] = ()) -> None:
+        """Start a worker; ``options``: more of ``taskexec worker``'s (``--run-as``, …)."""
+        self._spawn(name, "worker", "--id", name, "--concurrency", str(concurrency), *options)
 
     def kill(self, name: str) -> None:
         """SIGKILL: no clean-up of any kind."""

@@ -128,9 +128,7 @@ def test_without_timeout_seconds_the_task_s_timeout_stands() -> None:
         (["taskexec_database_url"], "the worker's own setting"),
     ],
 )
-def test_a_bad_allow_env_is_refused_at_load_naming_the_field(
-    allow_env: Any, fragment: str
-) -> None:
+def test_a_bad_allow_env_is_refused_at_load_naming_the_field(allow_env: Any, fragment: str) -> None:
     context = {"securityLevel": "HIGH", "allowEnv": allow_env}
     with pytest.raises(InvalidValue) as refused:
         TaskDefinition.from_document(definition(securityContext=context))
