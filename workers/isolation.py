@@ -76,7 +76,7 @@ class ChildProcess:
                 "worker": context.worker,
                 "timeout_ms": context.timeout_ms,
             },
-            "path": list(sys.path),
+            "path": [entry or os.getcwd() for entry in sys.path],  # "": the worker's cwd
             "memory": item.memory,
             "worker_pid": os.getpid(),
         }

@@ -71,7 +71,15 @@ class Sandbox:
         self._lock: IO[bytes] | None = None
 
     def open(self) -> None:
-        """Remove what killed workers left under the base; take a directory of our own."""
+        """Remove what killed workers left under the base; take a directory of our own.
+        A base that cannot be written is logged, not fatal: only HIGH attempts need it
+        (each then fails with the error, retried by its policy)."""
+        try:
+            self._take()
+        except OSError as exc:
+            log.warning("HIGH attempts cannot run: no directory under %s: %s", self.base, exc)
+
+    def _take(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True, mode=0o711)
         self.remove_stale()
         lock_fd, lock_path = tempfile.mkstemp(prefix="worker-", suffix=".lock", dir=self.base)
@@ -116,7 +124,7 @@ class Sandbox:
     def attempt_dir(self) -> Path:
         """A fresh empty directory for one HIGH attempt, the run-as user's (mode 0700)."""
         if self._own is None:
-            self.open()
+            self._take()  # raises what stopped it
         assert self._own is not None
         path = Path(tempfile.mkdtemp(prefix="attempt-", dir=self._own))
         if self.run_as is not None:

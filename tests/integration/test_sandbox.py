@@ -54,6 +54,11 @@ HANDLERS = {
         def pid(payload, context):
             return {"pid": os.getpid(), "secret": os.environ.get("SANDBOX_TEST_SECRET")}
 
+        def nap(payload, context):
+            import time
+            time.sleep(payload["seconds"])
+            return {"slept": payload["seconds"]}
+
         def hog(payload, context):
             held = bytearray(payload["mib"] * 1024 * 1024)
             return {"held": len(held)}
@@ -95,6 +100,12 @@ DEFINITIONS = [
         resourceRequirements={"memory": "128Mi"},
     ),
     definition("hog-thread", "hog", resourceRequirements={"memory": "128Mi"}),
+    definition(  # a timeout of 20 s as registered; timeoutSeconds 1: the lower wins
+        "capped",
+        "nap",
+        securityContext={"securityLevel": "MEDIUM"},
+        resourceRequirements={"timeoutSeconds": 1},
+    ),
 ]
 Api = AsyncTestClient[Any]
 
@@ -178,7 +189,7 @@ async def finished(client: Api, definition_id: str, payload: dict[str, Any]) -> 
     task_id = created.json()["id"]
     for _ in range(600):
         body: dict[str, Any] = (await client.get(f"{TASKS}/{task_id}")).json()
-        if body["status"] in ("COMPLETED", "FAILED"):
+        if body["status"] in ("COMPLETED", "FAILED", "TIMED_OUT"):
             return body
         await asyncio.sleep(0.05)
     raise AssertionError(f"task {task_id} never ended: {body}")
@@ -252,3 +263,11 @@ async def test_memory_is_only_a_request_for_an_attempt_in_the_worker(api: Api) -
 
     assert body["status"] == "COMPLETED", body["error"]
     assert body["output"] == {"held": 192 * 1024 * 1024}
+
+
+async def test_the_lower_of_timeout_and_timeout_seconds_wins(api: Api) -> None:
+    body = await finished(api, "capped", {"seconds": 30})
+
+    assert body["status"] == "TIMED_OUT"
+    assert (body["error"]["type"], body["attempts"]) == ("TIMEOUT", 3)  # retried, as ever
+    assert "1000 ms" in body["error"]["message"]

@@ -80,3 +80,13 @@ def test_run_as_must_name_an_unprivileged_user(name: str, fragment: str) -> None
         pytest.skip("a worker that is not root is refused first")
     with pytest.raises(ValueError, match=fragment):
         RunAs.named(name)
+
+
+def test_a_base_that_cannot_be_made_stops_only_high_attempts(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    sandbox = Sandbox(blocker / "attempts")
+    sandbox.open()  # logged: the worker still starts
+    with pytest.raises(NotADirectoryError):
+        sandbox.attempt_dir()
+    sandbox.close()
