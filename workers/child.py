@@ -3,9 +3,10 @@
 It reads its orders (JSON) from stdin, then, in this order: dies with its worker
 (``PR_SET_PDEATHSIG``), drops to the run-as user if told to (and asks again to die with its
 worker: a change of user clears that), sets its memory limit, and only then imports and
-runs the handler. The answer goes back as JSON on the file descriptor it was given:
-``{"ok": output}`` or ``{"error": type, "message": ..., "traceback": ...}``. JSON, never
-pickle: the worker must not trust what a sandboxed handler sends.
+runs the handler. The answer goes back as JSON on the file descriptor it was given
+(``Answer``: the output, or the error's type, message and traceback). JSON, never pickle,
+decoded into ``Answer`` and checked: the worker must not trust what a sandboxed handler
+sends.
 
 The memory limit is ``RLIMIT_DATA`` (soft and hard), set once the interpreter runs: it
 counts what the handler allocates (heap, private writable mappings), not the libraries
@@ -30,7 +31,22 @@ import msgspec
 from workers.handlers import HandlerRegistry, TaskContext
 
 MEMORY_LIMIT_EXCEEDED = "MEMORY_LIMIT_EXCEEDED"
+OUTPUT_NOT_JSON = "OUTPUT_NOT_JSON"  # as workers/reports.py calls it
 PR_SET_PDEATHSIG = 1
+
+
+class Answer(msgspec.Struct, frozen=True):
+    """What the child sends back: ``ok`` (the output), or ``error`` and the rest. The
+    worker decodes it into this and nothing else (a type that is not right: no answer)."""
+
+    ok: Any = msgspec.UNSET
+    error: str | None = None
+    message: str = ""
+    traceback: str | None = None
+    retryable: bool = True
+
+
+answer_decoder = msgspec.json.Decoder(Answer)
 
 
 def main(orders: dict[str, Any]) -> None:
@@ -57,7 +73,7 @@ def _run(orders: dict[str, Any]) -> bytes:
         result = handler(orders["input"], context)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
-        return msgspec.json.encode({"ok": result})
+        return _output(result)
     except MemoryError as exc:
         traceback.clear_frames(exc.__traceback__)  # let go of what the handler holds
         limit = orders.get("memory")
@@ -67,17 +83,24 @@ def _run(orders: dict[str, Any]) -> bytes:
         return _error(exc)
 
 
+def _output(result: Any) -> bytes:
+    try:
+        return msgspec.json.encode(Answer(ok=result))
+    except (TypeError, msgspec.EncodeError) as exc:  # failed, not retried: as in the worker
+        return msgspec.json.encode(Answer(error=OUTPUT_NOT_JSON, message=str(exc), retryable=False))
+
+
 def _error(exc: BaseException, error_type: str | None = None, message: str | None = None) -> bytes:
     trace: str | None
     try:
         trace = "".join(traceback.format_exception(exc))
     except MemoryError:
         trace = None
-    answer = {
-        "error": error_type or type(exc).__name__,
-        "message": message if message is not None else str(exc),
-        "traceback": trace,
-    }
+    answer = Answer(
+        error=error_type or type(exc).__name__,
+        message=message if message is not None else str(exc),
+        traceback=trace,
+    )
     return msgspec.json.encode(answer)
 
 

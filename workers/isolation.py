@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from workers.child import MEMORY_LIMIT_EXCEEDED
+from workers.child import MEMORY_LIMIT_EXCEEDED, Answer, answer_decoder
 from workers.handlers import TaskContext
 from workers.protocol import WorkItem
 from workers.sandbox import RUN_AS_REQUIRED, Sandbox
@@ -96,11 +96,11 @@ class ChildProcess:
                 self._sandbox.remove(home)
         if answer is None:
             raise self._died()
-        if "ok" in answer:
-            return answer["ok"]
-        raise HandlerFailed(answer["error"], answer["message"], answer.get("traceback"))
+        if answer.error is None:
+            return None if answer.ok is msgspec.UNSET else answer.ok
+        raise HandlerFailed(answer.error, answer.message, answer.traceback, answer.retryable)
 
-    async def _exchange(self, home: Path | None) -> dict[str, Any] | None:
+    async def _exchange(self, home: Path | None) -> Answer | None:
         read, write = self._start(home)
         orders = {**self._orders, "answer_fd": write, "run_as": self._run_as()}
         return await asyncio.to_thread(self._talk, msgspec.json.encode(orders), read)
@@ -134,7 +134,7 @@ class ChildProcess:
         run_as = self._sandbox.run_as if self._high else None
         return {"uid": run_as.uid, "gid": run_as.gid} if run_as is not None else None
 
-    def _talk(self, orders: bytes, read: int) -> dict[str, Any] | None:
+    def _talk(self, orders: bytes, read: int) -> Answer | None:
         """Send the orders, read the answer until the child closes its end."""
         assert self._process is not None and self._process.stdin is not None
         with os.fdopen(read, "rb") as answers:
@@ -148,10 +148,9 @@ class ChildProcess:
         if not data:
             return None
         try:
-            answer: dict[str, Any] = msgspec.json.decode(data)
-        except msgspec.DecodeError:
+            return answer_decoder.decode(data)
+        except msgspec.DecodeError:  # not an answer: as if it died without one
             return None
-        return answer
 
     def _died(self) -> HandlerFailed:
         code = self._process.returncode if self._process is not None else None
