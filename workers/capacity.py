@@ -9,11 +9,14 @@ PENDING; nothing is lost and it never runs here. A ``nak`` counts as a delivery,
 work message has a few (``WORK_MAX_DELIVER``); at its last but one the worker publishes a
 fresh copy of the work instead (its own ``Nats-Msg-Id``, due after the delay) and acks the
 old one, so waiting never uses them up. Meanwhile work that fits runs, even of a lower
-priority: a big attempt waits while the capacity is in use by smaller ones.
+priority: a big attempt waits while the capacity is in use by smaller ones. After a batch
+in which work went back for want of room, the worker pulls again only once an attempt
+ended (or ``busy_delay_s`` passed): a full worker does not churn through the queue.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -25,6 +28,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from workers.protocol import WorkItem, encoder, work_msg_id, work_subject
+from workers.queue_probe import wait_any
 from workers.streams import WORK_MAX_DELIVER
 
 log = logging.getLogger("workers.executor")  # the worker's logger
@@ -58,6 +62,8 @@ class Ledger:
         self._js = js
         self.cpu_used = 0
         self.memory_used = 0
+        self._short = False  # work went back for want of room since the last ``room``
+        self._freed = asyncio.Event()
 
     def too_big(self, item: WorkItem) -> bool:
         """Does ``item`` need more than the whole worker has?"""
@@ -88,6 +94,7 @@ class Ledger:
             await self.hand_back(msg, item, self.capacity.too_big_delay_s)
             return False
         if not self.fits(item):
+            self._short = True
             await self.hand_back(msg, item, self.capacity.busy_delay_s)
             return False
         self.cpu_used += item.cpu or 0
@@ -99,6 +106,16 @@ class Ledger:
         if self.capacity.limited:
             self.cpu_used -= item.cpu or 0
             self.memory_used -= item.memory or 0
+            self._freed.set()
+
+    async def room(self, stopping: asyncio.Event) -> None:
+        """If work went back for want of room: wait until an attempt ends (or
+        ``busy_delay_s``), so that the next pull may find some. Else at once."""
+        if not self._short:
+            return
+        self._short = False
+        self._freed.clear()
+        await wait_any(self._freed, stopping, timeout=self.capacity.busy_delay_s)
 
     async def hand_back(self, msg: Msg, item: WorkItem, delay_s: float) -> None:
         """Back to the queue for ``delay_s``: a ``nak``, or a fresh copy when the message

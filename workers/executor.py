@@ -124,10 +124,8 @@ class Worker:
             await self._nc.subscribe(f"{QUEUED_SUBJECT_PREFIX}*", cb=wake),
             await self._nc.subscribe(CANCELLED_SUBJECT, cb=self._on_cancel),
         ]
-        capacity = self._ledger.capacity.describe()
-        log.info(
-            "worker %s ready (concurrency %d, %s)", self.worker_id, self._concurrency, capacity
-        )
+        ready = f"concurrency {self._concurrency}, {self._ledger.capacity.describe()}"
+        log.info("worker %s ready (%s)", self.worker_id, ready)
         try:
             await self._serve()
         finally:
@@ -164,6 +162,7 @@ class Worker:
                 await wait_any(self._wake, self._stopping, timeout=self._queues.idle_timeout())
                 continue
             await self._begin(msgs)
+            await self._ledger.room(self._stopping)  # if work went back for want of it
 
     async def _begin(self, msgs: list[Msg]) -> None:
         """Start the attempts of pulled work: due ones whose task is not marked cancelled

@@ -138,3 +138,19 @@ async def test_the_worker_starts_what_fits_and_hands_back_the_rest() -> None:
     ended.set()
     await asyncio.sleep(0.01)
     assert (w._ledger.cpu_used, w._ledger.memory_used) == (0, 0)  # released at the end
+
+
+async def test_after_work_went_back_for_want_of_room_the_worker_waits_for_an_end() -> None:
+    books, _ = ledger(Capacity(millicpu=1000, busy_delay_s=60.0))
+    stopping = asyncio.Event()
+    await asyncio.wait_for(books.room(stopping), 10)  # nothing went back: at once
+
+    running = item("a", cpu=1000)
+    assert await books.admits(FakeMsg(b""), running)  # type: ignore[arg-type]
+    assert not await books.admits(FakeMsg(b""), item("b", cpu=1))  # type: ignore[arg-type]
+    waiting = asyncio.create_task(books.room(stopping))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # no pull while the worker is full
+    books.release(running)
+    await asyncio.wait_for(waiting, 10)  # an attempt ended: room again
+    await asyncio.wait_for(books.room(stopping), 10)  # and once only
