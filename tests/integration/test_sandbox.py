@@ -59,6 +59,12 @@ HANDLERS = {
             time.sleep(payload["seconds"])
             return {"slept": payload["seconds"]}
 
+        def nap_here(payload, context):
+            import time
+            with open(os.path.join(payload["records"], context.task_id), "w") as out:
+                out.write(os.getcwd())
+            time.sleep(payload["seconds"])
+
         def hog(payload, context):
             held = bytearray(payload["mib"] * 1024 * 1024)
             return {"held": len(held)}
@@ -67,14 +73,16 @@ HANDLERS = {
 }
 
 
-def definition(ident: str, handler: str, **config: Any) -> dict[str, Any]:
+def definition(
+    ident: str, handler: str, retryPolicy: dict[str, Any] | None = None, **config: Any
+) -> dict[str, Any]:
     return {
         "id": ident,
         "name": ident,
         "type": "AUTOMATED",
         "version": "1",
         "timeout": 20_000,
-        "retryPolicy": {"maxRetries": 2, "retryInterval": 0, "backoffMultiplier": 1},
+        "retryPolicy": retryPolicy or {"maxRetries": 2, "retryInterval": 0, "backoffMultiplier": 1},
         "executionConfig": {"handler": f"sandbox_handlers:{handler}", **config},
     }
 
@@ -104,6 +112,13 @@ DEFINITIONS = [
         "capped",
         "nap",
         securityContext={"securityLevel": "MEDIUM"},
+        resourceRequirements={"timeoutSeconds": 1},
+    ),
+    definition(
+        "high-killed",
+        "nap_here",
+        retryPolicy={"maxRetries": 0, "retryInterval": 0, "backoffMultiplier": 1},
+        securityContext={"securityLevel": "HIGH"},
         resourceRequirements={"timeoutSeconds": 1},
     ),
 ]
@@ -271,3 +286,18 @@ async def test_the_lower_of_timeout_and_timeout_seconds_wins(api: Api) -> None:
     assert body["status"] == "TIMED_OUT"
     assert (body["error"]["type"], body["attempts"]) == ("TIMEOUT", 3)  # retried, as ever
     assert "1000 ms" in body["error"]["message"]
+
+
+async def test_a_high_attempt_killed_at_its_timeout_leaves_no_directory(
+    api: Api, public_dir: Path
+) -> None:
+    records = public_dir / "records"
+    records.mkdir()
+    records.chmod(0o777)  # the run-as user writes there
+
+    body = await finished(api, "high-killed", {"records": str(records), "seconds": 30})
+
+    assert (body["status"], body["error"]["type"]) == ("TIMED_OUT", "TIMEOUT")
+    cwd = Path((records / body["id"]).read_text())
+    assert cwd.is_relative_to(public_dir / "attempts")
+    assert not await asyncio.to_thread(cwd.exists)  # the child was killed, then it went
