@@ -14,7 +14,9 @@ own as its working directory (removed afterwards) and the run-as user (workers/s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -35,6 +37,8 @@ _BOOT = (
 # How a child that went over its memory limit may die when no MemoryError could be raised
 # (an allocation in C code that does not check).
 _MEMORY_DEATHS = (-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS)
+_POLL_MS = 100  # how often a silent child is checked for having exited
+_CHUNK = 1 << 16
 
 
 class HandlerFailed(Exception):
@@ -117,6 +121,7 @@ class ChildProcess:
                 pass_fds=(write,),
                 cwd=home,
                 env=self._environment(home),
+                process_group=0,  # what the handler starts goes with it (``stop``)
             )
         except BaseException:
             os.close(read)
@@ -135,15 +140,17 @@ class ChildProcess:
         return {"uid": run_as.uid, "gid": run_as.gid} if run_as is not None else None
 
     def _talk(self, orders: bytes, read: int) -> Answer | None:
-        """Send the orders, read the answer until the child closes its end."""
+        """Send the orders, read the answer until the child closes its end or exits."""
         assert self._process is not None and self._process.stdin is not None
-        with os.fdopen(read, "rb") as answers:
-            try:
-                self._process.stdin.write(orders)
-                self._process.stdin.close()
-            except OSError:
-                pass  # it died before it read them: no answer
-            data = answers.read()
+        try:
+            self._process.stdin.write(orders)
+            self._process.stdin.close()
+        except OSError:
+            pass  # it died before it read them: no answer
+        try:
+            data = self._answer(read)
+        finally:
+            os.close(read)
         self._process.wait()
         if not data:
             return None
@@ -151,6 +158,26 @@ class ChildProcess:
             return answer_decoder.decode(data)
         except msgspec.DecodeError:  # not an answer: as if it died without one
             return None
+
+    def _answer(self, read: int) -> bytes:
+        """All the child wrote. Not up to EOF alone: a process the handler started holds
+        the pipe open as long as it lives; once the child exited, what it wrote is read."""
+        assert self._process is not None
+        chunks: list[bytes] = []
+        poller = select.poll()
+        poller.register(read, select.POLLIN)
+        while True:
+            if poller.poll(_POLL_MS):
+                chunk = os.read(read, _CHUNK)
+                if not chunk:
+                    return b"".join(chunks)  # EOF
+                chunks.append(chunk)
+            elif self._process.poll() is not None:
+                os.set_blocking(read, False)
+                with contextlib.suppress(BlockingIOError):
+                    while chunk := os.read(read, _CHUNK):
+                        chunks.append(chunk)
+                return b"".join(chunks)
 
     def _died(self) -> HandlerFailed:
         code = self._process.returncode if self._process is not None else None
@@ -160,12 +187,13 @@ class ChildProcess:
         return HandlerFailed("WorkerProcessDied", f"exit code {code}")
 
     def stop(self, force: bool) -> None:
-        """SIGKILL (``force``) or SIGTERM the child if it still runs."""
+        """SIGKILL (``force``) or SIGTERM the child and whatever it started (its process
+        group: a handler's own background processes do not outlive its attempt)."""
         process = self._process
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        if force:
-            process.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            # SIGTERM: the handler may clean up
+            os.killpg(process.pid, signal.SIGKILL if force else signal.SIGTERM)
+        if force and process.poll() is None:
             process.wait(5)
-        else:
-            process.terminate()  # SIGTERM: the handler may clean up

@@ -4,6 +4,7 @@ path through the service: tests/integration/test_sandbox.py."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import textwrap
 from pathlib import Path
@@ -35,6 +36,13 @@ HANDLERS = textwrap.dedent(
 
     def not_json(payload, context):
         return {"when": object()}
+
+    def orphan(payload, context):
+        pid = os.fork()
+        if pid == 0:  # a background process of the handler's own
+            signal.pause()
+            os._exit(0)
+        return pid
 
     def hog(payload, context):
         return len(bytearray(payload["mib"] * 1024 * 1024))
@@ -106,3 +114,21 @@ async def test_the_memory_limit_is_the_request_s_quantity(tmp_path: Path) -> Non
     with pytest.raises(HandlerFailed) as over:
         await child("hog", tmp_path, memory=8 * 2**20, mib=64).run()
     assert over.value.error_type == "MEMORY_LIMIT_EXCEEDED"
+
+
+def gone(pid: int) -> bool:
+    """Not running: no such process, or a zombie waiting to be reaped."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+async def test_what_a_handler_starts_does_not_outlive_its_attempt(tmp_path: Path) -> None:
+    grandchild = await child("orphan", tmp_path).run()
+    for _ in range(100):
+        if gone(grandchild):
+            break
+        await asyncio.sleep(0.05)
+    assert gone(grandchild)
