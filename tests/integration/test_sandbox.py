@@ -87,40 +87,18 @@ def definition(
     }
 
 
+MEDIUM, HIGH = {"securityLevel": "MEDIUM"}, {"securityLevel": "HIGH"}
+LIMIT, CAP = {"memory": "128Mi"}, {"timeoutSeconds": 1}  # a cap under the 20 s timeout
+NO_RETRY = {"maxRetries": 0, "retryInterval": 0, "backoffMultiplier": 1}
 DEFINITIONS = [
-    definition(
-        "high",
-        "inspect",
-        securityContext={"securityLevel": "HIGH", "allowEnv": [ALLOWED]},
-    ),
-    definition("medium", "pid", securityContext={"securityLevel": "MEDIUM"}),
+    definition("high", "inspect", securityContext={**HIGH, "allowEnv": [ALLOWED]}),
+    definition("medium", "pid", securityContext=MEDIUM),
     definition("low", "pid"),
-    definition(
-        "hog-medium",
-        "hog",
-        securityContext={"securityLevel": "MEDIUM"},
-        resourceRequirements={"memory": "128Mi"},
-    ),
-    definition(
-        "hog-process",
-        "hog",
-        isolation="process",
-        resourceRequirements={"memory": "128Mi"},
-    ),
-    definition("hog-thread", "hog", resourceRequirements={"memory": "128Mi"}),
-    definition(  # a timeout of 20 s as registered; timeoutSeconds 1: the lower wins
-        "capped",
-        "nap",
-        securityContext={"securityLevel": "MEDIUM"},
-        resourceRequirements={"timeoutSeconds": 1},
-    ),
-    definition(
-        "high-killed",
-        "nap_here",
-        retryPolicy={"maxRetries": 0, "retryInterval": 0, "backoffMultiplier": 1},
-        securityContext={"securityLevel": "HIGH"},
-        resourceRequirements={"timeoutSeconds": 1},
-    ),
+    definition("hog-medium", "hog", securityContext=MEDIUM, resourceRequirements=LIMIT),
+    definition("hog-process", "hog", isolation="process", resourceRequirements=LIMIT),
+    definition("hog-thread", "hog", resourceRequirements=LIMIT),
+    definition("capped", "nap", securityContext=MEDIUM, resourceRequirements=CAP),
+    definition("high-killed", "nap_here", NO_RETRY, securityContext=HIGH, resourceRequirements=CAP),
 ]
 Api = AsyncTestClient[Any]
 
