@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from api.cli import worker_limits
-from api.cli.main import build_parser
+from api.cli.main import build_parser, main
 from api.settings import Settings
 
 
@@ -50,3 +50,12 @@ def test_run_as_names_a_user_and_the_attempts_live_under_the_var_dir(tmp_path: P
     if os.geteuid() == 0:
         nobody = build_parser().parse_args(["worker", "--run-as", "nobody"])
         assert worker_limits.sandbox(settings, nobody).run_as is not None
+
+
+def test_a_worker_with_a_run_as_that_cannot_be_does_not_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TASKEXEC_NATS_URL", "nats://127.0.0.1:1")  # never reached
+    monkeypatch.setenv("TASKEXEC_VAR_DIR", str(tmp_path))
+    assert main(["worker", "--run-as", "no-such-user-here"]) == 2
+    assert "taskexec worker: --run-as: no user named 'no-such-user-here'" in capsys.readouterr().err
