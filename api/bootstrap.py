@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 from api.availability import Availability
 from api.metrics.families import ServeMetrics
@@ -49,6 +50,10 @@ from projections.runner import ProjectionRunner
 from projections.schema import Projection
 from projections.tasks import TaskProjection, timestamp_text
 from workers import tracing
+
+if TYPE_CHECKING:  # the worker's: imported when it runs (run_worker)
+    from workers.capacity import Capacity
+    from workers.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +243,13 @@ async def run_worker(
     on_started: Callable[[], None] = lambda: None,
     metrics_at: tuple[str, int] | None = None,
     pools: Sequence[str] = (DEFAULT_POOL,),
+    capacity: Capacity | None = None,
+    sandbox: Sandbox | None = None,
 ) -> None:
     """A worker process until SIGTERM or SIGINT: pull the work of its executor ``pools``,
     run it, report. With ``metrics_at`` (host, port): its metrics and probes there
-    (workers/metrics_server.py)."""
+    (workers/metrics_server.py); ``capacity`` and ``sandbox``: what it offers to
+    requests, how it runs HIGH attempts."""
     from api.messaging import connect_nats  # here: serve never loads the worker's modules
     from workers.executor import Worker
     from workers.logs import bind as bind_log_context
@@ -262,6 +270,8 @@ async def run_worker(
             ack_wait_s=settings.work_ack_wait_s,
             metrics=metrics,
             pools=pools,
+            capacity=capacity,
+            sandbox=sandbox,
         )
         probes.ready = lambda: worker.ready
         bind_log_context(worker=worker.worker_id)  # on every line from here on

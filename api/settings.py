@@ -24,7 +24,6 @@ from api.settings_forms import (
     NATS_URL_VARIABLE,
     as_path,
     as_text,
-    check_executors,
     check_max_age,
     check_max_bytes,
     check_positive_seconds,
@@ -32,7 +31,6 @@ from api.settings_forms import (
     parse_database_url,
     parse_db_pool_size,
     parse_duration,
-    parse_executors,
     parse_jwks_location,
     parse_jwt_secret,
     parse_log_format,
@@ -46,6 +44,13 @@ from api.settings_forms import (
     parse_switch,
 )
 from api.settings_otel import check_tracing, parse_tracing
+from api.settings_worker import (
+    check_executors,
+    check_positive_int,
+    parse_executors,
+    parse_worker_cpus,
+    parse_worker_memory,
+)
 from commands.fast_paths import FastPaths
 
 __all__ = [  # the forms other modules take from here, as before the split
@@ -114,6 +119,10 @@ class Settings:
     # The executor pools a worker takes work of (``--executors`` wins); None: the default
     # pool for ``worker``, every pool its definitions name for ``dev``'s worker.
     worker_executors: tuple[str, ...] | None = None
+    # What a worker offers to the requests of the attempts it runs (``--cpus``,
+    # ``--memory``: workers/capacity.py), in millicores and bytes; None: not limited.
+    worker_cpus: int | None = None
+    worker_memory: int | None = None
     # Trace exporters (workers/tracing.py), from the OTEL_* variables (api/settings_otel.py);
     # empty: tracing off.
     tracing: tuple[str, ...] = ()
@@ -226,4 +235,6 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TASKEXEC_METRICS", "metrics", parse_switch),
     Variable("TASKEXEC_WORKER_METRICS_PORT", "worker_metrics_port", parse_port, parse_port),
     Variable("TASKEXEC_WORKER_EXECUTORS", "worker_executors", parse_executors, check_executors),
+    Variable("TASKEXEC_WORKER_CPUS", "worker_cpus", parse_worker_cpus, check_positive_int),
+    Variable("TASKEXEC_WORKER_MEMORY", "worker_memory", parse_worker_memory, check_positive_int),
 )

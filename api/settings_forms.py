@@ -12,8 +12,6 @@ from urllib.parse import urlsplit
 
 from api.security.rates import Rate
 from commands.persistence import DatabaseConfig
-from domain.errors import InvalidValue
-from domain.executor_pool import parse_pools
 from workers.logs import LOG_FORMATS
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?")
@@ -269,17 +267,3 @@ def check_positive_seconds(name: str, value: float) -> None:
 
 def check_max_bytes(name: str, value: int) -> None:
     _check(name, value, value == -1 or value > 0, "use -1 (no limit) or a positive size")
-
-
-def parse_executors(name: str, text: str) -> tuple[str, ...]:
-    """Executor pool names, comma-separated (``gpu,standard-executor``); else a ValueError
-    naming ``name`` (domain/executor_pool.py: the form of a pool name)."""
-    try:
-        return parse_pools(text, name)
-    except InvalidValue as exc:
-        raise ValueError(str(exc)) from None
-
-
-def check_executors(name: str, pools: tuple[str, ...]) -> None:
-    """Pools set in code are held to the same form."""
-    parse_executors(name, ",".join(pools))

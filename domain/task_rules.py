@@ -124,7 +124,8 @@ def from_definition(
     the definition's; its own retry settings are merged field by field over the
     definition's policy (RetryPolicy.overridden_by), and the merged policy is what the
     Submitted event records; the worker gets the execution config it needs (an
-    INTEGRATION task's ``auth`` too: the names of its credentials, never their values)."""
+    INTEGRATION task's ``auth`` too: the names of its credentials, never their values;
+    its requests, memory limit and security level: domain/resources.py)."""
     keys: tuple[str, ...] = ("handler", "endpoint", "isolation", "executor")
     if definition.type is TaskType.INTEGRATION:
         keys += ("auth",)
@@ -138,9 +139,12 @@ def from_definition(
         ),
         "retry_policy": definition.retry_policy.overridden_by(retry).as_dict(),
         "execution": {
-            key: definition.execution_config[key]
-            for key in keys
-            if key in definition.execution_config
+            **{
+                key: definition.execution_config[key]
+                for key in keys
+                if key in definition.execution_config
+            },
+            **definition.resources.execution(),
         },
     }
 

@@ -33,15 +33,18 @@ async def app_with_worker(
     definitions: Iterable[dict[str, Any]],
     concurrency: int = 4,
     pools: Sequence[str] = (DEFAULT_POOL,),
+    worker_options: Mapping[str, Any] | None = None,
+    code: Path | None = None,
     **overrides: Any,
 ) -> AsyncIterator[tuple[AsyncTestClient[Any], Runtime]]:
-    """``handlers``: module name -> source, importable by the worker; ``definitions``:
-    the task definitions the runtime loads; ``pools``: the worker's executor pools;
-    ``overrides``: more Settings fields. Yields a
-    client holding an all-permission key (rate limits off) and the runtime; the worker is
+    """``handlers``: module name -> source, importable by the worker (written to ``code``,
+    default ``tmp_path/code``); ``definitions``: the task definitions the runtime loads;
+    ``pools``: the worker's executor pools; ``worker_options``: more Worker arguments
+    (``capacity``, ``sandbox``); ``overrides``: more Settings fields. Yields a client
+    holding an all-permission key (rate limits off) and the runtime; the worker is
     stopped and its connection closed."""
-    code = tmp_path / "code"
-    code.mkdir()
+    code = code or tmp_path / "code"
+    code.mkdir(exist_ok=True)
     for module, source in handlers.items():
         (code / f"{module}.py").write_text(source)
     monkeypatch.syspath_prepend(str(code))
@@ -59,7 +62,9 @@ async def app_with_worker(
     )
     runtime = await asyncio.to_thread(Runtime.open, settings)
     nc = await nats.connect(nats_url)
-    worker = Worker(nc, worker_id="w", concurrency=concurrency, pools=pools)
+    worker = Worker(
+        nc, worker_id="w", concurrency=concurrency, pools=pools, **(worker_options or {})
+    )
     running = asyncio.create_task(worker.run())
     try:
         async with AsyncTestClient(app=create_app(runtime, nats_url)) as client:

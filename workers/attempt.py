@@ -5,7 +5,8 @@ What each way of running offers:
 - sync handler (a thread): cooperative only: ``context.cancelled`` turns true, the
   worker stops waiting at the timeout or a forced cancel, and the thread's result is
   discarded (a thread cannot be killed);
-- ``isolation: process``: a timeout or a forced cancel kills the child at once; a plain
+- ``isolation: process``, security level ``MEDIUM`` or ``HIGH`` (a child process,
+  workers/isolation.py): a timeout or a forced cancel kills the child at once; a plain
   cancel sends it SIGTERM;
 - INTEGRATION: the HTTP call is cancelled (the connection is closed).
 After a cancel nothing is reported: the task is CANCELLED in the store already, and any
@@ -27,10 +28,11 @@ from domain.tracebacks import bounded_traceback
 from workers import tracing
 from workers.handlers import Handler, HandlerRegistry, TaskContext
 from workers.integration import IntegrationError, IntegrationExecutor
-from workers.isolation import ChildProcess, HandlerFailed
+from workers.isolation import ChildProcess, HandlerFailed, in_child
 from workers.logs import bind as bind_log_context
 from workers.logs import unbind as unbind_log_context
 from workers.protocol import WorkItem
+from workers.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,13 @@ def failure(exc: Exception) -> Result:
         )
     if isinstance(exc, HandlerFailed):
         trace = bounded_traceback(exc.traceback)
-        return Result("failed", error_type=exc.error_type, error_message=str(exc), traceback=trace)
+        return Result(
+            "failed",
+            error_type=exc.error_type,
+            error_message=str(exc),
+            retryable=exc.retryable,
+            traceback=trace,
+        )
     trace = bounded_traceback("".join(traceback.format_exception(exc)))
     return Result("failed", error_type=type(exc).__name__, error_message=str(exc), traceback=trace)
 
@@ -82,8 +90,10 @@ class Attempt:
         registry: HandlerRegistry,
         integration: IntegrationExecutor,
         observer: AttemptObserver | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.item = item
+        self._sandbox = sandbox or Sandbox()
         self._observer = observer
         self.context = TaskContext(
             task_id=item.task_id,
@@ -164,7 +174,7 @@ class Attempt:
     def inline_handler(self) -> Handler | None:
         """The handler, if this attempt is a call of an ``@inline`` one (see run_inline)."""
         item = self.item
-        if item.task_type == "INTEGRATION" or not item.handler or item.isolation == "process":
+        if item.task_type == "INTEGRATION" or not item.handler or in_child(item):
             return None
         return self._registry.inline(item.handler)
 
@@ -240,8 +250,8 @@ class Attempt:
             )
         if not item.handler:
             raise ValueError(f"{item.task_type} task without a handler")
-        if item.isolation == "process":
-            self._child = ChildProcess(item.handler, item.input, self.context)
+        if in_child(item):
+            self._child = ChildProcess(item, self.context, self._sandbox)
             return await self._child.run()
         return await self._registry.call(item.handler, item.input, self.context)
 

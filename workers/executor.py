@@ -4,7 +4,8 @@
   only from queues that may hold work (workers/queue_probe.py); idle until
   ``tasks.queued.[<pool>.]<priority>`` announces work of one of its pools, or a second
   passed.
-- Before a start: poison, not due yet, marked cancelled (workers/admission.py).
+- Before a start: poison, not due yet, marked cancelled (workers/admission.py); with
+  ``--cpus``/``--memory``, only what fits beside the running attempts (workers/capacity.py).
 - Inline handlers (``@inline``: microseconds, never blocking) run at once, without an
   attempt's tasks, timers and lease: one report each, work acked once it is stored.
 - Running: a cancel broadcast stops the attempt (workers/attempt.py); ``in_progress``
@@ -32,6 +33,7 @@ from domain.executor_pool import DEFAULT_POOL
 from workers.admission import admit, marked_cancelled, stopped
 from workers.attempt import Attempt, AttemptObserver, Result
 from workers.cancel_markers import CancelMarkers
+from workers.capacity import Capacity, Ledger
 from workers.handlers import HandlerRegistry
 from workers.integration import IntegrationExecutor
 from workers.protocol import (
@@ -41,9 +43,10 @@ from workers.protocol import (
     WorkItem,
     cloud_event_decoder,
 )
-from workers.queue_probe import QueueProbe
+from workers.queue_probe import QueueProbe, wait_any
 from workers.report_batch import ReportBatcher
-from workers.reports import encoded_report, keep_lease, now_text, wait_stored
+from workers.reports import ack_once_stored, encoded_report, keep_lease, now_text, wait_stored
+from workers.sandbox import Sandbox
 from workers.stream_state import StreamState
 from workers.streams import WORK_ACK_WAIT_S, ensure_streams
 
@@ -74,9 +77,13 @@ class Worker:
         quick_report_s: float = QUICK_REPORT_S,
         metrics: AttemptObserver | None = None,
         pools: Sequence[str] = (DEFAULT_POOL,),
+        capacity: Capacity | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream()
+        self._ledger = Ledger(capacity or Capacity(), self._js)
+        self._sandbox = sandbox or Sandbox()  # HIGH attempts' directories and user
         self.worker_id = worker_id or default_worker_id()
         self._concurrency = concurrency
         self._registry = registry or HandlerRegistry()
@@ -100,6 +107,7 @@ class Worker:
     async def run(self) -> None:
         """Serve until ``stop()``; then let running attempts finish (``grace_s``)."""
         await ensure_streams(self._js, self._ack_wait_s)
+        self._sandbox.open()  # removes what killed workers left
         self._markers = CancelMarkers(self._nc, await self._js.key_value(CANCEL_BUCKET))
         self._reports = ReportBatcher(
             lambda subject, body, hdrs: self._js.publish_async(subject, body, headers=hdrs)
@@ -109,8 +117,9 @@ class Worker:
             *await self._queues.listen(self._wake),  # work announced for one of its pools
             await self._nc.subscribe(CANCELLED_SUBJECT, cb=self._on_cancel),
         ]
-        pools, concurrency = ", ".join(self.pools), self._concurrency
-        log.info("worker %s ready (concurrency %d, pools %s)", self.worker_id, concurrency, pools)
+        pools, limits = ", ".join(self.pools), self._ledger.capacity.describe()
+        ready = f"concurrency {self._concurrency}, pools {pools}, {limits}"
+        log.info("worker %s ready (%s)", self.worker_id, ready)
         try:
             await self._serve()
         finally:
@@ -121,6 +130,7 @@ class Worker:
                 await subscription.unsubscribe()
             await self._queues.close()
             await self._integration.close()
+            self._sandbox.close()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -141,14 +151,15 @@ class Worker:
                 if not self._nc.is_connected:  # every slot busy: no probe notices it
                     self._streams.failed("not connected to NATS")
                 self._slot_free.clear()
-                await _wait_any(self._slot_free, self._stopping, timeout=1.0)
+                await wait_any(self._slot_free, self._stopping, timeout=1.0)
                 continue
             self._wake.clear()
             msgs = await self._queues.probe(free)
             if not msgs:
-                await _wait_any(self._wake, self._stopping, timeout=self._queues.idle_timeout())
+                await wait_any(self._wake, self._stopping, timeout=self._queues.idle_timeout())
                 continue
             await self._begin(msgs)
+            await self._ledger.room(self._stopping)  # if work went back for want of it
 
     async def _begin(self, msgs: list[Msg]) -> None:
         """Start the attempts of pulled work: due ones whose task is not marked cancelled
@@ -169,11 +180,16 @@ class Worker:
             if stopped(item, cancelled):
                 await msg.ack()  # cancelled before it started: nothing to run or report
                 continue
-            attempt = Attempt(item, self.worker_id, self._registry, self._integration, self._meter)
+            if not await self._ledger.admits(msg, item):
+                continue  # handed back: it does not fit now, or never here
+            attempt = Attempt(
+                item, self.worker_id, self._registry, self._integration, self._meter, self._sandbox
+            )
             handler = attempt.inline_handler()
             if handler is not None:  # microseconds: run it now, one report
                 started_at = now_text()
                 result = attempt.run_inline(handler)
+                self._ledger.release(item)
                 report = self._report(item, result, started_at=started_at, trace=attempt.trace)
                 ran.append((msg, report))
                 continue
@@ -181,20 +197,9 @@ class Worker:
             self._running[task] = (attempt, msg)
             task.add_done_callback(self._finished)
         if ran:
-            settle = asyncio.create_task(self._settle(ran))
+            settle = asyncio.create_task(ack_once_stored(ran))
             self._settling[settle] = [msg for msg, _ in ran]
             settle.add_done_callback(self._settled)
-
-    async def _settle(self, ran: list[tuple[Msg, asyncio.Future[None]]]) -> None:
-        """Ack the work of inline attempts once their reports are stored; work whose
-        report was not stored stays unacked, and JetStream redelivers it (at least once,
-        as for any attempt)."""
-        stored = await wait_stored([report for _, report in ran])
-        for (msg, _), done in zip(ran, stored, strict=True):
-            if done:
-                await msg.ack()
-        if not all(stored):
-            log.error("%d reports not stored: their work will be redelivered", stored.count(False))
 
     @property
     def _settling_count(self) -> int:
@@ -238,7 +243,9 @@ class Worker:
         await msg.ack()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
+        attempt, _ = self._running.pop(task, (None, None))
+        if attempt is not None:
+            self._ledger.release(attempt.item)
         self._slot_free.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("attempt failed inside the worker", exc_info=task.exception())
@@ -286,12 +293,3 @@ class Worker:
             for msg in msgs:  # ran, report not yet stored: run again elsewhere
                 with contextlib.suppress(Exception):
                     await msg.nak()
-
-
-async def _wait_any(first: asyncio.Event, second: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.create_task(first.wait()), asyncio.create_task(second.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

@@ -148,6 +148,16 @@ class WorkItem(msgspec.Struct, rename="camel", frozen=True):
     # The executor pool whose workers take it (``executionConfig.executor``); None: the
     # default pool. Read by the service when it publishes the work again (lost work).
     executor: str | None = None
+    # The definition's requests (workers/capacity.py: a worker with ``--cpus``/``--memory``
+    # admits what fits): millicores and bytes; ``memory`` is also the hard limit of an
+    # attempt that runs in a child process. None: no request.
+    cpu: int | None = None
+    memory: int | None = None
+    # ``LOW``: as ``isolation`` says; ``MEDIUM``: a child process; ``HIGH``: a child with a
+    # clean environment (``allow_env``: the worker's variables it may see), an empty
+    # directory of its own and, on a root worker, another user (workers/sandbox.py).
+    security_level: str = "LOW"
+    allow_env: list[str] | None = None
 
 
 class Report(msgspec.Struct, rename="camel", frozen=True):

@@ -207,3 +207,13 @@ class QueueProbe:
             return False
         stored: datetime | None = oldest.time
         return bool(stored and (datetime.now(UTC) - stored).total_seconds() > self._starvation_s)
+
+
+async def wait_any(first: asyncio.Event, second: asyncio.Event, timeout: float) -> None:
+    """Until either event is set, or ``timeout``."""
+    waiters = [asyncio.create_task(first.wait()), asyncio.create_task(second.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,11 +1,13 @@
 """A worker's reports: built from an attempt's ``Result``, encoded (an output that is not
 JSON fails the attempt, ``OUTPUT_NOT_JSON``), and waited for until JetStream has stored
-them; plus the lease that keeps a long attempt's work from being redelivered."""
+them; the lease that keeps a long attempt's work from being redelivered; acking the work
+of inline attempts once their reports are stored."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from datetime import UTC, datetime
 
 import msgspec
@@ -15,6 +17,7 @@ from workers.attempt import Result
 from workers.protocol import Report, encoder
 
 REPORT_ACK_TIMEOUT_S = 10.0
+log = logging.getLogger("workers.executor")  # the worker's logger
 
 
 def now_text() -> str:
@@ -80,3 +83,15 @@ async def keep_lease(msg: Msg, every_s: float) -> None:
         while True:
             await asyncio.sleep(every_s)
             await msg.in_progress()
+
+
+async def ack_once_stored(ran: list[tuple[Msg, asyncio.Future[None]]]) -> None:
+    """Ack the work of inline attempts once their reports are stored; work whose
+    report was not stored stays unacked, and JetStream redelivers it (at least once,
+    as for any attempt)."""
+    stored = await wait_stored([report for _, report in ran])
+    for (msg, _), done in zip(ran, stored, strict=True):
+        if done:
+            await msg.ack()
+    if not all(stored):
+        log.error("%d reports not stored: their work will be redelivered", stored.count(False))

@@ -14,8 +14,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from api.cli import worker_limits
 from api.settings import Settings
-from api.settings_forms import parse_executors
+from api.settings_worker import parse_executors
 from commands.gc_pause import settle_heap
 from domain.executor_pool import DEFAULT_POOL, unique
 from workers import tracing
@@ -58,6 +59,7 @@ def add_commands(commands: Any) -> None:
         help="the executor pools whose tasks it takes (default: TASKEXEC_WORKER_EXECUTORS; "
         f"unset: {DEFAULT_POOL})",
     )
+    worker_limits.add_arguments(worker)
     worker.set_defaults(func=cmd_worker)
 
 
@@ -211,6 +213,11 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     from api.bootstrap import run_worker
 
+    try:
+        sandbox = worker_limits.sandbox(settings, args)
+    except ValueError as exc:
+        print(f"taskexec worker: {exc}", file=sys.stderr)
+        return 2
     port = args.metrics_port if args.metrics_port is not None else settings.worker_metrics_port
     metrics_at = (args.metrics_host, port) if port is not None else None
     tracing.configure(settings.tracing, "worker")
@@ -223,6 +230,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         settle_heap,
         metrics_at,
         worker_pools(args.executors, settings),
+        capacity=worker_limits.capacity(settings, args),
+        sandbox=sandbox,
     )
     run_event_loop(worker)
     return 0

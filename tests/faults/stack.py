@@ -176,11 +176,13 @@ class Stack:
         concurrency: int = 8,
         executors: str | None = None,
         env: dict[str, str] | None = None,
+        options: tuple[str, ...] = (),
     ) -> None:
         """A worker; ``executors``: its ``--executors`` (None: none given); ``env``: its
-        own variables (``TASKEXEC_WORKER_EXECUTORS``, say)."""
+        own variables (``TASKEXEC_WORKER_EXECUTORS``, say); ``options``: more of
+        ``taskexec worker``'s (``--run-as``, …)."""
         pools = ["--executors", executors] if executors else []
-        args = ("worker", "--id", name, "--concurrency", str(concurrency), *pools)
+        args = ("worker", "--id", name, "--concurrency", str(concurrency), *pools, *options)
         self._spawn(name, *args, env=env)
 
     def kill(self, name: str) -> None:

@@ -162,7 +162,18 @@ def test_submitted_gives_an_event_and_a_work_item():
         "trace",
         "auth",
         "executor",
+        "cpu",
+        "memory",
+        "securityLevel",
+        "allowEnv",
     }
+    # No resourceRequirements, no securityContext: no requests, as ever.
+    assert (raw["cpu"], raw["memory"], raw["securityLevel"], raw["allowEnv"]) == (
+        None,
+        None,
+        "LOW",
+        None,
+    )
     assert (raw["notBefore"], raw["isolation"], raw["redelivery"]) == (None, "thread", 0)
     assert raw["trace"] is None  # submitted with tracing off
     assert raw["auth"] is None  # no INTEGRATION credentials

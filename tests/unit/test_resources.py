@@ -115,3 +115,44 @@ def test_without_timeout_seconds_the_task_s_timeout_stands() -> None:
     loaded = TaskDefinition.from_document(definition(resourceRequirements={"memory": "1Gi"}))
     assert from_definition(loaded, None, None)["timeout_ms"] == 60_000
     assert from_definition(loaded, 90_000, None)["timeout_ms"] == 90_000
+
+
+@pytest.mark.parametrize(
+    ("allow_env", "fragment"),
+    [
+        ("API_TOKEN", "must be a list"),
+        ([1], "is not an environment variable name"),
+        (["API-TOKEN"], "is not an environment variable name"),
+        ([""], "is not an environment variable name"),
+        (["TASKEXEC_JWT_SECRET"], "the worker's own setting"),
+        (["taskexec_database_url"], "the worker's own setting"),
+    ],
+)
+def test_a_bad_allow_env_is_refused_at_load_naming_the_field(allow_env: Any, fragment: str) -> None:
+    context = {"securityLevel": "HIGH", "allowEnv": allow_env}
+    with pytest.raises(InvalidValue) as refused:
+        TaskDefinition.from_document(definition(securityContext=context))
+    assert str(refused.value).startswith("sized: executionConfig.securityContext.allowEnv")
+    assert fragment in str(refused.value)
+
+
+def test_what_a_worker_needs_goes_with_each_task() -> None:
+    loaded = TaskDefinition.from_document(
+        definition(
+            resourceRequirements={"cpu": "250m", "memory": "1Gi"},
+            securityContext={"securityLevel": "HIGH", "allowEnv": ["API_TOKEN", "API_TOKEN"]},
+        )
+    )
+    execution = from_definition(loaded, None, None)["execution"]
+    assert execution == {
+        "handler": loaded.handler,
+        "cpu": 250,
+        "memory": 2**30,
+        "securityLevel": "HIGH",
+        "allowEnv": ["API_TOKEN"],
+    }
+
+
+def test_a_task_of_a_definition_without_them_carries_none() -> None:
+    loaded = TaskDefinition.from_document(definition())
+    assert set(from_definition(loaded, None, None)["execution"]) == {"handler"}

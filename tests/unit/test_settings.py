@@ -66,6 +66,10 @@ GOOD: list[tuple[str, str, str, Any]] = [
         "worker_executors",
         ("gpu", "standard-executor"),
     ),
+    ("TASKEXEC_WORKER_CPUS", "2", "worker_cpus", 2000),
+    ("TASKEXEC_WORKER_CPUS", "1500m", "worker_cpus", 1500),
+    ("TASKEXEC_WORKER_MEMORY", "4Gi", "worker_memory", 4 * 2**30),
+    ("TASKEXEC_WORKER_MEMORY", "500M", "worker_memory", 500_000_000),
 ]
 
 # (variable, bad text, a fragment of the accepted form the message gives)
@@ -100,6 +104,10 @@ BAD: list[tuple[str, str, str]] = [
     ("TASKEXEC_WORKER_METRICS_PORT", "http", "from 1 to 65535"),
     ("TASKEXEC_WORKER_EXECUTORS", "gpu.large", "lower-case letters, digits and '-'"),
     ("TASKEXEC_WORKER_EXECUTORS", ",", "names no pool"),
+    ("TASKEXEC_WORKER_CPUS", "two", "250m"),
+    ("TASKEXEC_WORKER_CPUS", "0", "at least 1m"),
+    ("TASKEXEC_WORKER_MEMORY", "4GB", "128Mi"),
+    ("TASKEXEC_WORKER_MEMORY", "0", "from 1 byte"),
 ]
 
 
@@ -167,6 +175,8 @@ def test_the_fast_path_switches_make_the_fast_paths() -> None:
         ({"database_url": "mysql://h/db"}, "TASKEXEC_DATABASE_URL"),
         ({"db_pool_size": 2}, "TASKEXEC_DB_POOL_SIZE"),
         ({"worker_metrics_port": 0}, "TASKEXEC_WORKER_METRICS_PORT"),
+        ({"worker_cpus": 0}, "TASKEXEC_WORKER_CPUS"),
+        ({"worker_memory": -1}, "TASKEXEC_WORKER_MEMORY"),
     ],
 )
 def test_settings_made_in_code_are_held_to_the_same_forms(

@@ -256,6 +256,10 @@ def _execution(execution: dict[str, Any]) -> dict[str, Any]:
         "isolation": execution.get("isolation", "thread"),
         "auth": execution.get("auth"),
         "executor": execution.get("executor"),
+        "cpu": execution.get("cpu"),
+        "memory": execution.get("memory"),
+        "security_level": execution.get("securityLevel", "LOW"),
+        "allow_env": execution.get("allowEnv"),
     }
 
 
