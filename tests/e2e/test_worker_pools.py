@@ -72,7 +72,7 @@ def test_the_flag_wins_over_the_variable_which_wins_over_the_default(stack: Stac
         ("default", "standard-executor"),
     ):
         log = (stack.dir / f"{worker}.log").read_text()
-        assert f"worker {worker} ready (concurrency 8, pools {pools})" in log
+        assert f"worker {worker} ready (concurrency 8, pools {pools}, any cpu" in log
 
 
 def test_a_bad_pool_name_stops_the_worker_naming_the_flag(stack: Stack) -> None:
