@@ -129,7 +129,9 @@ class Ledger:
             again = f"deferred-{uuid.uuid4().hex[:12]}"
             msg_id = work_msg_id(item.task_id, item.attempt, again, item.requeued)
             await self._js.publish(
-                work_subject(item.priority), encoder.encode(copy), headers={"Nats-Msg-Id": msg_id}
+                work_subject(item.priority, item.executor),
+                encoder.encode(copy),
+                headers={"Nats-Msg-Id": msg_id},
             )
             await msg.ack()  # only once the copy is stored: never lost, at worst twice
 

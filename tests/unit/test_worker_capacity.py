@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.fakes import FakeMarkers, FakeMsg, FakeNats
@@ -106,6 +107,16 @@ async def test_at_its_last_deliveries_the_work_goes_back_as_a_fresh_copy() -> No
     assert copy.not_before is not None
     assert 4.5 < (datetime.fromisoformat(copy.not_before) - before).total_seconds() <= 6
     assert copy.input == big.input and copy.cpu == 4000
+
+
+async def test_a_pool_s_work_goes_back_to_its_pool() -> None:
+    books, js = ledger(Capacity(millicpu=1000))
+    work = msgspec.structs.replace(item("t", cpu=4000), executor="gpu")
+    msg = DeliveredMsg(encoder.encode(work), times=WORK_MAX_DELIVER - 1)
+    assert not await books.admits(msg, work)  # type: ignore[arg-type]
+    [(subject, body, _)] = js.published
+    assert subject == "tasks.work.gpu.high"
+    assert work_decoder.decode(body).executor == "gpu"
 
 
 async def test_copies_have_ids_of_their_own() -> None:
