@@ -125,7 +125,7 @@ def from_definition(
     definition's policy (RetryPolicy.overridden_by), and the merged policy is what the
     Submitted event records; the worker gets the execution config it needs (an
     INTEGRATION task's ``auth`` too: the names of its credentials, never their values)."""
-    keys: tuple[str, ...] = ("handler", "endpoint", "isolation", "executor")
+    keys: tuple[str, ...] = ("handler", "endpoint", "isolation", "executor", "maxConcurrency")
     if definition.type is TaskType.INTEGRATION:
         keys += ("auth",)
     return {

@@ -162,6 +162,7 @@ def test_submitted_gives_an_event_and_a_work_item():
         "trace",
         "auth",
         "executor",
+        "maxConcurrency",
     }
     assert (raw["notBefore"], raw["isolation"], raw["redelivery"]) == (None, "thread", 0)
     assert raw["trace"] is None  # submitted with tracing off
