@@ -25,11 +25,19 @@ from litestar.testing import AsyncTestClient
 from api.runtime import Runtime
 from api.settings import Settings
 from commands.catalog import DefinitionFileError
+from commands.messages import SubmitTask
+from domain.values import ANONYMOUS
 from tests.worker_stack import app_with_worker
 from workers.executor import Worker
-from workers.limit_subjects import limit_token, limited_consumer
+from workers.limit_subjects import (
+    SLOTS_STREAM,
+    limit_token,
+    limited_consumer,
+    limited_subject,
+    slot_consumer,
+)
 from workers.nats_server import EmbeddedNatsServer
-from workers.protocol import WORK_STREAM
+from workers.protocol import WORK_STREAM, work_decoder
 
 TASKS = "/api/v1/tasks"
 HANDLERS = {
@@ -111,12 +119,10 @@ async def more_workers(url: str, names: list[str]) -> AsyncIterator[None]:
 async def submit(
     client: AsyncTestClient[Any], definition_id: str, name: str, folder: Path, **extra: Any
 ) -> str:
-    priority = extra.pop("priority", "MEDIUM")
-    body = {
-        "taskDefinitionId": definition_id,
-        "priority": priority,
-        "input": {"name": name, "dir": str(folder), **extra},
-    }
+    body = {"taskDefinitionId": definition_id, "priority": extra.pop("priority", "MEDIUM")}
+    if "delay" in extra:
+        body["delaySeconds"] = extra.pop("delay")
+    body["input"] = {"name": name, "dir": str(folder), **extra}
     answer = await client.post(TASKS, json=body)
     assert answer.status_code == 201, answer.text
     task_id: str = answer.json()["id"]
@@ -217,6 +223,62 @@ async def test_a_critical_task_waiting_for_a_slot_starts_before_the_lows(
     assert order[:2] == ["hold", "critical"]  # then the lows, one at a time
     assert sorted(order[2:]) == [f"low{i}" for i in range(4)]
     assert most_at_once(events(folder)) == 1
+
+
+async def test_a_scheduled_limited_task_fires_into_its_queue_and_runs(
+    api: Api, tmp_path: Path
+) -> None:
+    client, _ = api
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    await until(client, await submit(client, "limited-one", "later", folder, delay=1), "COMPLETED")
+    assert [e[2] for e in events(folder) if e[0] == "start"] == ["later"]
+
+
+async def test_a_limited_tasks_lost_work_is_published_again_with_its_queues_and_slots(
+    database_url: str, nats_server: EmbeddedNatsServer, tmp_path: Path
+) -> None:
+    """Its work purged and its consumers deleted (a stream made again, say): the lost-work
+    check remakes the queue and the slots and publishes the work to the limited subject."""
+    folder = tmp_path / "definitions"
+    folder.mkdir()
+    (folder / "limited.json").write_text(json.dumps(definition("Limited.Two", 2)))
+    settings = Settings(
+        database_url=database_url, definitions_dir=folder, var_dir=tmp_path, rate_limit="off"
+    )
+    runtime = await asyncio.to_thread(Runtime.open, settings)
+    await runtime.start_messaging(nats_server.url)
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        command = SubmitTask(definition_id="Limited.Two", input={}, actor=ANONYMOUS)
+        task = await asyncio.to_thread(runtime.submit, command)
+        token = limit_token("Limited.Two")
+        subject = limited_subject("standard-executor", token, "medium")
+        for _ in range(300):  # the relay made the queue and the slots, then published
+            if (await js.stream_info(WORK_STREAM)).state.messages == 1:
+                break
+            await asyncio.sleep(0.05)
+        await js.purge_stream(WORK_STREAM)
+        await js.delete_consumer(
+            WORK_STREAM, limited_consumer("standard-executor", token, "medium")
+        )
+        await js.delete_consumer(SLOTS_STREAM, slot_consumer(token))
+        for _ in range(300):
+            if runtime.runner.position >= task.position:
+                break
+            await asyncio.sleep(0.05)
+
+        assert await runtime.reconcile_lost_work(after_s=0) == 1
+        msg = await js.get_last_msg(WORK_STREAM, subject)
+        assert work_decoder.decode(msg.data or b"").max_concurrency == 2
+        slots = await js.consumer_info(SLOTS_STREAM, slot_consumer(token))
+        assert slots.config.max_ack_pending == 2 and slots.num_pending == 2
+        assert await runtime.reconcile_lost_work(after_s=0) == 0  # in its queue now
+    finally:
+        await nc.close()
+        await runtime.stop_messaging()
+        await asyncio.to_thread(runtime.close)
 
 
 @pytest.mark.parametrize("limit", [0, -1, 10_001, "2", 1.5, True])
