@@ -82,10 +82,14 @@ class SlotMsg(Msg):
     async def _release(self) -> None:
         """The slot back (once): another worker may take it at once, and is told."""
         slot, self.slot = self.slot, None
-        if slot is not None:
+        if slot is None:
+            return
+        try:
             await slot.nak()
             if self.freed is not None:
                 await self.freed()
+        except Exception as exc:  # not connected: the slot comes back after its ack wait
+            log.warning("slot not handed back (%r): back after the ack wait", exc)
 
 
 async def _slots(puller: Puller, wanted: int) -> list[Msg]:

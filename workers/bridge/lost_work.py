@@ -52,9 +52,14 @@ class LostWork:
     """Handles max-deliveries advisories and republishes work that is nowhere."""
 
     def __init__(
-        self, service: TaskService, nc: Client, republish_limit: int = REPUBLISH_LIMIT
+        self,
+        service: TaskService,
+        nc: Client,
+        republish_limit: int = REPUBLISH_LIMIT,
+        work_ack_wait_s: float = WORK_ACK_WAIT_S,
     ) -> None:
         self._service = service
+        self._ack_wait_s = work_ack_wait_s  # a limited definition's slots come back after it
         self._nc = nc
         self._js = nc.jetstream()
         self._limit = republish_limit
@@ -132,28 +137,26 @@ class LostWork:
         return published
 
     async def _queue_idle(self, item: WorkItem) -> bool:
-        """Nothing pending or in flight on ``item``'s queue. A pool (or a limited
-        definition) whose consumers are missing (its work was never published by this
-        stream's relay, or the stream was made again) has them made first (a limited
-        definition's slots too, if missing): a new consumer counts what waits on its
-        subject, however old."""
-        name = _consumer(item)
+        """Nothing pending or in flight on ``item``'s queue. A pool whose consumers are
+        missing (its work was never published by this stream's relay, or the stream was
+        made again) has them made first: a new consumer counts what waits on its subject,
+        however old. A limited definition's queues and slots are made if missing, each
+        time (its tasks may wait long for a slot: without slots they would wait for good)."""
+        name, pool = _consumer(item), item.executor or DEFAULT_POOL
+        if item.max_concurrency is not None:
+            await ensure_limit(
+                self._js,
+                pool,
+                item.definition_id,
+                item.max_concurrency,
+                self._ack_wait_s,
+                WORK_MAX_DELIVER,
+                current=False,
+            )
         try:
             info = await self._js.consumer_info(WORK_STREAM, name)
         except NotFoundError:
-            pool = item.executor or DEFAULT_POOL
-            if item.max_concurrency is None:
-                await ensure_pool_consumers(self._js, [pool])
-            else:
-                await ensure_limit(
-                    self._js,
-                    pool,
-                    item.definition_id,
-                    item.max_concurrency,
-                    WORK_ACK_WAIT_S,
-                    WORK_MAX_DELIVER,
-                    current=False,
-                )
+            await ensure_pool_consumers(self._js, [pool])
             info = await self._js.consumer_info(WORK_STREAM, name)
         return not info.num_pending and not info.num_ack_pending
 
