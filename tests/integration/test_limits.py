@@ -53,8 +53,10 @@ HANDLERS = {
                 with open(folder / "events", "a") as events:
                     events.write(f"{kind} {run} {name} {time.monotonic_ns()}\\n")
             note("start")
-            while payload.get("gated") and not (folder / "gate").exists():
-                time.sleep(0.01)
+            waited = 0
+            while payload.get("gated") and not (folder / "gate").exists() and waited < 3000:
+                time.sleep(0.01)  # at most 30 s: a failed test ends, its handlers too
+                waited += 1
             time.sleep(payload.get("seconds", 0.05))
             note("end")
             return {"name": name}
