@@ -73,6 +73,14 @@ async def test_the_slot_consumer_hands_out_at_most_the_limit(
             assert len(await _slot(slots)) == 1
             # A retry's old limit (current=False) does not undo it.
             assert await ensure_limit(js, "standard-executor", "Orders.Sync", 2, 1.0, 5, False) == 3
+            # Lowered to one: the slots past it are purged; once the leases of those held
+            # ran out, one slot is handed out and no more.
+            assert await ensure_limit(js, "standard-executor", "Orders.Sync", 1, 1.0, 5) == 1
+            info = await js.stream_info(SLOTS_STREAM, subjects_filter=slot_subject(token))
+            assert info.state.subjects == {slot_subject(token, 0): 1}
+            await asyncio.sleep(1.2)  # the held ones' leases ran out
+            assert len(await _slot(slots)) == 1
+            assert await _slot(other) == []
         finally:
             await slots.stop()
             await other.stop()
