@@ -13,6 +13,7 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
+from workers.bridge.backlog import read_backlog
 from workers.limit_subjects import (
     SLOTS_STREAM,
     ensure_limit,
@@ -23,7 +24,7 @@ from workers.limit_subjects import (
     slot_subject,
 )
 from workers.nats_server import EmbeddedNatsServer
-from workers.protocol import WORK_STREAM, work_consumer
+from workers.protocol import WORK_STREAM, work_consumer, work_subject
 from workers.pull import Puller
 from workers.streams import WORK_MAX_DELIVER, ensure_streams, headers
 
@@ -128,5 +129,26 @@ async def test_limited_work_is_in_task_work_announced_and_not_a_pools(
                 break
             await asyncio.sleep(0.02)
         assert announced == [f"tasks.queued.limited.limited.{token}.high"]
+    finally:
+        await nc.close()
+
+
+async def test_the_backlog_counts_a_limited_definitions_work_with_its_pools(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        await ensure_limit(js, "standard-executor", "resize", 1, 30.0, WORK_MAX_DELIVER)
+        token = limit_token("resize")
+        for n in range(3):
+            subject = limited_subject("standard-executor", token, "low")
+            await js.publish(subject, b"w", headers=headers(f"limited-{n}"))
+        await js.publish(work_subject("low"), b"w", headers=headers("plain"))
+        backlog = await read_backlog(js)
+        low = backlog.work["standard-executor", "low"]
+        assert (low.pending, low.unacked) == (4, 0) and low.oldest_s >= 0
+        assert backlog.work["standard-executor", "high"].pending == 0
     finally:
         await nc.close()
