@@ -119,7 +119,7 @@ async def start_bridge(parts: ServeParts, nats_url: str) -> Bridge:
         relay = Relay(Outbox(parts.service, relay_lock), publisher)
         parts.wakeups.add(relay.poke, first=True)
         consumer = ResultsConsumer(parts.service, nc, on_recorded=parts.wakeups)
-        lost_work = LostWork(parts.service, nc)
+        lost_work = LostWork(parts.service, nc, work_ack_wait_s=settings.work_ack_wait_s)
         await lost_work.start()
     except BaseException:
         with contextlib.suppress(Exception):

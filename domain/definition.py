@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.concurrency_limit import limit_of
 from domain.errors import InvalidValue
 from domain.executor_pool import pool_of
 from domain.integration_auth import parse_auth
@@ -44,6 +45,12 @@ class TaskDefinition:
     def executor(self) -> str:
         """The pool of workers that runs this definition's tasks (domain/executor_pool.py)."""
         return pool_of(self.execution_config)
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """How many of its attempts may run at once, across all workers (None: no limit;
+        domain/concurrency_limit.py)."""
+        return limit_of(self.execution_config)
 
     @property
     def endpoint(self) -> str | None:
@@ -123,6 +130,7 @@ class TaskDefinition:
 def _resources(execution_config: dict[str, Any], def_id: str) -> Resources:
     try:
         pool_of(execution_config)  # checked with the rest of executionConfig
+        limit_of(execution_config)
         return parse_resources(execution_config)
     except InvalidValue as exc:
         raise InvalidValue(f"{def_id}: {exc}") from None

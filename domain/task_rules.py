@@ -126,7 +126,7 @@ def from_definition(
     Submitted event records; the worker gets the execution config it needs (an
     INTEGRATION task's ``auth`` too: the names of its credentials, never their values;
     its requests, memory limit and security level: domain/resources.py)."""
-    keys: tuple[str, ...] = ("handler", "endpoint", "isolation", "executor")
+    keys: tuple[str, ...] = ("handler", "endpoint", "isolation", "executor", "maxConcurrency")
     if definition.type is TaskType.INTEGRATION:
         keys += ("auth",)
     return {

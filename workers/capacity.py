@@ -27,7 +27,8 @@ import msgspec
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from workers.protocol import WorkItem, encoder, work_msg_id, work_subject
+from workers.limit_subjects import item_subject
+from workers.protocol import WorkItem, encoder, work_msg_id
 from workers.queue_probe import wait_any
 from workers.streams import WORK_MAX_DELIVER
 
@@ -129,7 +130,7 @@ class Ledger:
             again = f"deferred-{uuid.uuid4().hex[:12]}"
             msg_id = work_msg_id(item.task_id, item.attempt, again, item.requeued)
             await self._js.publish(
-                work_subject(item.priority, item.executor),
+                item_subject(item),  # its pool's queue, or its limited definition's
                 encoder.encode(copy),
                 headers={"Nats-Msg-Id": msg_id},
             )

@@ -77,10 +77,15 @@ def schedule_subject(task_id: str) -> str:
     return f"{SCHEDULE_SUBJECT_PREFIX}{task_id}"
 
 
-def schedule_headers(due: str, priority: str, pool: str | None = None) -> dict[str, str]:
-    """JetStream message-schedule headers: publish the body to ``pool``'s work subject of
-    ``priority`` at ``due`` (RFC 3339, UTC)."""
-    return {"Nats-Schedule": f"@at {due}", "Nats-Schedule-Target": work_subject(priority, pool)}
+def schedule_headers(
+    due: str, priority: str, pool: str | None = None, target: str | None = None
+) -> dict[str, str]:
+    """JetStream message-schedule headers: publish the body to ``target`` (by default
+    ``pool``'s work subject of ``priority``) at ``due`` (RFC 3339, UTC)."""
+    return {
+        "Nats-Schedule": f"@at {due}",
+        "Nats-Schedule-Target": target or work_subject(priority, pool),
+    }
 
 
 def work_consumer(priority: str, pool: str | None = None) -> str:
@@ -158,6 +163,22 @@ class WorkItem(msgspec.Struct, rename="camel", frozen=True):
     # directory of its own and, on a root worker, another user (workers/sandbox.py).
     security_level: str = "LOW"
     allow_env: list[str] | None = None
+    # The definition's ``executionConfig.maxConcurrency`` when the task was submitted
+    # (None: no limit): its work waits on the definition's own subjects and a worker
+    # holds one of its slots while it runs (workers/limited_queues.py).
+    max_concurrency: int | None = None
+
+
+class WorkLimit(msgspec.Struct, frozen=True):
+    """A limited definition's work in a batch the relay publishes (not sent): its queues
+    and slots are made the first time (workers/bridge/pool_consumers.py). ``current``: the
+    limit is the definition's as it is now (a submit's work), so a changed one is applied;
+    a retry's or a requeue's carries the one of its submit, which does not change it."""
+
+    pool: str
+    definition_id: str
+    max_concurrency: int
+    current: bool = False
 
 
 class Report(msgspec.Struct, rename="camel", frozen=True):
@@ -218,7 +239,8 @@ class Outgoing(msgspec.Struct, frozen=True):
     task's trace context (not sent: its publish span's parent, workers/bridge/relay.py);
     ``headers``, sent besides ``Nats-Msg-Id`` (a schedule's: ``schedule_headers``);
     ``pool``, a work item's executor pool when it is not the default one (not sent: the
-    relay makes that pool's consumers the first time, workers/bridge/pool_consumers.py)."""
+    relay makes that pool's consumers the first time, workers/bridge/pool_consumers.py);
+    ``limit``, a limited definition's work (not sent: its queues and slots, the same)."""
 
     subject: str
     msg_id: str
@@ -226,6 +248,7 @@ class Outgoing(msgspec.Struct, frozen=True):
     trace: dict[str, str] | None = None
     headers: dict[str, str] | None = None
     pool: str | None = None
+    limit: WorkLimit | None = None
 
 
 encoder = msgspec.json.Encoder()

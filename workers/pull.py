@@ -42,10 +42,17 @@ class Puller:
     async def _request(self, body: dict[str, Any]) -> None:
         await self._nc.publish(self._subject, json.dumps(body).encode(), reply=self._inbox)
 
-    async def available(self, batch: int, timeout: float = 2.0) -> list[Msg]:
-        """Up to ``batch`` messages that are there now; an empty list at once if none."""
+    async def available(
+        self, batch: int, timeout: float = 2.0, expires: float | None = None
+    ) -> list[Msg]:
+        """Up to ``batch`` messages that are there now; an empty list at once if none.
+        ``expires``: the server ends the request then at the latest (a consumer at its
+        ``max_ack_pending`` with messages pending would otherwise hold it open)."""
         assert self._sub is not None
-        await self._request({"batch": batch, "no_wait": True})
+        body: dict[str, Any] = {"batch": batch, "no_wait": True}
+        if expires is not None:
+            body["expires"] = int(expires * 1e9)
+        await self._request(body)
         msgs: list[Msg] = []
         while len(msgs) < batch:
             try:

@@ -10,6 +10,9 @@ pulls from its pools' queues only.
 - Pools: at each priority, the worker's pools take turns going first (a round robin from
   one probe to the next), so one pool's backlog does not keep another's work of the same
   priority waiting; a starving queue of any pool goes before all.
+- Limited definitions (``executionConfig.maxConcurrency``): their work has queues of its
+  own, taken only with a slot (workers/limited_queues.py), probed at each priority after
+  the pools' queues of that priority.
 - A queue found empty is not probed again until work is announced on its subject
   (core NATS, ``tasks.queued.[<pool>.]<priority>``: JetStream republishes the headers of
   each work item it stores, a scheduled one that came due included), or a second has
@@ -31,6 +34,7 @@ from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 from domain.executor_pool import DEFAULT_POOL
+from workers.limited_queues import LimitedQueues
 from workers.protocol import (
     PRIORITIES,
     WORK_STREAM,
@@ -72,6 +76,7 @@ class QueueProbe:
         self._maybe_work: set[Queue] = set()  # queues that may hold work now
         self._announced: dict[Queue, float] = {}  # queue -> when new work was last announced
         self._full_probe_at = 0.0
+        self._limited = LimitedQueues(nc, js, starvation_s)
 
     async def join(self, pools: Iterable[str], ack_wait_s: float) -> list[str]:
         """Take ``pools``' work too: their consumers made if missing (idempotent), a puller
@@ -85,6 +90,7 @@ class QueueProbe:
                 self._pullers[pool, priority] = puller
             self._pools.append(pool)
             self._maybe_work.update((pool, priority) for priority in PRIORITIES)
+        await self._limited.join(new)
         return new
 
     async def listen(self, wake: asyncio.Event) -> list[Subscription]:
@@ -100,14 +106,18 @@ class QueueProbe:
                 wake.set()
 
         return [
-            await self._nc.subscribe(queued_subject("*", pool), cb=announced)
-            for pool in self._pools
+            *[
+                await self._nc.subscribe(queued_subject("*", pool), cb=announced)
+                for pool in self._pools
+            ],
+            *await self._limited.listen(self._pools, wake),
         ]
 
     async def close(self) -> None:
         """Stop every puller."""
         for puller in self._pullers.values():
             await puller.stop()
+        await self._limited.close()
 
     @property
     def pools(self) -> tuple[str, ...]:
@@ -128,13 +138,17 @@ class QueueProbe:
         if now >= self._full_probe_at:
             self._full_probe_at = now + FULL_PROBE_INTERVAL_S
             self._maybe_work.update(self._all_queues())
+            self._limited.mark_all()
+            await self._limited.refresh()
         for queue in await self.order():
-            if queue not in self._maybe_work:
-                continue
-            self._maybe_work.discard(queue)  # before the pull: a wake-up during it counts
-            msgs = await self._pullers[queue].available(free)
-            if len(msgs) >= free:  # there may be more
-                self._maybe_work.add(queue)
+            if queue in self._maybe_work:
+                self._maybe_work.discard(queue)  # before the pull: a wake-up during it counts
+                msgs = await self._pullers[queue].available(free)
+                if len(msgs) >= free:  # there may be more
+                    self._maybe_work.add(queue)
+                if msgs:
+                    return msgs
+            msgs = await self._limited.probe(*queue, free)  # with their slots
             if msgs:
                 return msgs
         return []

@@ -21,6 +21,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError, NotFoundError
 
+from workers.limit_subjects import SLOTS_PREFIX, SLOTS_STREAM
 from workers.protocol import (
     CANCEL_BUCKET,
     EVENTS_STREAM,
@@ -99,6 +100,15 @@ def stream_configs(events: EventsRetention = EventsRetention()) -> list[StreamCo
                 dest=f"{QUEUED_SUBJECT_PREFIX}>",
                 headers_only=True,
             ),
+        ),
+        StreamConfig(
+            # Limited definitions' slots (workers/limit_subjects.py): a few messages each,
+            # kept (Limits retention); their consumers hand out at most the limit at once.
+            name=SLOTS_STREAM,
+            subjects=[f"{SLOTS_PREFIX}>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
         ),
         StreamConfig(
             name=RESULTS_STREAM,

@@ -166,6 +166,7 @@ def test_submitted_gives_an_event_and_a_work_item():
         "memory",
         "securityLevel",
         "allowEnv",
+        "maxConcurrency",
     }
     # No resourceRequirements, no securityContext: no requests, as ever.
     assert (raw["cpu"], raw["memory"], raw["securityLevel"], raw["allowEnv"]) == (

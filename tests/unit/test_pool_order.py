@@ -27,6 +27,9 @@ class AgingJetStream:
     async def add_consumer(self, stream: str, config: Any) -> None:
         return None
 
+    async def consumers_info(self, stream: str, offset: int | None = None) -> list[Any]:
+        return []  # no limited definition's queues
+
     async def consumer_info(self, stream: str, consumer: str) -> Any:
         delivered = type("Delivered", (), {"stream_seq": 0})()
         pending = int(consumer in self.consumers)

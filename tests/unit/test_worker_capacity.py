@@ -16,6 +16,7 @@ import pytest
 from tests.fakes import FakeMarkers, FakeMsg, FakeNats
 from workers.capacity import Capacity, Ledger
 from workers.executor import Worker
+from workers.limit_subjects import item_subject
 from workers.protocol import WorkItem, encoder, work_decoder, work_identity
 from workers.streams import WORK_MAX_DELIVER
 
@@ -117,6 +118,16 @@ async def test_a_pool_s_work_goes_back_to_its_pool() -> None:
     [(subject, body, _)] = js.published
     assert subject == "tasks.work.gpu.high"
     assert work_decoder.decode(body).executor == "gpu"
+
+
+async def test_a_limited_definition_s_work_goes_back_to_its_own_queue() -> None:
+    books, js = ledger(Capacity(millicpu=1000))
+    work = msgspec.structs.replace(item("t", cpu=4000), executor="gpu", max_concurrency=2)
+    msg = DeliveredMsg(encoder.encode(work), times=WORK_MAX_DELIVER - 1)
+    assert not await books.admits(msg, work)  # type: ignore[arg-type]
+    [(subject, _, _)] = js.published
+    assert subject == item_subject(work)
+    assert subject.startswith("tasks.work.limited.gpu.") and subject.endswith(".high")
 
 
 async def test_copies_have_ids_of_their_own() -> None:

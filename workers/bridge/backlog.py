@@ -9,6 +9,9 @@
   subject past the consumer's last delivered sequence (one direct read, as the workers'
   aging check does: workers/queue_probe.py). A pool shows from the relay's first work
   item for it on (workers/bridge/pool_consumers.py), whether or not a worker took it up.
+  A limited definition's queues (``limited-<pool>-<token>-<priority>``:
+  workers/limit_subjects.py) count with their pool's of the same priority (the sums;
+  the oldest of either): its tasks waiting for a slot show as pending.
 - Reports (consumer ``results``): every report not yet recorded, pending or unacked.
 
 One listing of the work stream's consumers, a direct read per queue with work pending,
@@ -25,12 +28,12 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
+from workers.limit_subjects import limited_queue
 from workers.protocol import (
     RESULTS_CONSUMER,
     RESULTS_STREAM,
     WORK_STREAM,
     consumer_queue,
-    work_subject,
 )
 
 
@@ -59,11 +62,26 @@ async def _read(js: JetStreamContext) -> Backlog:
     consumers, results = await asyncio.gather(
         _all_consumers(js), js.consumer_info(RESULTS_STREAM, RESULTS_CONSUMER)
     )
-    queues = {queue: info for info in consumers if (queue := consumer_queue(info.name)) is not None}
-    backlogs = await asyncio.gather(*(_queue(js, queue, info) for queue, info in queues.items()))
+    queues = [(queue, info) for info in consumers if (queue := _of(info))]
+    backlogs = await asyncio.gather(*(_queue(js, info) for _, info in queues))
+    work: dict[tuple[str, str], QueueBacklog] = {}
+    for (queue, _), backlog in zip(queues, backlogs, strict=True):
+        work[queue] = _sum(work[queue], backlog) if queue in work else backlog
     return Backlog(
-        work=dict(zip(queues, backlogs, strict=True)),
-        results=int(results.num_pending or 0) + int(results.num_ack_pending or 0),
+        work=work, results=int(results.num_pending or 0) + int(results.num_ack_pending or 0)
+    )
+
+
+def _of(info: ConsumerInfo) -> tuple[str, str] | None:
+    """(pool, priority) of a work consumer: a pool's queue, or a limited definition's
+    (counted with its pool's queue of the same priority); None for any other."""
+    limited = limited_queue(info.config.filter_subject or "")
+    return (limited[0], limited[2]) if limited else consumer_queue(info.name)
+
+
+def _sum(one: QueueBacklog, other: QueueBacklog) -> QueueBacklog:
+    return QueueBacklog(
+        one.pending + other.pending, one.unacked + other.unacked, max(one.oldest_s, other.oldest_s)
     )
 
 
@@ -77,17 +95,16 @@ async def _all_consumers(js: JetStreamContext) -> list[ConsumerInfo]:
             return found
 
 
-async def _queue(js: JetStreamContext, queue: tuple[str, str], info: ConsumerInfo) -> QueueBacklog:
-    pool, priority = queue
+async def _queue(js: JetStreamContext, info: ConsumerInfo) -> QueueBacklog:
+    """One consumer's backlog; its oldest item read on its own subject (its filter)."""
+    subject = info.config.filter_subject or ""
     pending = int(info.num_pending or 0)
     unacked = int(info.num_ack_pending or 0)
     if not pending:
         return QueueBacklog(0, unacked, 0.0)
     delivered = info.delivered.stream_seq if info.delivered is not None else 0
     try:
-        oldest = await js.get_msg(
-            WORK_STREAM, seq=(delivered or 0) + 1, subject=work_subject(priority, pool), next=True
-        )
+        oldest = await js.get_msg(WORK_STREAM, seq=(delivered or 0) + 1, subject=subject, next=True)
     except NotFoundError:  # taken meanwhile
         return QueueBacklog(pending, unacked, 0.0)
     stored: datetime | None = oldest.time

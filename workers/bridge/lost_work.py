@@ -33,8 +33,9 @@ from domain.executor_pool import DEFAULT_POOL
 from domain.task import UNDELIVERABLE
 from domain.values import TaskType
 from workers.bridge.outbox import work_again, work_for
+from workers.limit_subjects import ensure_limit, limit_token, limited_consumer
 from workers.protocol import WORK_STREAM, WorkItem, work_consumer, work_decoder
-from workers.streams import ensure_pool_consumers, headers
+from workers.streams import WORK_ACK_WAIT_S, WORK_MAX_DELIVER, ensure_pool_consumers, headers
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,14 @@ class LostWork:
     """Handles max-deliveries advisories and republishes work that is nowhere."""
 
     def __init__(
-        self, service: TaskService, nc: Client, republish_limit: int = REPUBLISH_LIMIT
+        self,
+        service: TaskService,
+        nc: Client,
+        republish_limit: int = REPUBLISH_LIMIT,
+        work_ack_wait_s: float = WORK_ACK_WAIT_S,
     ) -> None:
         self._service = service
+        self._ack_wait_s = work_ack_wait_s  # a limited definition's slots come back after it
         self._nc = nc
         self._js = nc.jetstream()
         self._limit = republish_limit
@@ -114,32 +120,43 @@ class LostWork:
         """Publish again the work of PENDING tasks due since before ``before`` whose queue
         is empty with nothing in flight; how many were published."""
         candidates = await asyncio.to_thread(stranded, before)
-        idle: dict[tuple[str | None, str], bool] = {}
+        idle: dict[str, bool] = {}
         published = 0
         for task_id, _ in candidates:
             due = await asyncio.to_thread(self._due_work, UUID(task_id))
             if due is None:
                 continue
             item, version = due
-            queue = (item.executor, item.priority)  # its pool's queue of its priority
+            queue = _consumer(item)  # its pool's (or limited definition's) queue
             if queue not in idle:
-                idle[queue] = await self._queue_idle(item.priority, item.executor)
+                idle[queue] = await self._queue_idle(item)
             if idle[queue]:  # else its work may be in the queue: not lost
                 await self._publish(item, f"reconciled-{version}")
                 log.warning("task %s was PENDING with its work nowhere: published again", task_id)
                 published += 1
         return published
 
-    async def _queue_idle(self, priority: str, pool: str | None) -> bool:
-        """Nothing pending or in flight on ``pool``'s queue of ``priority``. A pool whose
-        consumers are missing (its work was never published by this stream's relay, or
-        the stream was made again) has them made first: a new consumer counts what waits
-        on its subject, however old."""
-        name = work_consumer(priority, pool)
+    async def _queue_idle(self, item: WorkItem) -> bool:
+        """Nothing pending or in flight on ``item``'s queue. A pool whose consumers are
+        missing (its work was never published by this stream's relay, or the stream was
+        made again) has them made first: a new consumer counts what waits on its subject,
+        however old. A limited definition's queues and slots are made if missing, each
+        time (its tasks may wait long for a slot: without slots they would wait for good)."""
+        name, pool = _consumer(item), item.executor or DEFAULT_POOL
+        if item.max_concurrency is not None:
+            await ensure_limit(
+                self._js,
+                pool,
+                item.definition_id,
+                item.max_concurrency,
+                self._ack_wait_s,
+                WORK_MAX_DELIVER,
+                current=False,
+            )
         try:
             info = await self._js.consumer_info(WORK_STREAM, name)
         except NotFoundError:
-            await ensure_pool_consumers(self._js, [pool or DEFAULT_POOL])
+            await ensure_pool_consumers(self._js, [pool])
             info = await self._js.consumer_info(WORK_STREAM, name)
         return not info.num_pending and not info.num_ack_pending
 
@@ -155,3 +172,11 @@ class LostWork:
     async def _publish(self, item: WorkItem, again: str) -> None:
         message = work_again(item, again)
         await self._js.publish(message.subject, message.body, headers=headers(message.msg_id))
+
+
+def _consumer(item: WorkItem) -> str:
+    """The durable consumer of ``item``'s queue."""
+    if item.max_concurrency is None:
+        return work_consumer(item.priority, item.executor)
+    pool = item.executor or DEFAULT_POOL
+    return limited_consumer(pool, limit_token(item.definition_id), item.priority)

@@ -26,18 +26,19 @@ from domain.task import UNPUBLISHABLE, Task
 from domain.values import TaskType
 from workers import tracing
 from workers.bridge.trace_contexts import TraceContexts, tracing_extension
+from workers.limit_subjects import item_subject
 from workers.protocol import (
     EVENTS_SUBJECT_PREFIX,
     CloudEvent,
     Outgoing,
     WorkItem,
+    WorkLimit,
     cancel_subject,
     encoder,
     schedule_headers,
     schedule_subject,
     work_identity,
     work_msg_id,
-    work_subject,
 )
 
 log = logging.getLogger(__name__)
@@ -168,10 +169,10 @@ def to_messages(
                 not_before=due,
                 trace=event.trace,
                 **_execution(event.execution),
-            )
+            ),
+            current=True,  # the definition's limit as it is now
         )
-        pool = event.execution.get("executor")
-        messages.append(_scheduled(work, task_id, due, event.priority, pool) if due else work)
+        messages.append(_scheduled(work, task_id, due) if due else work)
     elif isinstance(event, Task.RetryScheduled) and task_at is not None:
         task = task_at(event.originator_id, event.originator_version)
         messages.append(_work(work_for(task, event.attempt + 1, not_before=event.retry_at)))
@@ -205,9 +206,7 @@ def _unscheduled(task: Task, cancel: Task.Cancelled) -> list[Outgoing]:
         return []
     work = _work(work_for(task, 1), f"cancelled-{cancel.originator_version}")
     fire = rfc3339(cancel.timestamp + timedelta(seconds=1))
-    return [
-        _scheduled(work, str(task.id), fire, task.priority.value, task.execution.get("executor"))
-    ]
+    return [_scheduled(work, str(task.id), fire)]
 
 
 def _due(event: Task.Submitted) -> str | None:
@@ -218,14 +217,15 @@ def _due(event: Task.Submitted) -> str | None:
     return rfc3339(due) if due > event.timestamp else None
 
 
-def _scheduled(work: Outgoing, task_id: str, due: str, priority: str, pool: str | None) -> Outgoing:
-    """``work`` held by JetStream until ``due``, then published to its pool's and priority's subject
-    (a message schedule): nothing of ours runs while it waits. Its ``notBefore`` makes a
-    worker hand it back should it come early (published again by lost work, say)."""
+def _scheduled(work: Outgoing, task_id: str, due: str) -> Outgoing:
+    """``work`` held by JetStream until ``due``, then published to its own subject (its
+    pool's queue of its priority, or its limited definition's: a message schedule):
+    nothing of ours runs while it waits. Its ``notBefore`` makes a worker hand it back
+    should it come early (published again by lost work, say)."""
     return replace(
         work,
         subject=schedule_subject(task_id),
-        headers=schedule_headers(due, priority, pool),
+        headers=schedule_headers(due, "", target=work.subject),
     )
 
 
@@ -260,16 +260,23 @@ def _execution(execution: dict[str, Any]) -> dict[str, Any]:
         "memory": execution.get("memory"),
         "security_level": execution.get("securityLevel", "LOW"),
         "allow_env": execution.get("allowEnv"),
+        "max_concurrency": execution.get("maxConcurrency"),
     }
 
 
-def _work(item: WorkItem, again: str = "") -> Outgoing:
+def _work(item: WorkItem, again: str = "", current: bool = False) -> Outgoing:
+    """The message of ``item``; ``current``: a limit it carries is its definition's now."""
+    limit = None
+    if item.max_concurrency is not None:
+        pool = item.executor or DEFAULT_POOL
+        limit = WorkLimit(pool, item.definition_id, item.max_concurrency, current)
     return Outgoing(
-        subject=work_subject(item.priority, item.executor),
+        subject=item_subject(item),
         pool=None if item.executor == DEFAULT_POOL else item.executor,
         msg_id=work_msg_id(item.task_id, item.attempt, again, item.requeued),
         body=encoder.encode(item),
         trace=item.trace,
+        limit=limit,
     )
 
 
