@@ -20,6 +20,7 @@ from nats.aio.client import Client
 
 from api.messaging import connect_nats
 from tests.nats_cluster import NatsCluster
+from workers.limit_subjects import SLOTS_STREAM
 from workers.protocol import (
     CANCEL_BUCKET,
     EVENTS_STREAM,
@@ -32,7 +33,7 @@ from workers.protocol import (
 )
 from workers.streams import EventsRetention, ensure_streams
 
-STREAMS = (EVENTS_STREAM, WORK_STREAM, RESULTS_STREAM, f"KV_{CANCEL_BUCKET}")
+STREAMS = (EVENTS_STREAM, WORK_STREAM, RESULTS_STREAM, SLOTS_STREAM, f"KV_{CANCEL_BUCKET}")
 SETTLE_TIMEOUT_S = 30.0  # a raised stream: ~11 s measured, its consumers 11-21 s
 # nats-server's Raft: a follower waits 4-9 s for a lost leader before it campaigns.
 ELECTION_BOUND_S = 20.0  # a kill -> a new leader (two election rounds at worst)
@@ -57,9 +58,10 @@ async def _settled(js: Any, stream: str, replicas: int) -> Any:
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while True:
         info = await js.stream_info(stream)
-        followers = info.cluster.replicas or []
+        followers = (info.cluster.replicas if info.cluster else None) or []
         if (
-            info.cluster.leader
+            info.cluster
+            and info.cluster.leader
             and len(followers) == replicas - 1
             and all(peer.current for peer in followers)
         ):
@@ -74,7 +76,8 @@ async def _consumer_settled(js: Any, stream: str, consumer: str, replicas: int) 
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while True:
         info = await js.consumer_info(stream, consumer)
-        if info.cluster.leader and len(info.cluster.replicas or []) == replicas - 1:
+        cluster = info.cluster  # None for a moment while the consumer moves to its peers
+        if cluster and cluster.leader and len(cluster.replicas or []) == replicas - 1:
             return info
         assert time.monotonic() < deadline, f"{consumer} did not settle: {info.cluster}"
         await asyncio.sleep(0.1)
