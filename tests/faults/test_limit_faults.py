@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.faults.nats_restart import RestartableNats
 from tests.faults.stack import Stack, settle
-from tests.faults.test_nats_faults import RestartableNats
 
 SETTLE_S = 120.0
 HANDLER = textwrap.dedent(
@@ -44,14 +44,6 @@ LIMITED = {
     "timeout": 30_000,
     "executionConfig": {"handler": "limit_handlers:record", "maxConcurrency": 2},
 }
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[RestartableNats]:
-    server = RestartableNats(tmp_path / "nats")
-    server.start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture

@@ -10,11 +10,7 @@ long the service took to complete work again after the fault.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,51 +23,16 @@ from commands.catalog import DefinitionCatalog
 from commands.persistence import DatabaseConfig
 from commands.service import TaskService
 from domain.task import Task
+from tests.faults.nats_restart import RestartableNats
 from tests.faults.stack import TERMINAL_EVENTS, Load, Outcome, Stack, settle
-from tests.nats_cluster import NatsCluster, _free_ports
-from workers.nats_server import _die_with_parent, find_binary
+from tests.nats_cluster import NatsCluster
 from workers.protocol import WORK_STREAM
 
 SETTLE_S = 120.0
 NATS_DOWN_S = 5.0
 
-
-class RestartableNats:
-    """One nats-server with ``-js`` on fixed ports and one store: killed (SIGKILL) and
-    started again on the same address and store, as an operator's restart would."""
-
-    def __init__(self, store: Path) -> None:
-        self.store = store
-        self.port, self.monitor_port = _free_ports(2)
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 30.0) -> None:
-        self.store.mkdir(parents=True, exist_ok=True)
-        args = [
-            str(find_binary()), "-js", "-a", "127.0.0.1", "-p", str(self.port),
-            "-m", str(self.monitor_port), "-sd", str(self.store),
-            "-l", str(self.store / "nats-server.log"),
-        ]  # fmt: skip
-        preexec = _die_with_parent if sys.platform.startswith("linux") else None
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=preexec)
-        deadline = time.monotonic() + timeout
-        healthz = f"http://127.0.0.1:{self.monitor_port}/healthz"
-        while True:  # JetStream ready: its streams recovered from the store
-            try:
-                with urllib.request.urlopen(healthz, timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            assert self._process.poll() is None, "nats-server exited"
-            assert time.monotonic() < deadline, "nats-server not healthy in time"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait(10)
+# The stack runs on a nats-server a test may kill and restart (conftest.py).
+pytestmark = pytest.mark.restartable_nats
 
 
 @dataclass
@@ -132,21 +93,6 @@ def check(stack: Stack, load: Load, outcome: Outcome, recovered: Recovery) -> in
 
 def now() -> float:
     return datetime.now(UTC).timestamp()
-
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[RestartableNats]:
-    server = RestartableNats(tmp_path / "nats")
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def stack(database_url: str, nats: RestartableNats, tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(database_url, nats.url, tmp_path)
-    yield running
-    running.stop_all()
 
 
 def test_nats_killed_mid_load_and_restarted_loses_no_task(

@@ -8,31 +8,17 @@ nats-server, the database), loopback only, bounded; every task ends exactly once
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.faults.nats_restart import RestartableNats
 from tests.faults.stack import POOL_B, Stack, settle
-from tests.faults.test_nats_faults import RestartableNats
 
 SETTLE_S = 120.0
 
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[RestartableNats]:
-    server = RestartableNats(tmp_path / "nats")
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def stack(database_url: str, nats: RestartableNats, tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(database_url, nats.url, tmp_path)
-    yield running
-    running.stop_all()
+# The stack runs on a nats-server a test may kill and restart (conftest.py).
+pytestmark = pytest.mark.restartable_nats
 
 
 def submit(base: str, key: str, count: int, seconds: float) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,27 +15,15 @@ import httpx
 import pytest
 
 from api.messaging import connect_nats
+from tests.faults.nats_restart import RestartableNats
 from tests.faults.stack import Stack, settle
-from tests.faults.test_nats_faults import RestartableNats
 from workers.protocol import WORK_STREAM
 
 TASKS = 40
 AHEAD_S = 12.0  # time enough to restart everything before the first is due
 
-
-@pytest.fixture
-def nats(tmp_path: Path) -> Iterator[RestartableNats]:
-    server = RestartableNats(tmp_path / "nats")
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def stack(database_url: str, nats: RestartableNats, tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(database_url, nats.url, tmp_path)
-    yield running
-    running.stop_all()
+# The stack runs on a nats-server a test may kill and restart (conftest.py).
+pytestmark = pytest.mark.restartable_nats
 
 
 def rfc3339(moment: datetime) -> str:
